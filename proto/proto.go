@@ -1,0 +1,240 @@
+// Package proto holds every name and wire type that the coordinator, the workers and the
+// tools that read a run's state must agree on: JetStream stream, subject, consumer and bucket
+// names, record keys, and the versioned JSON records themselves.
+//
+// It imports only the standard library, so that any component (and any future tool written
+// against a running cluster) can depend on it without pulling in the rest of tagsweep.
+package proto
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Version is the wire version written into every record and message. A reader that meets a
+// higher version refuses it rather than guessing.
+const Version = 1
+
+// JetStream names. Subjects carry only validated tokens (run and shard IDs), never
+// repository names or tags.
+const (
+	// StreamShards is the work-queue stream of shard messages.
+	StreamShards = "TAGSWEEP_SHARDS"
+	// SubjectShardsPrefix prefixes shard subjects: tagsweep.shards.<run>.<shard>.
+	SubjectShardsPrefix = "tagsweep.shards"
+	// ConsumerWorkers is the one durable pull consumer that every worker binds to.
+	ConsumerWorkers = "tagsweep-workers"
+	// StreamAudit is the append-only stream of deletion events.
+	StreamAudit = "TAGSWEEP_AUDIT"
+	// SubjectAuditPrefix prefixes audit subjects: tagsweep.audit.<run>.
+	SubjectAuditPrefix = "tagsweep.audit"
+	// BucketState is the KV bucket holding run and shard records.
+	BucketState = "tagsweep_state"
+	// BucketLeases is the KV bucket (history 1) holding per-repository run leases.
+	BucketLeases = "tagsweep_leases"
+)
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidToken reports whether s may be used as a run or shard ID: it becomes a subject token
+// and part of a KV key, so it is restricted to [A-Za-z0-9_-], 1 to 64 characters.
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+
+// ShardSubject is the subject a shard message is published on.
+func ShardSubject(runID, shardID string) string {
+	return SubjectShardsPrefix + "." + runID + "." + shardID
+}
+
+// ShardMsgID is the JetStream message ID that de-duplicates a shard's publication.
+func ShardMsgID(runID, shardID string) string { return runID + "/" + shardID }
+
+// AuditSubject is the subject a run's deletion events are appended on.
+func AuditSubject(runID string) string { return SubjectAuditPrefix + "." + runID }
+
+// RunKey is the KV key of a run record.
+func RunKey(runID string) string { return "run." + runID }
+
+// ShardKey is the KV key of a shard record.
+func ShardKey(runID, shardID string) string { return "shard." + runID + "." + shardID }
+
+// ShardKeyPrefix is the KV key filter matching every shard of a run.
+func ShardKeyPrefix(runID string) string { return "shard." + runID + ".>" }
+
+// LeaseKey is the KV key of the lease a run holds on a repository. The repository name is
+// hex-encoded so that it is a valid key whatever it contains.
+func LeaseKey(repository string) string { return fmt.Sprintf("repo.%x", repository) }
+
+// ShardKind says what a shard's worker does with the tags it lists.
+type ShardKind string
+
+const (
+	// KindPrune shards list a key range and delete the tags the prune rule makes eligible.
+	KindPrune ShardKind = "prune"
+)
+
+// ShardState is the lifecycle state of a shard record. pending -> running -> done|failed;
+// running -> pending when a worker gives a shard back (graceful stop).
+type ShardState string
+
+const (
+	StatePending ShardState = "pending"
+	StateRunning ShardState = "running"
+	StateDone    ShardState = "done"
+	StateFailed  ShardState = "failed"
+)
+
+// Terminal reports whether no more work will happen on a shard in this state.
+func (s ShardState) Terminal() bool { return s == StateDone || s == StateFailed }
+
+// Range is a key range of tag names in byte order: it holds every tag t with
+// After < t <= Through. After == "" means from the first tag. Listing a range is
+// `tags/list?last=<After>` onwards, stopping at the first tag greater than Through, so a
+// tag equal to a boundary belongs to exactly one range.
+type Range struct {
+	After   string `json:"after"`
+	Through string `json:"through"`
+}
+
+// Contains reports whether tag lies in r.
+func (r Range) Contains(tag string) bool { return tag > r.After && tag <= r.Through }
+
+// Counters are a shard's (and, summed, a run's) tag outcomes.
+type Counters struct {
+	Scanned      int64 `json:"scanned"`       // tags listed inside the shard's range
+	Eligible     int64 `json:"eligible"`      // tags the policy says go
+	Deleted      int64 `json:"deleted"`       // DELETE answered success
+	AlreadyGone  int64 `json:"already_gone"`  // DELETE answered 404
+	DeleteFailed int64 `json:"delete_failed"` // DELETE failed after retries
+	Kept         int64 `json:"kept"`          // tags the policy keeps (not eligible, valid)
+	Invalid      int64 `json:"invalid"`       // prune-pattern tags whose timestamp is not a real time
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o Counters) {
+	c.Scanned += o.Scanned
+	c.Eligible += o.Eligible
+	c.Deleted += o.Deleted
+	c.AlreadyGone += o.AlreadyGone
+	c.DeleteFailed += o.DeleteFailed
+	c.Kept += o.Kept
+	c.Invalid += o.Invalid
+}
+
+// ShardMessage is the body of a work-queue message. It only names the shard: the record in
+// KV is the source of truth for the range, the cursor and the state.
+type ShardMessage struct {
+	V       int    `json:"v"`
+	RunID   string `json:"run"`
+	ShardID string `json:"shard"`
+}
+
+// ShardRecord is a shard's state in KV. Every change to it is one compare-and-swap update.
+type ShardRecord struct {
+	V          int        `json:"v"`
+	RunID      string     `json:"run"`
+	ShardID    string     `json:"shard"`
+	Kind       ShardKind  `json:"kind"`
+	Repository string     `json:"repository"`
+	Range      Range      `json:"range"`
+	Cursor     string     `json:"cursor"` // last tag fully processed; "" = nothing yet (start at Range.After)
+	State      ShardState `json:"state"`
+	Owner      string     `json:"owner,omitempty"`
+	Attempt    int        `json:"attempt"`
+	Parent     string     `json:"parent,omitempty"` // shard this one was split from
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  time.Time  `json:"started_at,omitzero"`
+	Heartbeat  time.Time  `json:"heartbeat,omitzero"`
+	FinishedAt time.Time  `json:"finished_at,omitzero"`
+	Counters   Counters   `json:"counters"`
+	LastError  string     `json:"last_error,omitempty"`
+}
+
+// Resume is the key listing continues after: the cursor if any, else the range's start.
+func (s ShardRecord) Resume() string {
+	if s.Cursor != "" {
+		return s.Cursor
+	}
+	return s.Range.After
+}
+
+// Policy is the deletion rule of a run, fixed by the coordinator and read by every worker,
+// so that all workers decide alike whatever their own configuration or clock says.
+type Policy struct {
+	PrunePattern string    `json:"prune_pattern"` // regexp; group 1 is the timestamp
+	TimeLayout   string    `json:"time_layout"`   // Go layout of group 1
+	TimeZone     string    `json:"time_zone"`     // IANA zone the timestamps are read in
+	KeepPatterns []string  `json:"keep_patterns"` // a tag matching any of these is never deleted
+	Cutoff       time.Time `json:"cutoff"`        // tags dated before this go
+	MaxDeletes   int64     `json:"max_deletes"`   // 0 = no cap
+	DryRun       bool      `json:"dry_run"`
+}
+
+// RunState is the lifecycle state of a run record.
+type RunState string
+
+const (
+	RunRunning RunState = "running"
+	RunDone    RunState = "done"   // every shard done
+	RunFailed  RunState = "failed" // at least one shard failed, or the run was stopped
+)
+
+// RunRecord is a run's state in KV.
+type RunRecord struct {
+	V            int       `json:"v"`
+	RunID        string    `json:"run"`
+	Registry     string    `json:"registry"` // host[:port]
+	PlainHTTP    bool      `json:"plain_http"`
+	Repositories []string  `json:"repositories"`
+	Policy       Policy    `json:"policy"`
+	State        RunState  `json:"state"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at,omitzero"`
+	Shards       int       `json:"shards"` // shards planned (splits add more records)
+	Totals       Counters  `json:"totals"`
+	Reason       string    `json:"reason,omitempty"` // why a run failed or stopped
+}
+
+// Outcome is what happened to one tag a worker decided to delete.
+type Outcome string
+
+const (
+	OutcomeDeleted     Outcome = "deleted"
+	OutcomeAlreadyGone Outcome = "already_gone"
+	OutcomeFailed      Outcome = "failed"
+	OutcomeDryRun      Outcome = "dry_run"
+)
+
+// AuditEvent records one deletion decision acted on (or, in a dry run, that would have been).
+type AuditEvent struct {
+	V          int       `json:"v"`
+	RunID      string    `json:"run"`
+	ShardID    string    `json:"shard"`
+	Repository string    `json:"repository"`
+	Tag        string    `json:"tag"`
+	Outcome    Outcome   `json:"outcome"`
+	Time       time.Time `json:"time"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Report is the JSON document `--report` writes at the end of a run.
+type Report struct {
+	RunID           string      `json:"run_id"`
+	DryRun          bool        `json:"dry_run"`
+	Cutoff          time.Time   `json:"cutoff"`
+	StartedAt       time.Time   `json:"started_at"`
+	FinishedAt      time.Time   `json:"finished_at"`
+	DurationSeconds float64     `json:"duration_seconds"`
+	Repositories    []string    `json:"repositories"`
+	Shards          ShardTotals `json:"shards"`
+	Tags            Counters    `json:"tags"`
+	FailedShards    []string    `json:"failed_shards,omitempty"`
+	Reason          string      `json:"reason,omitempty"`
+}
+
+// ShardTotals counts a run's shards by outcome.
+type ShardTotals struct {
+	Total  int `json:"total"`
+	Done   int `json:"done"`
+	Failed int `json:"failed"`
+}

@@ -1,0 +1,97 @@
+// Package registry is how tagsweep talks to container registries: one small interface the
+// worker and coordinator depend on, the sentinels callers branch on, the keyset probe and the
+// page checks that every implementation shares. Implementations: OCI (any registry speaking
+// the distribution API, through regclient) and, for tests and demos, registry/sim over HTTP.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinels. Implementations translate transport errors into these once, at their edge.
+var (
+	// ErrNotFound: the tag (or repository) does not exist. For a delete it means "already gone".
+	ErrNotFound = errors.New("not found")
+	// ErrRateLimited: the registry answered 429 and retries at the client's layer ran out.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrKeysetUnsupported: the registry ignores tags/list?last= (Quay before 3.12).
+	ErrKeysetUnsupported = errors.New("registry does not support keyset tag listing (tags/list?last=)")
+	// ErrBadPage: a tags/list page broke the keyset contract (not ascending, or not after last).
+	ErrBadPage = errors.New("registry returned an out-of-order tag page")
+)
+
+// RetryAfterError carries a registry's Retry-After when it gave one.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string { return fmt.Sprintf("%v (retry after %s)", e.Err, e.After) }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// Page is one tags/list answer.
+type Page struct {
+	// Tags are the tags after the requested key, in byte order.
+	Tags []string
+	// More is true when the registry said (Link rel="next") that more tags may follow.
+	More bool
+}
+
+// Lister lists one keyset page: at most n tags greater than last ("" = from the first tag).
+type Lister interface {
+	List(ctx context.Context, repo, last string, n int) (Page, error)
+}
+
+// Deleter deletes one tag by name (never by digest). A tag that is already gone returns an
+// error wrapping ErrNotFound, which callers count as success.
+type Deleter interface {
+	Delete(ctx context.Context, repo, tag string) error
+}
+
+// Client is what a worker needs from a registry.
+type Client interface {
+	Lister
+	Deleter
+}
+
+// CheckPage verifies a page against the keyset contract: strictly ascending and every tag
+// after last. A registry that breaks it would make a worker loop or skip, so the caller fails
+// loudly instead.
+func CheckPage(last string, tags []string) error {
+	prev := last
+	for i, t := range tags {
+		if t <= prev && (i > 0 || last != "") {
+			return fmt.Errorf("%w: tag %q at position %d does not sort after %q", ErrBadPage, t, i, prev)
+		}
+		prev = t
+	}
+	return nil
+}
+
+// ProbeKeyset checks that repo's registry honours `last`: it takes a tag from the first page
+// and asks for the tags after it. A registry that restarts from the first tag (Quay < 3.12
+// treats `last` as an encrypted page token and silently ignores a tag name) is refused with
+// ErrKeysetUnsupported. An empty repository passes: there is nothing to page through.
+func ProbeKeyset(ctx context.Context, l Lister, repo string) error {
+	first, err := l.List(ctx, repo, "", 2)
+	if err != nil {
+		return fmt.Errorf("probe keyset listing of %s: %w", repo, err)
+	}
+	if len(first.Tags) == 0 {
+		return nil
+	}
+	pivot := first.Tags[0]
+	next, err := l.List(ctx, repo, pivot, 2)
+	if err != nil {
+		return fmt.Errorf("probe keyset listing of %s after %q: %w", repo, pivot, err)
+	}
+	for _, t := range next.Tags {
+		if t <= pivot {
+			return fmt.Errorf("%s: asked for tags after %q, got %q: %w", repo, pivot, t, ErrKeysetUnsupported)
+		}
+	}
+	return nil
+}
