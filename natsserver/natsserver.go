@@ -1,0 +1,179 @@
+// Package natsserver runs an embedded, in-process NATS server with JetStream: the local and
+// single-machine mode of tagsweep and the backbone of its tests.
+//
+// The embedding gotchas are handled here once: nats-server's Port 0 means 4222 (a random port
+// is -1), without NoSigs a SIGTERM would os.Exit the host process, an empty StoreDir is a
+// directory shared by every process, and JetStream without limits reserves most of the
+// machine's memory and disk.
+package natsserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Defaults applied by Start to zero Config fields.
+const (
+	DefaultMaxMemory = 256 << 20 // JetStream memory storage limit
+	DefaultMaxStore  = 4 << 30   // JetStream file storage limit
+	readyTimeout     = 10 * time.Second
+)
+
+// Config configures the embedded server. Zero values mean the documented defaults.
+type Config struct {
+	// Dir is the JetStream store directory. "" means a new temporary directory that Close
+	// removes: nothing survives the process.
+	Dir string
+	// Listen is the client address, "host:port". "" means no TCP listener at all: clients
+	// connect in process through Connect. Port 0 or -1 means a random free port (unlike
+	// nats-server itself, where 0 means 4222).
+	Listen string
+	// MaxMemory and MaxStore bound JetStream's memory and file storage, in bytes
+	// (defaults DefaultMaxMemory and DefaultMaxStore).
+	MaxMemory int64
+	MaxStore  int64
+	// Logger receives the server's log lines (notices at Info, debug at Debug). nil discards.
+	Logger *slog.Logger
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns        *server.Server
+	listening bool
+	tempDir   string // removed on Close; "" when the caller owns Dir
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = DefaultMaxMemory
+	}
+	if cfg.MaxStore <= 0 {
+		cfg.MaxStore = DefaultMaxStore
+	}
+	opts := &server.Options{
+		ServerName:         "tagsweep-embedded",
+		JetStream:          true,
+		JetStreamMaxMemory: cfg.MaxMemory,
+		JetStreamMaxStore:  cfg.MaxStore,
+		NoSigs:             true,
+		NoLog:              cfg.Logger == nil,
+		DontListen:         cfg.Listen == "",
+		StoreDir:           cfg.Dir,
+	}
+	if cfg.Listen != "" {
+		host, port, err := splitListen(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		opts.Host, opts.Port = host, port
+	}
+	s := &Server{listening: cfg.Listen != ""}
+	if cfg.Dir == "" {
+		dir, err := os.MkdirTemp("", "tagsweep-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("creating nats store dir: %w", err)
+		}
+		s.tempDir, opts.StoreDir = dir, dir
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		s.removeTemp()
+		return nil, fmt.Errorf("configuring nats server: %w", err)
+	}
+	if cfg.Logger != nil {
+		ns.SetLoggerV2(logAdapter{cfg.Logger}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		s.removeTemp()
+		return nil, fmt.Errorf("nats server not ready after %s", readyTimeout)
+	}
+	s.ns = ns
+	return s, nil
+}
+
+// splitListen parses "host:port", mapping port 0 to nats-server's random port.
+func splitListen(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("nats listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("nats listen address %q: bad port %q", addr, p)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Connect opens a client connection: in process when the server does not listen, else over
+// TCP to ClientURL. Options are applied after tagsweep's own (a name), so they can override it.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	all := append([]nats.Option{nats.Name("tagsweep")}, opts...)
+	url := ""
+	if s.listening {
+		url = s.ns.ClientURL()
+	} else {
+		all = append(all, nats.InProcessServer(s.ns))
+	}
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// ClientURL is the nats:// URL other processes can connect to, or "" when the server does
+// not listen on TCP.
+func (s *Server) ClientURL() string {
+	if !s.listening {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Close shuts the server down, waits for it, and removes the temporary store directory if
+// Start created one. Client connections should be closed (or drained) first.
+func (s *Server) Close() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+	s.removeTemp()
+}
+
+func (s *Server) removeTemp() {
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
+	}
+}
+
+// logAdapter forwards nats-server's printf-style logger to slog.
+type logAdapter struct{ log *slog.Logger }
+
+func (a logAdapter) logf(level slog.Level, format string, v ...any) {
+	ctx := context.Background()
+	if a.log.Enabled(ctx, level) {
+		a.log.Log(ctx, level, fmt.Sprintf(format, v...), slog.String("component", "nats"))
+	}
+}
+
+func (a logAdapter) Noticef(format string, v ...any) { a.logf(slog.LevelInfo, format, v...) }
+func (a logAdapter) Warnf(format string, v ...any)   { a.logf(slog.LevelWarn, format, v...) }
+func (a logAdapter) Errorf(format string, v ...any)  { a.logf(slog.LevelError, format, v...) }
+func (a logAdapter) Debugf(format string, v ...any)  { a.logf(slog.LevelDebug, format, v...) }
+func (a logAdapter) Tracef(format string, v ...any)  { a.logf(slog.LevelDebug-4, format, v...) }
+
+// Fatalf is logged at Error: an embedded server must not exit the host process.
+func (a logAdapter) Fatalf(format string, v ...any) { a.logf(slog.LevelError, format, v...) }
