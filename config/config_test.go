@@ -1,0 +1,489 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// clearEnv unsets every variable the table reads, so that the developer's own
+// environment cannot leak into a test. t.Setenv restores them afterwards.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, f := range Flags() {
+		for _, e := range f.Env {
+			t.Setenv(e, "")
+			os.Unsetenv(e)
+		}
+	}
+}
+
+func flagSet(t *testing.T, cmd string, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	Register(cmd, fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("Parse(%q) error = %v", args, err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tagsweep") // no extension, like a mounted ConfigMap key
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaults(t *testing.T) {
+	clearEnv(t)
+	c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator))
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"ttl-days", c.TTLDays, 5},
+		{"nats-url", c.NATSURL, DefaultNATSURL},
+		{"prune-regex", c.PruneRegex, DefaultPruneRegex},
+		{"tag-timezone", c.TagTimezone, "UTC"},
+		{"page-size", c.PageSize, 100},
+		{"shard-by", c.ShardBy, "day"},
+		{"ack-wait", c.AckWait, 2 * time.Minute},
+		{"max-deliver", c.MaxDeliver, 5},
+		{"http-addr", c.HTTPAddr, ":8080"},
+		{"confirm", c.Confirm, false},
+		{"ttl-days set", c.TTLDaysSet, false},
+	}
+	for _, tc := range checks {
+		if tc.got != tc.want {
+			t.Errorf("Load() %s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	// Per-command default: run serves HTTP only when asked.
+	r, err := Load(CmdRun, flagSet(t, CmdRun))
+	if err != nil {
+		t.Fatalf("Load(run) error = %v", err)
+	}
+	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 {
+		t.Errorf("Load(run) http-addr, workers, demo-tags = %q, %d, %d; want \"\", 4, 20000", r.HTTPAddr, r.Workers, r.DemoTags)
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	file := "ttl-days: 7\npage-size: 70\nmax-deliver: 7\nrepository: [file/one, file/two]\nregistry: file.example\n"
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantTTL   int
+		wantPage  int
+		wantDel   int
+		wantRepos []string
+		wantReg   string
+	}{
+		{name: "file beats default", wantTTL: 7, wantPage: 70, wantDel: 7,
+			wantRepos: []string{"file/one", "file/two"}, wantReg: "file.example"},
+		{name: "env beats file",
+			env:     map[string]string{"TAGSWEEP_TTL_DAYS": "8", "TAGSWEEP_REPOSITORY": "env/one, env/two", "TAGSWEEP_REGISTRY": "env.example"},
+			wantTTL: 8, wantPage: 70, wantDel: 7, wantRepos: []string{"env/one", "env/two"}, wantReg: "env.example"},
+		{name: "flag beats env",
+			args:    []string{"--ttl-days", "9", "--repository", "flag/one", "--repository", "flag/two", "--page-size", "90"},
+			env:     map[string]string{"TAGSWEEP_TTL_DAYS": "8", "TAGSWEEP_REPOSITORY": "env/one", "TAGSWEEP_PAGE_SIZE": "80"},
+			wantTTL: 9, wantPage: 90, wantDel: 7, wantRepos: []string{"flag/one", "flag/two"}, wantReg: "file.example"},
+		{name: "negative flag value", args: []string{"--ttl-days", "-1"},
+			wantTTL: -1, wantPage: 70, wantDel: 7, wantRepos: []string{"file/one", "file/two"}, wantReg: "file.example"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("TAGSWEEP_CONFIG", writeFile(t, file))
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, tc.args...))
+			if err != nil {
+				t.Fatalf("Load() error = %v", err)
+			}
+			if c.TTLDays != tc.wantTTL || c.PageSize != tc.wantPage || c.MaxDeliver != tc.wantDel || c.Registry != tc.wantReg {
+				t.Errorf("Load() ttl-days, page-size, max-deliver, registry = %d, %d, %d, %q; want %d, %d, %d, %q",
+					c.TTLDays, c.PageSize, c.MaxDeliver, c.Registry, tc.wantTTL, tc.wantPage, tc.wantDel, tc.wantReg)
+			}
+			if !slices.Equal(c.Repositories, tc.wantRepos) {
+				t.Errorf("Load() repository = %q, want %q", c.Repositories, tc.wantRepos)
+			}
+			if !c.TTLDaysSet {
+				t.Errorf("Load() TTLDaysSet = false, want true (ttl-days is in the file)")
+			}
+		})
+	}
+}
+
+func TestLoadFlagConfigFile(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("TAGSWEEP_CONFIG", writeFile(t, "ttl-days: 1\n"))
+	other := writeFile(t, "ttl-days: 2\nkeep-regex:\n  - '^a{1,3}$'\n  - ^keep_\n")
+	c, err := Load(CmdRun, flagSet(t, CmdRun, "--config", other))
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	if c.TTLDays != 2 {
+		t.Errorf("Load() ttl-days = %d, want 2 (from the --config file, not TAGSWEEP_CONFIG's)", c.TTLDays)
+	}
+	if want := []string{"^a{1,3}$", "^keep_"}; !slices.Equal(c.KeepRegex, want) {
+		t.Errorf("Load() keep-regex = %q, want %q", c.KeepRegex, want)
+	}
+}
+
+func TestLoadListsKeepCommas(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("TAGSWEEP_KEEP_REGEX", "^a{1,3}$\n^b,c$\n")
+	c, err := Load(CmdRun, flagSet(t, CmdRun))
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	if want := []string{"^a{1,3}$", "^b,c$"}; !slices.Equal(c.KeepRegex, want) {
+		t.Errorf("Load() keep-regex from env = %q, want %q", c.KeepRegex, want)
+	}
+	c, err = Load(CmdRun, flagSet(t, CmdRun, "--keep-regex", "^x{1,2}$", "--keep-regex", "^y$"))
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	if want := []string{"^x{1,2}$", "^y$"}; !slices.Equal(c.KeepRegex, want) {
+		t.Errorf("Load() keep-regex from flags = %q, want %q", c.KeepRegex, want)
+	}
+}
+
+func TestLoadQuayEnv(t *testing.T) {
+	dc := writeFile(t, "{}")
+	tests := []struct {
+		name      string
+		env       map[string]string
+		args      []string
+		wantToken string
+		wantDC    string
+	}{
+		{name: "existing pruner's names", env: map[string]string{"QUAY_OAUTH_TOKEN": "quay-secret", "QUAY_DOCKERCONFIGJSON_PATH": dc},
+			wantToken: "quay-secret", wantDC: dc},
+		{name: "TAGSWEEP_ names win", env: map[string]string{"QUAY_OAUTH_TOKEN": "quay-secret", "TAGSWEEP_TOKEN": "ts-secret",
+			"QUAY_DOCKERCONFIGJSON_PATH": "/nope", "TAGSWEEP_DOCKER_CONFIG": dc},
+			wantToken: "ts-secret", wantDC: dc},
+		{name: "flag wins", env: map[string]string{"QUAY_OAUTH_TOKEN": "quay-secret"}, args: []string{"--token", "flag-secret"},
+			wantToken: "flag-secret"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := Load(CmdWorker, flagSet(t, CmdWorker, tc.args...))
+			if err != nil {
+				t.Fatalf("Load() error = %v", err)
+			}
+			if c.Token.Reveal() != tc.wantToken || c.DockerConfig != tc.wantDC {
+				t.Errorf("Load() token, docker-config = %q, %q; want %q, %q", c.Token.Reveal(), c.DockerConfig, tc.wantToken, tc.wantDC)
+			}
+		})
+	}
+}
+
+func TestLoadStrictFile(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want []string // substrings of the error
+	}{
+		{name: "typo names the key and the fix", file: "ttl-dayz: 5\nrepositry: [a/b]\n",
+			want: []string{`"ttl-dayz"`, `did you mean "ttl-days"`, `"repositry"`, `did you mean "repository"`}},
+		{name: "nested key", file: "nats:\n  url: nats://x\n", want: []string{`"nats.url"`}},
+		{name: "wrong type", file: "ttl-days: five\n", want: []string{"ttl-days"}},
+		{name: "not yaml", file: "ttl-days: [\n", want: []string{"reading config file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			path := writeFile(t, tc.file)
+			_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path))
+			if err == nil {
+				t.Fatalf("Load(%q) error = nil, want an error", tc.file)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load(%q) error = %v, want it to mention %s", tc.file, err, w)
+				}
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		clearEnv(t)
+		_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", filepath.Join(t.TempDir(), "nope.yaml")))
+		if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+			t.Errorf("Load(missing file) error = %v, want one naming the file", err)
+		}
+	})
+	t.Run("keys of other commands are accepted", func(t *testing.T) {
+		clearEnv(t)
+		path := writeFile(t, "workers: 8\nslots: 2\nregistry: quay.io\n")
+		if _, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path)); err != nil {
+			t.Errorf("Load(shared file) error = %v, want nil", err)
+		}
+	})
+}
+
+func TestLoadEnvWrongType(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("TAGSWEEP_MAX_DELIVER", "lots")
+	_, err := Load(CmdWorker, flagSet(t, CmdWorker))
+	if err == nil || !strings.Contains(err.Error(), "max-deliver") {
+		t.Errorf("Load() error = %v, want one naming max-deliver", err)
+	}
+}
+
+func validCoordinator() Config {
+	return Config{
+		Command: CmdCoordinator, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL,
+		Registry: "quay.io", Repositories: []string{"openshift/ci"}, TTLDays: 5, ShardBy: "day",
+		PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, AckWait: 2 * time.Minute,
+		MaxDeliver: 5, NATSReplicas: 1, HTTPAddr: ":8080",
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // every flag that must be named; empty = valid
+	}{
+		{name: "valid", mutate: func(*Config) {}},
+		{name: "registry with port", mutate: func(c *Config) { c.Registry = "127.0.0.1:5000" }},
+		{name: "ipv6 registry", mutate: func(c *Config) { c.Registry = "[::1]:5000" }},
+		{name: "ttl alone", mutate: func(c *Config) { c.TTL = "5d12h" }},
+		{name: "ttl-days -1", mutate: func(c *Config) { c.TTLDays = -1 }},
+		{name: "every problem at once", mutate: func(c *Config) {
+			c.Registry = ""
+			c.Repositories = []string{"OpenShift/CI", "a/b", "a/b"}
+			c.TTLDays = -2
+			c.TTL = "5 days"
+			c.TTLDaysSet = true
+			c.ShardBy = "week"
+			c.PruneRegex = "_prune_("
+			c.KeepRegex = []string{"[z-a]"}
+			c.TagTimezone = "Mars/Olympus"
+			c.MaxDeletes = -1
+			c.PageSize = 0
+			c.RunID = "a.b"
+			c.LogFormat = "xml"
+			c.LogLevel = "loud"
+			c.AckWait = 0
+			c.MaxDeliver = 0
+			c.NATSReplicas = 7
+			c.HTTPAddr = "8080"
+			c.NATSURL = ""
+		}, want: []string{"--registry", "--repository: \"OpenShift/CI\"", "--repository: \"a/b\" given twice",
+			"--ttl-days", "--ttl: conflicts", "--ttl: ttl \"5 days\"", "--shard-by", "--prune-regex", "--keep-regex",
+			"--tag-timezone", "--max-deletes", "--page-size", "--run-id", "--log-format", "--log-level",
+			"--ack-wait", "--max-deliver", "--nats-replicas", "--http-addr", "--nats-url"}},
+		{name: "registry with scheme", mutate: func(c *Config) { c.Registry = "https://quay.io" }, want: []string{"--registry", "scheme"}},
+		{name: "registry with path", mutate: func(c *Config) { c.Registry = "quay.io/openshift" }, want: []string{"--registry"}},
+		{name: "registry bad port", mutate: func(c *Config) { c.Registry = "quay.io:99999" }, want: []string{"--registry", "port"}},
+		{name: "repository with tag", mutate: func(c *Config) { c.Repositories = []string{"openshift/ci:latest"} }, want: []string{"--repository"}},
+		{name: "no repository", mutate: func(c *Config) { c.Repositories = nil }, want: []string{"--repository: required"}},
+		{name: "prune regex not anchored", mutate: func(c *Config) { c.PruneRegex = `(\d{14})_prune_` }, want: []string{"--prune-regex"}},
+		{name: "local zone", mutate: func(c *Config) { c.TagTimezone = "Local" }, want: []string{"--tag-timezone"}},
+		{name: "missing docker config", mutate: func(c *Config) { c.DockerConfig = "/nonexistent/config.json" }, want: []string{"--docker-config"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validCoordinator()
+			tc.mutate(&c)
+			err := c.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors naming %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateCommands(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		want []string
+	}{
+		{name: "run demo needs no registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: true,
+			TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, Workers: 1,
+			Slots: 1, DeleteConc: 1, AckWait: time.Minute, MaxDeliver: 1, DemoTags: 10, DemoDays: 1}},
+		{name: "run demo refuses a registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: true,
+			Registry: "quay.io", TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
+			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1, DemoTags: 0, DemoDays: 0},
+			want: []string{"--registry", "--workers", "--slots", "--delete-concurrency", "--max-rps", "--demo-tags", "--demo-days"}},
+		{name: "worker", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
+			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3}},
+		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
+			PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3, TTLDays: -9, ShardBy: "x"}},
+		{name: "status", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL}},
+		{name: "sim", c: Config{Command: CmdSim, LogFormat: "auto", LogLevel: "info", Repositories: []string{"openshift/ci"},
+			SimAddr: "nowhere", SimTags: -1, SimDays: 0, SimLatency: -time.Second},
+			want: []string{"--addr", "--tags", "--days", "--latency"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.c.Validate()
+			if len(tc.want) == 0 && err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+			if len(tc.want) > 0 && err == nil {
+				t.Fatalf("Validate() = nil, want errors naming %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestTTLDuration(t *testing.T) {
+	tests := []struct {
+		c    Config
+		want time.Duration
+	}{
+		{Config{TTLDays: 5}, 5 * 24 * time.Hour},
+		{Config{TTLDays: 0}, 0},
+		{Config{TTLDays: -1}, 0},
+		{Config{TTLDays: 5, TTL: "36h"}, 36 * time.Hour},
+		{Config{TTL: "2d12h"}, 60 * time.Hour},
+	}
+	for _, tc := range tests {
+		got, err := tc.c.TTLDuration()
+		if err != nil || got != tc.want {
+			t.Errorf("Config{TTLDays: %d, TTL: %q}.TTLDuration() = %v, %v; want %v, nil", tc.c.TTLDays, tc.c.TTL, got, err, tc.want)
+		}
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	const token = "s3cr3t-t0ken"
+	const pass = "natspass"
+	c := validCoordinator()
+	c.Token = token
+	c.NATSURL = "nats://user:" + pass + "@nats-0:4222,nats://" + pass + "@nats-1:4222"
+
+	var logBuf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logBuf, nil))
+	log.Info("config", "config", c)
+	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("config", "config", c, "token", c.Token)
+
+	jsonOut, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{
+		"slog":          logBuf.String(),
+		"%v":            fmt.Sprintf("%v", c),
+		"%+v":           fmt.Sprintf("%+v", c),
+		"%#v":           fmt.Sprintf("%#v", c),
+		"%s token":      fmt.Sprintf("%s", c.Token),
+		"%q token":      fmt.Sprintf("%q", c.Token),
+		"%x token":      fmt.Sprintf("%x", c.Token),
+		"json":          string(jsonOut),
+		"Redacted %+v":  fmt.Sprintf("%+v", c.Redacted()),
+		"Redacted nats": c.Redacted().NATSURL,
+	}
+	for name, out := range outputs {
+		if strings.Contains(out, token) || strings.Contains(out, pass) {
+			t.Errorf("%s output shows a secret: %s", name, out)
+		}
+	}
+	if !strings.Contains(logBuf.String(), "REDACTED") {
+		t.Errorf("slog output = %s, want REDACTED in place of the token", logBuf.String())
+	}
+	if !strings.Contains(logBuf.String(), "openshift/ci") {
+		t.Errorf("slog output = %s, want the non-secret keys shown", logBuf.String())
+	}
+	if c.Token.Reveal() != token {
+		t.Errorf("Reveal() = %q, want the token", c.Token.Reveal())
+	}
+	if got := c.Redacted().NATSURL; !strings.Contains(got, "user:REDACTED@nats-0") {
+		t.Errorf("Redacted().NATSURL = %q, want the user kept and the password hidden", got)
+	}
+}
+
+func TestTable(t *testing.T) {
+	seen := map[string]bool{}
+	vals := Config{}.values()
+	for _, f := range Flags() {
+		if seen[f.Name] {
+			t.Errorf("flag %s is in the table twice", f.Name)
+		}
+		seen[f.Name] = true
+		if f.Usage == "" || len(f.Commands) == 0 || len(f.Env) == 0 || f.Env[0] != EnvName(f.Name) {
+			t.Errorf("flag %s: usage, commands or env missing (%+v)", f.Name, f)
+		}
+		if _, ok := vals[f.Name]; !ok {
+			t.Errorf("flag %s has no Config field in values()", f.Name)
+		}
+		for _, cmd := range f.Commands {
+			if !slices.Contains(Commands(), cmd) {
+				t.Errorf("flag %s: unknown command %q", f.Name, cmd)
+			}
+		}
+	}
+	if len(vals) != len(seen) {
+		t.Errorf("values() has %d keys, the table %d", len(vals), len(seen))
+	}
+	if got := EnvName("ttl-days"); got != "TAGSWEEP_TTL_DAYS" {
+		t.Errorf("EnvName(ttl-days) = %q, want TAGSWEEP_TTL_DAYS", got)
+	}
+	f, _ := Lookup("ttl-days")
+	if got, want := f.HelpSuffix(CmdRun), "(env TAGSWEEP_TTL_DAYS, default 5)"; got != want {
+		t.Errorf("HelpSuffix() = %q, want %q", got, want)
+	}
+	f, _ = Lookup("token")
+	if got, want := f.HelpSuffix(CmdRun), "(env TAGSWEEP_TOKEN or QUAY_OAUTH_TOKEN)"; got != want {
+		t.Errorf("HelpSuffix() = %q, want %q", got, want)
+	}
+}
+
+func TestRegisterHelp(t *testing.T) {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	Register(CmdRun, fs)
+	help := fs.FlagUsages()
+	for _, want := range []string{"--ttl-days N", "(env TAGSWEEP_TTL_DAYS, default 5)", "--demo-latency", "default 5ms"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("run --help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "--nats-url") {
+		t.Errorf("run --help shows --nats-url, which run does not take")
+	}
+	if strings.Contains(help, "(default ") {
+		t.Errorf("run --help has pflag's own default text next to ours:\n%s", help)
+	}
+}

@@ -1,0 +1,303 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Command names: the cobra subcommands that take configuration.
+const (
+	CmdRun         = "run"
+	CmdCoordinator = "coordinator"
+	CmdWorker      = "worker"
+	CmdStatus      = "status"
+	CmdSim         = "sim"
+)
+
+// Commands lists every command that takes configuration, in help order.
+func Commands() []string {
+	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdSim}
+}
+
+// Kind is the type of a flag's value.
+type Kind string
+
+const (
+	KindString   Kind = "string"
+	KindStrings  Kind = "strings" // repeatable flag; a YAML list in the file
+	KindInt      Kind = "int"
+	KindInt64    Kind = "int64"
+	KindFloat    Kind = "float"
+	KindBool     Kind = "bool"
+	KindDuration Kind = "duration"
+)
+
+// EnvPrefix prefixes the environment variable of every flag.
+const EnvPrefix = "TAGSWEEP_"
+
+// Flag describes one configuration key. The same name is the command-line flag
+// (--name), the key in the YAML file (name: value) and, upper-cased with '-'
+// replaced by '_' and prefixed with TAGSWEEP_, the environment variable.
+type Flag struct {
+	Name     string
+	Kind     Kind
+	Default  any            // typed: string, []string, int, int64, float64, bool, time.Duration
+	Defaults map[string]any // per-command defaults that differ from Default
+	Usage    string         // one line; a `word` in back quotes names the value in --help
+	// Env are the environment variables read for this key, in precedence order.
+	// The first is always TAGSWEEP_<NAME>; others are the existing pruner's names.
+	Env []string
+	// EnvSep separates the items of a KindStrings value given in the environment.
+	EnvSep string
+	// Commands are the commands that take this flag.
+	Commands []string
+	// Secret values are never logged or printed.
+	Secret bool
+}
+
+// EnvName is the TAGSWEEP_ environment variable of a flag name.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// For reports whether cmd takes the flag.
+func (f Flag) For(cmd string) bool { return slices.Contains(f.Commands, cmd) }
+
+// DefaultFor is the flag's default value for cmd.
+func (f Flag) DefaultFor(cmd string) any {
+	if d, ok := f.Defaults[cmd]; ok {
+		return d
+	}
+	return f.Default
+}
+
+// DefaultString renders the default for cmd as a user would type it; "" when the
+// default is the zero value (nothing to show).
+func (f Flag) DefaultString(cmd string) string {
+	switch d := f.DefaultFor(cmd).(type) {
+	case nil:
+		return ""
+	case string:
+		return d
+	case []string:
+		return strings.Join(d, ",")
+	case bool:
+		if !d {
+			return ""
+		}
+		return "true"
+	case time.Duration:
+		if d == 0 {
+			return ""
+		}
+		return FormatDuration(d)
+	case int:
+		if d == 0 {
+			return ""
+		}
+		return fmt.Sprint(d)
+	case int64:
+		if d == 0 {
+			return ""
+		}
+		return fmt.Sprint(d)
+	case float64:
+		if d == 0 {
+			return ""
+		}
+		return fmt.Sprint(d)
+	default:
+		return fmt.Sprint(d)
+	}
+}
+
+// FormatDuration renders d without trailing zero units: 2m, not 2m0s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// HelpSuffix is what --help appends to the usage line: the environment
+// variables and the default for cmd, e.g. "(env TAGSWEEP_TTL_DAYS, default 5)".
+func (f Flag) HelpSuffix(cmd string) string {
+	s := "(env " + strings.Join(f.Env, " or ")
+	if d := f.DefaultString(cmd); d != "" {
+		s += ", default " + d
+	}
+	return s + ")"
+}
+
+var (
+	allPruning  = []string{CmdRun, CmdCoordinator}
+	allWorking  = []string{CmdRun, CmdWorker}
+	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
+	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
+	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdSim}
+)
+
+// Default values that other code and the docs refer to.
+const (
+	DefaultNATSURL    = "nats://127.0.0.1:4222"
+	DefaultPruneRegex = `^(\d{14})_prune_`
+	DefaultHTTPAddr   = ":8080"
+)
+
+// Flags returns the table of every configuration key: the single source that flag
+// registration, environment binding, --help text and docs/configuration.md come from.
+// The returned slice is a fresh copy.
+func Flags() []Flag {
+	t := []Flag{
+		{Name: "config", Kind: KindString, Commands: allCommands,
+			Usage: "YAML configuration `file`; its keys are the flag names (ttl-days: 5, repository: [openshift/ci])"},
+		{Name: "log-format", Kind: KindString, Default: "auto", Commands: allCommands,
+			Usage: "log `format`: auto (text on a terminal, JSON otherwise), text or json"},
+		{Name: "log-level", Kind: KindString, Default: "info", Commands: allCommands,
+			Usage: "log `level`: debug, info, warn or error"},
+		{Name: "nats-url", Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus},
+			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
+
+		// What to prune.
+		{Name: "registry", Kind: KindString, Commands: allPruning,
+			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo)"},
+		{Name: "repository", Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
+			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
+			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)"},
+		{Name: "ttl-days", Kind: KindInt, Default: 5, Commands: allPruning,
+			Usage: "prune tags whose name is dated more than `N`×24h before the run start; -1 = every prune tag dated before the run start"},
+		{Name: "ttl", Kind: KindString, Commands: allPruning,
+			Usage: "prune tags dated more than this `duration` before the run start (36h, 5d); conflicts with an explicitly set --ttl-days"},
+		{Name: "confirm", Kind: KindBool, Default: false, Commands: allPruning,
+			Usage: "actually delete tags; without it the run is a dry run that only counts what would be pruned"},
+		{Name: "plain-http", Kind: KindBool, Default: false, Commands: allPruning,
+			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only)"},
+		{Name: "report", Kind: KindString, Commands: allPruning,
+			Usage: "write the run's JSON report to this `file` at the end"},
+		{Name: "run-id", Kind: KindString, Commands: allPruning,
+			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished run resumes it; empty = generated"},
+		{Name: "shard-by", Kind: KindString, Default: "day", Commands: allPruning,
+			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
+		{Name: "prune-regex", Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning,
+			Usage: "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp"},
+		{Name: "keep-regex", Kind: KindStrings, EnvSep: "\n", Commands: allPruning,
+			Usage: "`regexp` of tags never to delete; repeat the flag for several (one per line in the environment)"},
+		{Name: "tag-timezone", Kind: KindString, Default: "UTC", Commands: allPruning,
+			Usage: "IANA time `zone` the tag timestamps are written in"},
+		{Name: "max-deletes", Kind: KindInt64, Default: int64(0), Commands: allPruning,
+			Usage: "stop the run before deleting if it would delete more than `N` tags; 0 = no cap"},
+
+		// How to talk to the registry.
+		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allRegistry,
+			Usage: "`N` tags per tags/list page (its n parameter), 1 to 1000; Quay caps it at 100"},
+		{Name: "docker-config", Kind: KindString, Commands: allRegistry,
+			Env:   []string{EnvName("docker-config"), "QUAY_DOCKERCONFIGJSON_PATH"},
+			Usage: "docker config.json `file` holding the registry credentials"},
+		{Name: "token", Kind: KindString, Commands: allRegistry, Secret: true,
+			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
+			Usage: "Quay OAuth `token` sent as a bearer token; never logged (prefer the environment to the command line)"},
+		{Name: "max-rps", Kind: KindFloat, Default: 0.0, Commands: allWorking,
+			Usage: "registry requests per second (`rate`) per worker process; 0 = unlimited"},
+
+		// Workers.
+		{Name: "workers", Kind: KindInt, Default: 4, Commands: []string{CmdRun},
+			Usage: "`N` workers started in this process"},
+		{Name: "slots", Kind: KindInt, Default: 4, Commands: allWorking,
+			Usage: "`N` shards a worker processes at once"},
+		{Name: "delete-concurrency", Kind: KindInt, Default: 64, Commands: allWorking,
+			Usage: "`N` tag deletes a worker process has in flight at once"},
+
+		// NATS JetStream.
+		{Name: "ack-wait", Kind: KindDuration, Default: 2 * time.Minute, Commands: allNATS,
+			Usage: "JetStream redelivers a shard whose worker has not heartbeat for this `duration`"},
+		{Name: "max-deliver", Kind: KindInt, Default: 5, Commands: allNATS,
+			Usage: "`N` deliveries of a shard before it is marked failed"},
+		{Name: "nats-replicas", Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
+			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
+		{Name: "data-dir", Kind: KindString, Commands: []string{CmdRun},
+			Usage: "`dir`ectory of the embedded JetStream store; empty = a temporary directory removed at exit"},
+
+		// Serving.
+		{Name: "http-addr", Kind: KindString, Default: DefaultHTTPAddr, Commands: allRegistry,
+			Defaults: map[string]any{CmdRun: ""},
+			Usage:    "`address` serving /healthz, /readyz and /metrics; empty = do not serve"},
+
+		// Demo (run --demo).
+		{Name: "demo", Kind: KindBool, Default: false, Commands: []string{CmdRun},
+			Usage: "start an in-process simulated registry with a generated namespace and prune it"},
+		{Name: "demo-tags", Kind: KindInt, Default: 20000, Commands: []string{CmdRun},
+			Usage: "`N` tags in the --demo namespace"},
+		{Name: "demo-days", Kind: KindInt, Default: 30, Commands: []string{CmdRun},
+			Usage: "`N` days the --demo tag timestamps span, ending now"},
+		{Name: "demo-latency", Kind: KindDuration, Default: 5 * time.Millisecond, Commands: []string{CmdRun},
+			Usage: "simulated registry latency per request in --demo (a `duration`)"},
+
+		// sim.
+		{Name: "addr", Kind: KindString, Default: "127.0.0.1:5000", Commands: []string{CmdSim},
+			Usage: "`address` the simulated registry listens on"},
+		{Name: "tags", Kind: KindInt, Default: 200000, Commands: []string{CmdSim},
+			Usage: "`N` tags generated in each repository"},
+		{Name: "days", Kind: KindInt, Default: 30, Commands: []string{CmdSim},
+			Usage: "`N` days the generated tag timestamps span, ending now"},
+		{Name: "latency", Kind: KindDuration, Default: 20 * time.Millisecond, Commands: []string{CmdSim},
+			Usage: "simulated latency per request (a `duration`)"},
+		{Name: "seed", Kind: KindInt64, Default: int64(1), Commands: []string{CmdSim},
+			Usage: "random `seed` of the generated namespace"},
+	}
+	for i := range t {
+		if len(t[i].Env) == 0 {
+			t[i].Env = []string{EnvName(t[i].Name)}
+		}
+	}
+	return t
+}
+
+// Lookup returns the flag named name.
+func Lookup(name string) (Flag, bool) {
+	for _, f := range Flags() {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Flag{}, false
+}
+
+// Register defines on fs every flag that cmd takes. Flags are registered with zero
+// defaults (the defaults live in the table and are applied by Load, so that a flag
+// wins only when it is given); the usage carries the environment variables and
+// the default for cmd.
+func Register(cmd string, fs *pflag.FlagSet) {
+	for _, f := range Flags() {
+		if !f.For(cmd) {
+			continue
+		}
+		usage := f.Usage + " " + f.HelpSuffix(cmd)
+		switch f.Kind {
+		case KindString:
+			fs.String(f.Name, "", usage)
+		case KindStrings:
+			// StringArray: one value per flag, so a regexp may contain a comma.
+			fs.StringArray(f.Name, nil, usage)
+		case KindInt:
+			fs.Int(f.Name, 0, usage)
+		case KindInt64:
+			fs.Int64(f.Name, 0, usage)
+		case KindFloat:
+			fs.Float64(f.Name, 0, usage)
+		case KindBool:
+			fs.Bool(f.Name, false, usage)
+		case KindDuration:
+			fs.Duration(f.Name, 0, usage)
+		default:
+			panic(fmt.Sprintf("config: flag %s has unknown kind %q", f.Name, f.Kind))
+		}
+	}
+}
