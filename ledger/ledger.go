@@ -1,0 +1,261 @@
+// Package ledger is the one place a run's state lives and changes: the run and shard records in
+// JetStream KV, the shard work queue, the audit stream and the per-repository leases. The
+// coordinator and the workers both go through it, so every rule of the shard lifecycle is
+// written once:
+//
+//   - a shard record is created (KV Create) before its message is published, and its message is
+//     published with a de-duplicating ID on a subject that can hold one pending message only;
+//   - every change of a record is one compare-and-swap update of the whole record (state, owner,
+//     attempt and times together);
+//   - a writer whose compare-and-swap fails has lost the record: it gets ErrFenced and must stop
+//     touching the shard, including its message.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// Errors callers branch on.
+var (
+	// ErrFenced: a compare-and-swap failed, so someone else changed the record. For a claim this
+	// means the shard has a new holder: stop working on it and do not ack, nak or term its
+	// message (a late ack would ack the new holder's delivery).
+	ErrFenced = errors.New("record changed by another writer (fenced)")
+	// ErrNotFound: no such run or shard record.
+	ErrNotFound = errors.New("record not found")
+	// ErrExists: CreateRun found the run already recorded.
+	ErrExists = errors.New("record already exists")
+	// ErrTerminal: Claim found the shard done or failed: there is nothing left to do.
+	ErrTerminal = errors.New("shard already finished")
+	// ErrBusy: Claim found the shard running under a live owner that was not superseded by a
+	// newer delivery. The message should come back later.
+	ErrBusy = errors.New("shard held by another live worker")
+	// ErrLeaseHeld: another live run holds the repository lease (see *LeaseHeldError).
+	ErrLeaseHeld = errors.New("repository lease held by another run")
+	// ErrBadRecord: a stored record could not be decoded or has a newer wire version.
+	ErrBadRecord = errors.New("unreadable record")
+)
+
+// Defaults applied by Open to zero Config fields.
+const (
+	DefaultReplicas      = 1
+	DefaultAckWait       = 2 * time.Minute
+	DefaultMaxDeliver    = 5
+	DefaultMaxAckPending = 1024
+	DefaultDuplicates    = 30 * time.Minute
+	DefaultShardMaxAge   = 7 * 24 * time.Hour
+	DefaultAuditMaxAge   = 90 * 24 * time.Hour
+	stateHistory         = 5
+	casRetries           = 64
+)
+
+// Config holds the JetStream settings of a ledger. Every process of a deployment (coordinator
+// and workers) must use the same values: Open creates or updates the shared stream and
+// consumer with them. Zero values mean the documented defaults.
+type Config struct {
+	// Replicas of every stream and bucket: 1 for a single server (default), 3 in a cluster.
+	Replicas int
+	// Storage of every stream and bucket: jetstream.FileStorage (the zero value, default) or
+	// jetstream.MemoryStorage (tests).
+	Storage jetstream.StorageType
+	// AckWait is how long a delivered shard message may go without an ack or an InProgress
+	// heartbeat before JetStream redelivers it (default 2m). Workers heartbeat every AckWait/3.
+	AckWait time.Duration
+	// MaxDeliver is how many times a shard message is delivered before its shard is failed
+	// (default 5). A graceful-stop Nak counts as a delivery.
+	MaxDeliver int
+	// MaxAckPending bounds the shard messages delivered and not yet acked, across all workers
+	// (default 1024); it must be at least workers x slots.
+	MaxAckPending int
+	// Duplicates is the publish de-duplication window of the shard stream (default 30m).
+	Duplicates time.Duration
+	// AuditMaxAge is how long audit events are kept (default 90 days).
+	AuditMaxAge time.Duration
+	// StaleAfter: a running record whose heartbeat is older than this may be claimed by a
+	// delivery that is not newer than the record's attempt (default 2 x AckWait). Newer
+	// deliveries take over at once: JetStream only redelivers after the holder went silent.
+	StaleAfter time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas <= 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.Duplicates <= 0 {
+		c.Duplicates = DefaultDuplicates
+	}
+	if c.AuditMaxAge <= 0 {
+		c.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 2 * c.AckWait
+	}
+	return c
+}
+
+// Ledger is a handle on a deployment's JetStream state. It is safe for concurrent use.
+type Ledger struct {
+	js     jetstream.JetStream
+	cfg    Config
+	state  jetstream.KeyValue
+	leases jetstream.KeyValue
+	cons   jetstream.Consumer
+	now    func() time.Time
+}
+
+// Open creates (or updates to cfg) the shard work-queue stream and its durable consumer, the
+// state and lease buckets and the audit stream, and returns a ledger over them.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
+	cfg = cfg.withDefaults()
+	l := &Ledger{js: js, cfg: cfg, now: time.Now}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:                 proto.StreamShards,
+		Description:          "tagsweep shard work queue",
+		Subjects:             []string{proto.SubjectShardsPrefix + ".>"},
+		Retention:            jetstream.WorkQueuePolicy,
+		Storage:              cfg.Storage,
+		Replicas:             cfg.Replicas,
+		Duplicates:           min(cfg.Duplicates, DefaultShardMaxAge),
+		MaxAge:               DefaultShardMaxAge,
+		Discard:              jetstream.DiscardNew,
+		MaxMsgsPerSubject:    1,
+		DiscardNewPerSubject: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", proto.StreamShards, err)
+	}
+	l.cons, err = js.CreateOrUpdateConsumer(ctx, proto.StreamShards, jetstream.ConsumerConfig{
+		Durable:       proto.ConsumerWorkers,
+		Description:   "tagsweep workers (shared by every worker)",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+		FilterSubject: proto.SubjectShardsPrefix + ".>",
+		Replicas:      cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer %s: %w", proto.ConsumerWorkers, err)
+	}
+	l.state, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      proto.BucketState,
+		Description: "tagsweep run and shard records",
+		History:     stateHistory,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s: %w", proto.BucketState, err)
+	}
+	l.leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      proto.BucketLeases,
+		Description: "tagsweep per-repository run leases",
+		History:     1,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s: %w", proto.BucketLeases, err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        proto.StreamAudit,
+		Description: "tagsweep deletion audit events",
+		Subjects:    []string{proto.SubjectAuditPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.AuditMaxAge,
+		Duplicates:  min(2*time.Minute, cfg.AuditMaxAge),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", proto.StreamAudit, err)
+	}
+	return l, nil
+}
+
+// Config returns the ledger's configuration with defaults applied.
+func (l *Ledger) Config() Config { return l.cfg }
+
+// Consumer returns the durable pull consumer that every worker takes shard messages from.
+func (l *Ledger) Consumer() jetstream.Consumer { return l.cons }
+
+// get reads key from kv and decodes it into v, returning the revision.
+func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if err := decode(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("%s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// versioned is implemented by every record through its V field; decode checks it.
+func decode(data []byte, v any) error {
+	var hdr struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &hdr); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	if hdr.V > proto.Version {
+		return fmt.Errorf("%w: wire version %d is newer than %d", ErrBadRecord, hdr.V, proto.Version)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	return nil
+}
+
+// update is one compare-and-swap write; a revision mismatch becomes ErrFenced.
+func update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) (uint64, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	n, err := kv.Update(ctx, key, data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("updating %s at revision %d: %w", key, rev, ErrFenced)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("updating %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// create writes key only if it does not exist; an existing key becomes ErrExists.
+func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	n, err := kv.Create(ctx, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("%s: %w", key, ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("creating %s: %w", key, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,439 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// CreateShard records a shard and publishes its message, in that order, so that a message
+// never names a shard without a record. It is idempotent: for a shard already recorded it
+// re-publishes the message only while the record is pending (a message already queued is
+// refused by the one-pending-message-per-subject limit and the de-duplication window), and
+// never for a running, done or failed shard. created reports whether the record is new.
+//
+// The record's V, State (pending), Attempt, Owner and CreatedAt are set here.
+func (l *Ledger) CreateShard(ctx context.Context, rec proto.ShardRecord) (created bool, err error) {
+	if !proto.ValidToken(rec.RunID) || !proto.ValidToken(rec.ShardID) {
+		return false, fmt.Errorf("shard %q of run %q: ids must be 1-64 of [A-Za-z0-9_-]", rec.ShardID, rec.RunID)
+	}
+	if rec.Range.Through <= rec.Range.After {
+		return false, fmt.Errorf("shard %s: empty range (%q, %q]", rec.ShardID, rec.Range.After, rec.Range.Through)
+	}
+	if rec.Kind == "" {
+		rec.Kind = proto.KindPrune
+	}
+	rec.V, rec.State, rec.Owner, rec.Attempt = proto.Version, proto.StatePending, "", 0
+	rec.StartedAt, rec.Heartbeat, rec.FinishedAt = time.Time{}, time.Time{}, time.Time{}
+	if rec.CreatedAt.IsZero() {
+		rec.CreatedAt = l.now().UTC()
+	}
+	key := proto.ShardKey(rec.RunID, rec.ShardID)
+	_, err = create(ctx, l.state, key, rec)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrExists):
+		var old proto.ShardRecord
+		rev, err := get(ctx, l.state, key, &old)
+		if err != nil {
+			return false, err
+		}
+		if old.State != proto.StatePending {
+			return false, nil
+		}
+		// Re-publish. The one-message-per-subject limit refuses it while the shard's message is
+		// queued; a fresh message ID (per record revision) keeps the de-duplication window, which
+		// remembers IDs after their message is gone, from swallowing a needed re-publication.
+		return false, l.publish(ctx, rec.RunID, rec.ShardID, fmt.Sprintf("%s/r%d", proto.ShardMsgID(rec.RunID, rec.ShardID), rev))
+	default:
+		return false, err
+	}
+	return true, l.publish(ctx, rec.RunID, rec.ShardID, proto.ShardMsgID(rec.RunID, rec.ShardID))
+}
+
+// publish enqueues a shard's message. A message for the shard that is already pending in the
+// stream (per-subject limit) or was published inside the de-duplication window is not an error.
+func (l *Ledger) publish(ctx context.Context, runID, shardID, msgID string) error {
+	data, err := json.Marshal(proto.ShardMessage{V: proto.Version, RunID: runID, ShardID: shardID})
+	if err != nil {
+		return fmt.Errorf("encoding shard message: %w", err)
+	}
+	_, err = l.js.Publish(ctx, proto.ShardSubject(runID, shardID), data,
+		jetstream.WithMsgID(msgID),
+		jetstream.WithExpectStream(proto.StreamShards))
+	if err != nil && !alreadyQueued(err) {
+		return fmt.Errorf("publishing shard %s/%s: %w", runID, shardID, err)
+	}
+	return nil
+}
+
+// alreadyQueued reports whether a publish was refused because the subject already holds its
+// one message (DiscardNewPerSubject): nats-server answers 10077 "maximum messages per subject
+// exceeded".
+func alreadyQueued(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 &&
+		strings.Contains(apiErr.Description, "maximum messages per subject")
+}
+
+// Shard reads one shard record and its revision.
+func (l *Ledger) Shard(ctx context.Context, runID, shardID string) (proto.ShardRecord, uint64, error) {
+	var rec proto.ShardRecord
+	rev, err := get(ctx, l.state, proto.ShardKey(runID, shardID), &rec)
+	return rec, rev, err
+}
+
+// Shards returns every shard record of a run, in key order.
+func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord, error) {
+	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []proto.ShardRecord
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("listing shards of run %s: watcher closed", runID)
+			}
+			if e == nil { // end of the initial values
+				return out, nil
+			}
+			var rec proto.ShardRecord
+			if err := decode(e.Value(), &rec); err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Key(), err)
+			}
+			out = append(out, rec)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("listing shards of run %s: %w", runID, ctx.Err())
+		}
+	}
+}
+
+// Watch streams a run's shard records: first every current record, then each change as it
+// is written. The channel is closed when ctx is done or the watch breaks; a caller that must
+// not miss a change should also re-list with Shards now and then. Undecodable records are
+// skipped (Shards reports them).
+func (l *Ledger) Watch(ctx context.Context, runID string) (<-chan proto.ShardRecord, error) {
+	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watching shards of run %s: %w", runID, err)
+	}
+	out := make(chan proto.ShardRecord)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				var rec proto.ShardRecord
+				if decode(e.Value(), &rec) != nil {
+					continue
+				}
+				select {
+				case out <- rec:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// FailAbandoned fails a shard that no delivery will ever reach again: its record is pending
+// or running at attempt >= MaxDeliver (JetStream delivers its message no more) and has not
+// been written for StaleAfter. It is how a worker that died on a shard's last delivery is
+// noticed. It reports whether it failed the shard.
+func (l *Ledger) FailAbandoned(ctx context.Context, runID, shardID string) (bool, error) {
+	rec, rev, err := l.Shard(ctx, runID, shardID)
+	if err != nil {
+		return false, err
+	}
+	now := l.now().UTC()
+	last := rec.Heartbeat
+	if last.IsZero() {
+		last = rec.CreatedAt
+	}
+	if rec.State.Terminal() || rec.Attempt < l.cfg.MaxDeliver || now.Sub(last) < l.cfg.StaleAfter {
+		return false, nil
+	}
+	why := fmt.Sprintf("abandoned after %d deliveries (no update since %s)", rec.Attempt, last.Format(time.RFC3339))
+	if rec.LastError != "" {
+		why += "; last error: " + rec.LastError
+	}
+	rec.State, rec.LastError, rec.FinishedAt = proto.StateFailed, why, now
+	if _, err := update(ctx, l.state, proto.ShardKey(runID, shardID), rec, rev); err != nil {
+		if errors.Is(err, ErrFenced) { // it moved: not abandoned after all
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// Claim is a worker's hold on one shard for one delivery of its message. Every method is one
+// compare-and-swap of the whole record; once one fails with ErrFenced the claim is lost and
+// every later call returns ErrFenced without writing. A Claim is used by one goroutine at a
+// time, except Audit, which is safe to call concurrently.
+type Claim struct {
+	l   *Ledger
+	rec proto.ShardRecord
+	rev uint64
+	err error // sticky: set once fenced
+
+	mu    sync.Mutex
+	audit []jetstream.PubAckFuture
+}
+
+// Claim takes a shard for owner at attempt (the message's NumDelivered), in one update that
+// sets state running, owner, attempt, started and heartbeat times together. It refuses a done
+// or failed shard (ErrTerminal). A running shard is taken over when attempt is newer than the
+// record's (JetStream redelivered the message, so the previous holder went silent and has lost
+// it) or when its heartbeat is older than StaleAfter; otherwise it is ErrBusy.
+func (l *Ledger) Claim(ctx context.Context, runID, shardID, owner string, attempt int) (*Claim, error) {
+	key := proto.ShardKey(runID, shardID)
+	for range casRetries {
+		rec, rev, err := l.Shard(ctx, runID, shardID)
+		if err != nil {
+			return nil, err
+		}
+		now := l.now().UTC()
+		switch {
+		case rec.State.Terminal():
+			return nil, fmt.Errorf("claiming %s: %s: %w", key, rec.State, ErrTerminal)
+		case rec.State == proto.StateRunning && attempt <= rec.Attempt && now.Sub(rec.Heartbeat) < l.cfg.StaleAfter:
+			return nil, fmt.Errorf("claiming %s at attempt %d: %s holds attempt %d: %w",
+				key, attempt, rec.Owner, rec.Attempt, ErrBusy)
+		}
+		rec.State, rec.Owner, rec.Attempt = proto.StateRunning, owner, attempt
+		rec.StartedAt, rec.Heartbeat = now, now
+		rev, err = update(ctx, l.state, key, rec, rev)
+		if errors.Is(err, ErrFenced) {
+			continue // changed between read and write: decide again on the new record
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claiming %s: %w", key, err)
+		}
+		return &Claim{l: l, rec: rec, rev: rev}, nil
+	}
+	return nil, fmt.Errorf("claiming %s: too many concurrent updates: %w", key, ErrFenced)
+}
+
+// Record returns the shard record as last written by this claim.
+func (c *Claim) Record() proto.ShardRecord { return c.rec }
+
+// Audit appends an event to the run's audit stream asynchronously; the claim's next write
+// (Checkpoint, Split, Done, Fail, Retry, Release) first waits until every event appended so
+// far is stored. Run, shard and repository default to the claim's.
+func (c *Claim) Audit(ev proto.AuditEvent) error {
+	ev.V = proto.Version
+	if ev.RunID == "" {
+		ev.RunID = c.rec.RunID
+	}
+	if ev.ShardID == "" {
+		ev.ShardID = c.rec.ShardID
+	}
+	if ev.Repository == "" {
+		ev.Repository = c.rec.Repository
+	}
+	if ev.Time.IsZero() {
+		ev.Time = c.l.now().UTC()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding audit event: %w", err)
+	}
+	id := fmt.Sprintf("%s/%s/%d/%s", ev.RunID, ev.ShardID, c.rec.Attempt, ev.Tag)
+	f, err := c.l.js.PublishAsync(proto.AuditSubject(ev.RunID), data,
+		jetstream.WithMsgID(id), jetstream.WithExpectStream(proto.StreamAudit))
+	if err != nil {
+		return fmt.Errorf("appending audit event: %w", err)
+	}
+	c.mu.Lock()
+	c.audit = append(c.audit, f)
+	c.mu.Unlock()
+	return nil
+}
+
+// flushAudit waits for the claim's outstanding audit events, re-publishing (with the same
+// message ID, so at most once) any whose asynchronous publish failed.
+func (c *Claim) flushAudit(ctx context.Context) error {
+	c.mu.Lock()
+	pending := c.audit
+	c.audit = nil
+	c.mu.Unlock()
+	for i, f := range pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if _, err2 := c.l.js.PublishMsg(ctx, f.Msg()); err2 != nil {
+				c.requeueAudit(pending[i:])
+				return fmt.Errorf("storing audit event (async: %v): %w", err, err2)
+			}
+		case <-ctx.Done():
+			c.requeueAudit(pending[i:])
+			return fmt.Errorf("storing audit events: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (c *Claim) requeueAudit(fs []jetstream.PubAckFuture) {
+	c.mu.Lock()
+	c.audit = append(fs, c.audit...)
+	c.mu.Unlock()
+}
+
+// write flushes the audit events, applies change to a copy of the record and writes it by
+// compare-and-swap. A mismatch fences the claim for good.
+func (c *Claim) write(ctx context.Context, change func(*proto.ShardRecord) error) error {
+	if c.err != nil {
+		return c.err
+	}
+	if err := c.flushAudit(ctx); err != nil {
+		return err
+	}
+	rec := c.rec
+	if err := change(&rec); err != nil {
+		return err
+	}
+	rec.Heartbeat = c.l.now().UTC()
+	rev, err := update(ctx, c.l.state, proto.ShardKey(rec.RunID, rec.ShardID), rec, c.rev)
+	if errors.Is(err, ErrFenced) {
+		c.err = err
+	}
+	if err != nil {
+		return err
+	}
+	c.rec, c.rev = rec, rev
+	return nil
+}
+
+// Checkpoint records that every tag up to and including cursor is finished, adding delta to
+// the shard's counters. The cursor never moves backwards and never leaves the range.
+func (c *Claim) Checkpoint(ctx context.Context, cursor string, delta proto.Counters) error {
+	return c.write(ctx, func(r *proto.ShardRecord) error {
+		if cursor < r.Resume() || cursor > r.Range.Through {
+			return fmt.Errorf("checkpoint %q of shard %s outside (%q, %q]", cursor, r.ShardID, r.Resume(), r.Range.Through)
+		}
+		r.Cursor = cursor
+		r.Counters.Add(delta)
+		return nil
+	})
+}
+
+// ChildID is the ID of the shard split off parent at key at: derived, so that a repeated split
+// at the same key names the same shard.
+func ChildID(parent, at string) string {
+	sum := sha256.Sum256([]byte(parent + "\x00" + at))
+	return parent[:min(len(parent), 40)] + "-" + hex.EncodeToString(sum[:6])
+}
+
+// Split cuts the claimed shard at key at: this shard now ends at at, and a new shard for
+// (at, old Through] is recorded and published (record first). at must lie strictly between
+// the shard's resume point and its end, so both halves are non-empty and nothing already
+// listed moves. The union of the two ranges is the old range and they do not overlap.
+//
+// If the new shard cannot be recorded, the shrink is undone (should that fail too, the range
+// (at, old Through] belongs to no shard until the coordinator's coverage check fills it). If
+// it is recorded but its message cannot be published, Split returns the new record and the
+// error: both halves stand, and the coordinator re-publishes pending shards left unclaimed.
+func (c *Claim) Split(ctx context.Context, at string) (proto.ShardRecord, error) {
+	old := c.rec.Range
+	child := proto.ShardRecord{
+		V:          proto.Version,
+		RunID:      c.rec.RunID,
+		ShardID:    ChildID(c.rec.ShardID, at),
+		Kind:       c.rec.Kind,
+		Repository: c.rec.Repository,
+		Range:      proto.Range{After: at, Through: old.Through},
+		State:      proto.StatePending,
+		Parent:     c.rec.ShardID,
+		CreatedAt:  c.l.now().UTC(),
+	}
+	err := c.write(ctx, func(r *proto.ShardRecord) error {
+		if at <= r.Resume() || at <= r.Range.After || at >= r.Range.Through {
+			return fmt.Errorf("split of shard %s at %q: not strictly inside (%q, %q]", r.ShardID, at, r.Resume(), r.Range.Through)
+		}
+		r.Range.Through = at
+		return nil
+	})
+	if err != nil {
+		return proto.ShardRecord{}, err
+	}
+	_, err = create(ctx, c.l.state, proto.ShardKey(child.RunID, child.ShardID), child)
+	if err != nil && !errors.Is(err, ErrExists) {
+		undo := c.write(ctx, func(r *proto.ShardRecord) error { r.Range = old; return nil })
+		return proto.ShardRecord{}, errors.Join(fmt.Errorf("recording split-off shard %s: %w", child.ShardID, err), undo)
+	}
+	if errors.Is(err, ErrExists) { // an earlier split at the same key by a lost holder
+		if child, _, err = c.l.Shard(ctx, child.RunID, child.ShardID); err != nil {
+			return proto.ShardRecord{}, err
+		}
+		if child.State != proto.StatePending {
+			return child, nil
+		}
+	}
+	return child, c.l.publish(ctx, child.RunID, child.ShardID, proto.ShardMsgID(child.RunID, child.ShardID))
+}
+
+// Done marks the shard finished.
+func (c *Claim) Done(ctx context.Context) error {
+	return c.write(ctx, func(r *proto.ShardRecord) error {
+		r.State, r.FinishedAt, r.LastError = proto.StateDone, c.l.now().UTC(), ""
+		return nil
+	})
+}
+
+// Fail marks the shard failed with cause; it will not be worked on again in this run.
+func (c *Claim) Fail(ctx context.Context, cause error) error {
+	return c.write(ctx, func(r *proto.ShardRecord) error {
+		r.State, r.FinishedAt = proto.StateFailed, c.l.now().UTC()
+		r.LastError = errString(cause)
+		return nil
+	})
+}
+
+// Retry gives the shard back as pending with cause recorded as its last error; the caller
+// then naks the message with a delay, and the next delivery resumes from the checkpoint.
+func (c *Claim) Retry(ctx context.Context, cause error) error {
+	return c.write(ctx, func(r *proto.ShardRecord) error {
+		r.State, r.Owner, r.LastError = proto.StatePending, "", errString(cause)
+		return nil
+	})
+}
+
+// Release gives the shard back as pending (graceful stop); the caller then naks the message.
+func (c *Claim) Release(ctx context.Context) error {
+	return c.write(ctx, func(r *proto.ShardRecord) error {
+		r.State, r.Owner = proto.StatePending, ""
+		return nil
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
