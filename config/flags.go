@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -75,8 +76,8 @@ func (f Flag) DefaultFor(cmd string) any {
 	return f.Default
 }
 
-// DefaultString renders the default for cmd as a user would type it; "" when the
-// default is the zero value (nothing to show).
+// DefaultString renders the default for cmd as a user would type it ("5", "false",
+// "2m"); "" for an empty string or list.
 func (f Flag) DefaultString(cmd string) string {
 	switch d := f.DefaultFor(cmd).(type) {
 	case nil:
@@ -85,34 +86,18 @@ func (f Flag) DefaultString(cmd string) string {
 		return d
 	case []string:
 		return strings.Join(d, ",")
-	case bool:
-		if !d {
-			return ""
-		}
-		return "true"
 	case time.Duration:
-		if d == 0 {
-			return ""
-		}
 		return FormatDuration(d)
-	case int:
-		if d == 0 {
-			return ""
-		}
-		return fmt.Sprint(d)
-	case int64:
-		if d == 0 {
-			return ""
-		}
-		return fmt.Sprint(d)
-	case float64:
-		if d == 0 {
-			return ""
-		}
-		return fmt.Sprint(d)
 	default:
 		return fmt.Sprint(d)
 	}
+}
+
+// defaultIsZero reports whether the default for cmd is its type's zero value, which
+// --help does not show.
+func (f Flag) defaultIsZero(cmd string) bool {
+	d := f.DefaultFor(cmd)
+	return d == nil || reflect.ValueOf(d).IsZero() || f.DefaultString(cmd) == ""
 }
 
 // FormatDuration renders d without trailing zero units: 2m, not 2m0s.
@@ -131,8 +116,8 @@ func FormatDuration(d time.Duration) string {
 // variables and the default for cmd, e.g. "(env TAGSWEEP_TTL_DAYS, default 5)".
 func (f Flag) HelpSuffix(cmd string) string {
 	s := "(env " + strings.Join(f.Env, " or ")
-	if d := f.DefaultString(cmd); d != "" {
-		s += ", default " + d
+	if !f.defaultIsZero(cmd) {
+		s += ", default " + f.DefaultString(cmd)
 	}
 	return s + ")"
 }
