@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"time"
 
@@ -261,14 +262,13 @@ func checkSortsLikeTime(layout string, loc *time.Location, cutoff time.Time) err
 				"fixed-width, most-significant-first timestamps", layout, fa, base.Format(layout))
 		}
 	}
-	for i, a := range times {
-		fa := a.Format(layout)
-		for _, b := range times[i+1:] {
-			fb := b.Format(layout)
-			if (a.Before(b) && fa > fb) || (b.Before(a) && fb > fa) {
-				return fmt.Errorf("time layout %q does not sort like time (%q vs %q): key-range sharding "+
-					"needs fixed-width, most-significant-first timestamps", layout, fa, fb)
-			}
+	// Monotone on the sorted times is enough: text order is transitive.
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(times); i++ {
+		fa, fb := times[i-1].Format(layout), times[i].Format(layout)
+		if fa > fb {
+			return fmt.Errorf("time layout %q does not sort like time (%q is earlier than %q): key-range "+
+				"sharding needs fixed-width, most-significant-first timestamps", layout, fa, fb)
 		}
 	}
 	return nil

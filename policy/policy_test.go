@@ -291,6 +291,7 @@ func TestNewRejects(t *testing.T) {
 		{"layout without year", func(p *proto.Policy) { p.TimeLayout = "0102150405" }, []string{"year, month and day"}},
 		{"day-first layout", func(p *proto.Policy) { p.TimeLayout = "02012006150405" }, []string{"does not sort like time"}},
 		{"month names", func(p *proto.Policy) { p.TimeLayout = "2006Jan02150405" }, []string{"does not sort like time"}},
+		{"two-digit year", func(p *proto.Policy) { p.TimeLayout = "060102150405" }, []string{"does not sort like time"}},
 		{"unpadded layout", func(p *proto.Policy) { p.TimeLayout = "2006-1-2" }, []string{"not fixed-width"}},
 		{"no cutoff", func(p *proto.Policy) { p.Cutoff = time.Time{} }, []string{"cutoff is not set"}},
 		{"negative max", func(p *proto.Policy) { p.MaxDeletes = -1 }, []string{"max deletes -1"}},
