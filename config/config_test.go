@@ -346,7 +346,7 @@ func TestValidateCommands(t *testing.T) {
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3}},
 		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
 			PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3, TTLDays: -9, ShardBy: "x"}},
-		{name: "status", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL}},
+		{name: "status", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL, AckWait: time.Minute}},
 		{name: "sim", c: Config{Command: CmdSim, LogFormat: "auto", LogLevel: "info", Repositories: []string{"openshift/ci"},
 			SimAddr: "nowhere", SimTags: -1, SimDays: 0, SimLatency: -time.Second},
 			want: []string{"--addr", "--tags", "--days", "--latency"}},

@@ -201,8 +201,8 @@ func Flags() []Flag {
 			Usage: "`N` tag deletes a worker process has in flight at once"},
 
 		// NATS JetStream.
-		{Name: "ack-wait", Kind: KindDuration, Default: 2 * time.Minute, Commands: allNATS,
-			Usage: "JetStream redelivers a shard whose worker has not heartbeat for this `duration`"},
+		{Name: "ack-wait", Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus},
+			Usage: "JetStream redelivers a shard whose worker has not heartbeat for this `duration` (status: a running shard quiet for twice this is shown stale)"},
 		{Name: "max-deliver", Kind: KindInt, Default: 5, Commands: allNATS,
 			Usage: "`N` deliveries of a shard before it is marked failed"},
 		{Name: "nats-replicas", Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},

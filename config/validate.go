@@ -170,6 +170,9 @@ func (c Config) Validate() error {
 		if c.SimLatency < 0 {
 			bad("latency", "%s is negative", c.SimLatency)
 		}
+		if c.SimSeed < 0 {
+			bad("seed", "%d is negative", c.SimSeed)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -22,13 +22,3 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 func runWorker(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
 	return errNotWired("worker")
 }
-
-// runStatus prints the runs, or one run's shards, from the ledger.
-func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, run string) error {
-	return errNotWired("status")
-}
-
-// runSim serves a simulated registry until ctx ends.
-func runSim(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
-	return errNotWired("sim")
-}
