@@ -152,8 +152,9 @@ func Flags() []Flag {
 			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
 
 		// What to prune.
-		{Name: "registry", Kind: KindString, Commands: allPruning,
-			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo)"},
+		{Name: "registry", Kind: KindString, Commands: allRegistry,
+			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo); " +
+				"a worker given it refuses runs against any other registry (required for a worker with --token)"},
 		{Name: "repository", Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
 			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)"},

@@ -58,7 +58,9 @@ func (c Config) Validate() error {
 	demo := c.Command == CmdRun && c.Demo
 	if takes("registry") {
 		switch {
-		case c.Registry == "" && !demo:
+		case c.Command == CmdWorker && c.Registry == "" && c.Token != "":
+			bad("registry", "required with --token: a worker sends the token only to this registry")
+		case c.Registry == "" && !demo && c.Command != CmdWorker:
 			bad("registry", "required (the registry host[:port], e.g. quay.io)")
 		case c.Registry != "" && demo:
 			bad("registry", "not allowed with --demo, which serves its own registry")
