@@ -1,0 +1,458 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/keyspace"
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+)
+
+// lister is an in-memory keyset registry (List only). ignoreLast imitates Quay before 3.12.
+type lister struct {
+	mu         sync.Mutex
+	tags       map[string][]string // repo -> sorted tags
+	ignoreLast bool
+	calls      int
+}
+
+func (f *lister) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	tags := f.tags[repo]
+	i := 0
+	if !f.ignoreLast {
+		i, _ = slices.BinarySearch(tags, last)
+		if i < len(tags) && tags[i] == last {
+			i++
+		}
+	}
+	j := min(i+n, len(tags))
+	return registry.Page{Tags: slices.Clone(tags[i:j]), More: j < len(tags)}, nil
+}
+
+func newLister(repoTags map[string][]string) *lister {
+	f := &lister{tags: make(map[string][]string)}
+	for r, ts := range repoTags {
+		ts = slices.Clone(ts)
+		sort.Strings(ts)
+		f.tags[r] = ts
+	}
+	return f
+}
+
+var start = time.Date(2026, 11, 22, 3, 15, 0, 0, time.UTC)
+
+// dayTags makes n prune tags per day for the given days before start.
+func dayTags(days, n int) []string {
+	var out []string
+	for d := range days {
+		day := start.AddDate(0, 0, -d)
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s_prune_x_%d", day.Add(-time.Duration(i)*time.Hour).Format("20060102150405"), i))
+		}
+	}
+	return append(out, "latest")
+}
+
+type env struct {
+	srv *natsserver.Server
+	js  jetstream.JetStream
+	l   *ledger.Ledger
+	lc  ledger.Config
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	e := &env{srv: srv, lc: ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 2}}
+	e.js = e.connect(t)
+	if e.l, err = ledger.Open(testCtx(t), e.js, e.lc); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) connect(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func testCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// fakeWorker finishes every shard it receives through the ledger, without a registry: it
+// counts the lister's tags in the range as scanned, and fails shards for which fail says so.
+func (e *env) fakeWorker(t *testing.T, f *lister, fail func(proto.ShardRecord) bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	cons := e.l.Consumer()
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			msg, err := cons.Next(jetstream.FetchMaxWait(200 * time.Millisecond))
+			if err != nil {
+				continue
+			}
+			var m proto.ShardMessage
+			if json.Unmarshal(msg.Data(), &m) != nil {
+				_ = msg.Term()
+				continue
+			}
+			md, _ := msg.Metadata()
+			claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "fake", int(md.NumDelivered))
+			if errors.Is(err, ledger.ErrTerminal) {
+				_ = msg.Ack()
+				continue
+			}
+			if err != nil {
+				_ = msg.Nak()
+				continue
+			}
+			rec := claim.Record()
+			if fail != nil && fail(rec) {
+				_ = claim.Fail(ctx, errors.New("injected failure"))
+				_ = msg.Term()
+				continue
+			}
+			var n int64
+			f.mu.Lock()
+			for _, tag := range f.tags[rec.Repository] {
+				if rec.Range.Contains(tag) {
+					n++
+				}
+			}
+			f.mu.Unlock()
+			if err := claim.Checkpoint(ctx, rec.Range.Through, proto.Counters{Scanned: n, Kept: n}); err != nil {
+				continue
+			}
+			if claim.Done(ctx) == nil {
+				_ = msg.Ack()
+			}
+		}
+	}()
+}
+
+func (e *env) config(runID string, repos ...string) coordinator.Config {
+	p := policy.Defaults()
+	p.Cutoff = start.AddDate(0, 0, -3)
+	return coordinator.Config{RunID: runID, Registry: "registry.test", Repositories: repos, Policy: p,
+		PollInterval: 50 * time.Millisecond, Ledger: e.lc, Holder: "test-coordinator"}
+}
+
+func run(t *testing.T, e *env, cfg coordinator.Config, f *lister) (proto.Report, error) {
+	t.Helper()
+	c, err := coordinator.New(cfg, e.connect(t), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Run(testCtx(t))
+}
+
+// checkPartition fails unless the repository's shards partition ("", through].
+func checkPartition(t *testing.T, shards []proto.ShardRecord, repo, through string) {
+	t.Helper()
+	var rs []proto.Range
+	for _, s := range shards {
+		if s.Repository == repo {
+			rs = append(rs, s.Range)
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].After < rs[j].After })
+	cur := ""
+	for _, r := range rs {
+		if r.After != cur || r.Through <= r.After {
+			t.Fatalf("%s: shards %v do not partition (\"\", %q]", repo, rs, through)
+		}
+		cur = r.Through
+	}
+	if cur != through {
+		t.Fatalf("%s: shards %v end at %q, want %q", repo, rs, cur, through)
+	}
+}
+
+func TestRun(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{
+		"ci/a": dayTags(10, 5),
+		"ci/b": append(dayTags(2, 3), "19990101000000_prune_stray"),
+		"ci/c": {"latest"}, // nothing at or below the cutoff
+	})
+	e.fakeWorker(t, f, nil)
+	cfg := e.config("run1", "ci/a", "ci/b", "ci/c")
+	var progress []proto.Report
+	var mu sync.Mutex
+	cfg.Progress = func(r proto.Report) { mu.Lock(); progress = append(progress, r); mu.Unlock() }
+	rep, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	rules, _ := policy.New(cfg.Policy)
+	cutKey := rules.CutoffKey()
+	var want int64
+	for _, repo := range []string{"ci/a", "ci/b", "ci/c"} {
+		for _, tag := range f.tags[repo] {
+			if tag <= cutKey {
+				want++
+			}
+		}
+	}
+	if rep.Tags.Scanned != want || rep.Shards.Failed != 0 || rep.Shards.Done != rep.Shards.Total || rep.RunID != "run1" {
+		t.Fatalf("report %+v: want %d scanned, every shard done", rep, want)
+	}
+	if !rep.Cutoff.Equal(cfg.Policy.Cutoff) || rep.FinishedAt.IsZero() {
+		t.Errorf("report cutoff %v finished %v, want the policy cutoff and a finish time", rep.Cutoff, rep.FinishedAt)
+	}
+	shards, err := e.l.Shards(testCtx(t), "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) != rep.Shards.Total {
+		t.Fatalf("%d shard records, report says %d", len(shards), rep.Shards.Total)
+	}
+	checkPartition(t, shards, "ci/a", cutKey)
+	checkPartition(t, shards, "ci/b", cutKey)
+	for _, s := range shards {
+		if s.Repository == "ci/c" {
+			t.Errorf("shard %v planned for a repository with nothing to prune", s)
+		}
+	}
+	// ci/b: the stray 1999 tag costs one shard, not 27 years of days.
+	nb := 0
+	for _, s := range shards {
+		if s.Repository == "ci/b" {
+			nb++
+		}
+	}
+	if nb > 3 {
+		t.Errorf("ci/b planned into %d shards, want at most 3 (stray tag, one day, rest)", nb)
+	}
+	rec, _, err := e.l.Run(testCtx(t), "run1")
+	if err != nil || rec.State != proto.RunDone || rec.Totals != rep.Tags || rec.Shards != len(shards) {
+		t.Fatalf("run record %+v, %v: want done with the report's totals", rec, err)
+	}
+	for _, repo := range cfg.Repositories {
+		if _, err := e.l.Lease(testCtx(t), repo); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("lease on %s after the run: %v, want released", repo, err)
+		}
+	}
+
+	// The same run again: re-attaches, adds no shards, reports the same.
+	again, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatalf("second Run: %v", err)
+	}
+	after, _ := e.l.Shards(testCtx(t), "run1")
+	if len(after) != len(shards) || again.Tags != rep.Tags || again.Shards != rep.Shards {
+		t.Fatalf("second Run: %d shards (was %d), report %+v (was %+v)", len(after), len(shards), again, rep)
+	}
+	cfg.Repositories = []string{"ci/other"}
+	if _, err := run(t, e, cfg, f); err == nil {
+		t.Errorf("re-attaching with other repositories: err = nil, want an error")
+	}
+}
+
+func TestCutoffFixedFromTTL(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+	e.fakeWorker(t, f, nil)
+	cfg := e.config("run1", "ci/a")
+	cfg.Policy.Cutoff = time.Time{}
+	cfg.TTL = 48 * time.Hour
+	before := time.Now().UTC().Add(-cfg.TTL)
+	rep, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Cutoff.Before(before.Add(-time.Second)) || rep.Cutoff.After(time.Now().UTC().Add(-cfg.TTL)) {
+		t.Fatalf("cutoff %v, want start - 48h (about %v)", rep.Cutoff, before)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if !rec.Policy.Cutoff.Equal(rep.Cutoff) {
+		t.Fatalf("recorded cutoff %v, reported %v", rec.Policy.Cutoff, rep.Cutoff)
+	}
+}
+
+func TestLeaseHeld(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+	if err := e.l.AcquireLease(testCtx(t), "ci/a", "other-run", "host-x/42", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run(t, e, e.config("run1", "ci/a"), f)
+	if !errors.Is(err, ledger.ErrLeaseHeld) || !strings.Contains(err.Error(), "other-run") || !strings.Contains(err.Error(), "host-x/42") {
+		t.Fatalf("Run while another run holds the lease: err = %v, want ErrLeaseHeld naming other-run and its holder", err)
+	}
+	if errors.Is(err, coordinator.ErrShardsFailed) {
+		t.Fatalf("a refused run is not a run with failed shards: %v", err)
+	}
+	if shards, _ := e.l.Shards(testCtx(t), "run1"); len(shards) != 0 {
+		t.Fatalf("refused run planned %d shards", len(shards))
+	}
+}
+
+func TestFailedShards(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(6, 2)})
+	e.fakeWorker(t, f, func(s proto.ShardRecord) bool { return s.Range.Contains("20261117") })
+	rep, err := run(t, e, e.config("run1", "ci/a"), f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) {
+		t.Fatalf("Run with a failing shard: err = %v, want ErrShardsFailed", err)
+	}
+	if rep.Shards.Failed != 1 || len(rep.FailedShards) != 1 || rep.Reason == "" {
+		t.Fatalf("report %+v, want one failed shard named, and a reason", rep)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if rec.State != proto.RunFailed {
+		t.Fatalf("run state %s, want failed", rec.State)
+	}
+}
+
+func TestStoppedRunFails(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(4, 2)})
+	// The "worker" hits the delete cap on its first shard and stops the run.
+	var once sync.Once
+	e.fakeWorker(t, f, func(s proto.ShardRecord) bool {
+		once.Do(func() { _ = e.l.StopRun(context.Background(), s.RunID, "max deletes reached") })
+		return false
+	})
+	_, err := run(t, e, e.config("run1", "ci/a"), f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "max deletes") {
+		t.Fatalf("Run stopped by the cap: err = %v, want ErrShardsFailed with the reason", err)
+	}
+}
+
+func TestKeysetUnsupported(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+	f.ignoreLast = true
+	_, err := run(t, e, e.config("run1", "ci/a"), f)
+	if !errors.Is(err, registry.ErrKeysetUnsupported) {
+		t.Fatalf("Run against a registry ignoring last: err = %v, want ErrKeysetUnsupported", err)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if rec.State != proto.RunFailed || !strings.Contains(rec.Reason, "planning") {
+		t.Fatalf("run record %+v, want failed with the planning error", rec)
+	}
+	if _, err := e.l.Lease(testCtx(t), "ci/a"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("lease kept after a failed plan: %v", err)
+	}
+}
+
+func TestResumesInterruptedPlanning(t *testing.T) {
+	e := newEnv(t)
+	tags := dayTags(8, 2)
+	f := newLister(map[string][]string{"ci/a": tags})
+	cfg := e.config("run1", "ci/a")
+	rules, _ := policy.New(cfg.Policy)
+	// An earlier coordinator recorded the run and the first two shards of its plan, then died.
+	ranges, err := keyspace.Plan(testCtx(t), func(ctx context.Context, after string) (string, bool, error) {
+		p, err := f.List(ctx, "ci/a", after, 1)
+		if err != nil || len(p.Tags) == 0 {
+			return "", false, err
+		}
+		return p.Tags[0], true, nil
+	}, rules.CutoffKey(), keyspace.Day)
+	if err != nil || len(ranges) < 4 {
+		t.Fatalf("Plan = %d ranges, %v", len(ranges), err)
+	}
+	if _, err := e.l.CreateRun(testCtx(t), proto.RunRecord{RunID: "run1", Registry: "registry.test", Repositories: []string{"ci/a"},
+		Policy: cfg.Policy, State: proto.RunRunning, StartedAt: start}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range ranges[:2] {
+		if _, err := e.l.CreateShard(testCtx(t), proto.ShardRecord{RunID: "run1", ShardID: fmt.Sprintf("old%d", i),
+			Repository: "ci/a", Range: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fakeWorker(t, f, nil)
+	rep, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := e.l.Shards(testCtx(t), "run1")
+	checkPartition(t, shards, "ci/a", rules.CutoffKey())
+	if len(shards) != len(ranges) {
+		t.Errorf("%d shards after resuming, want the plan's %d", len(shards), len(ranges))
+	}
+	var want int64
+	for _, tag := range tags {
+		if tag <= rules.CutoffKey() {
+			want++
+		}
+	}
+	if rep.Tags.Scanned != want {
+		t.Errorf("scanned %d, want %d: a range was covered twice or not at all", rep.Tags.Scanned, want)
+	}
+}
+
+func TestFillsCoverageGap(t *testing.T) {
+	e := newEnv(t)
+	tags := dayTags(4, 2)
+	f := newLister(map[string][]string{"ci/a": tags})
+	cfg := e.config("run1", "ci/a")
+	rules, _ := policy.New(cfg.Policy)
+	// A split whose new half was never recorded: the run's shards stop short of the cutoff.
+	if _, err := e.l.CreateRun(testCtx(t), proto.RunRecord{RunID: "run1", Registry: "registry.test", Repositories: []string{"ci/a"},
+		Policy: cfg.Policy, State: proto.RunRunning, StartedAt: start}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []proto.Range{{After: "", Through: "20261118"}, {After: "20261119", Through: rules.CutoffKey()}} {
+		if _, err := e.l.CreateShard(testCtx(t), proto.ShardRecord{RunID: "run1", ShardID: "s" + r.Through,
+			Repository: "ci/a", Range: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fakeWorker(t, f, nil)
+	rep, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := e.l.Shards(testCtx(t), "run1")
+	checkPartition(t, shards, "ci/a", rules.CutoffKey())
+	var want int64
+	for _, tag := range tags {
+		if tag <= rules.CutoffKey() {
+			want++
+		}
+	}
+	if rep.Tags.Scanned != want {
+		t.Errorf("scanned %d, want %d", rep.Tags.Scanned, want)
+	}
+}
