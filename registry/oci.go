@@ -1,0 +1,617 @@
+package registry
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme"
+	"github.com/regclient/regclient/scheme/reg"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/time/rate"
+)
+
+// Sentinels of the OCI client, in addition to those in registry.go.
+var (
+	// ErrUnauthorized: the registry refused the credentials (401 or 403). Retrying will not help.
+	ErrUnauthorized = errors.New("registry refused the credentials")
+	// ErrDeleteUnsupported: the registry answered a tag delete with 400 or 405, which the OCI
+	// distribution-spec reserves for "tag deletion is disabled". tagsweep never falls back to
+	// deleting by digest, so such a registry cannot be pruned.
+	ErrDeleteUnsupported = errors.New("registry does not support deleting tags (DELETE /v2/<name>/manifests/<tag>)")
+)
+
+// Defaults of OCIConfig's zero values.
+const (
+	DefaultOCIConcurrency   = 64
+	DefaultOCITimeout       = 30 * time.Second
+	DefaultOCICallTimeout   = 2 * time.Minute
+	DefaultOCIRetryLimit    = 5
+	DefaultOCIRetryDelay    = 100 * time.Millisecond
+	DefaultOCIRetryDelayMax = 30 * time.Second
+	DefaultOCIUserAgent     = "tagsweep"
+)
+
+// maxListBody bounds the body of one tags/list answer: 1000 tags of 128 bytes are ~130 KiB.
+const maxListBody = 16 << 20
+
+// maxErrDetail bounds the registry's own words carried in an error (regclient quotes up to
+// 8 MiB of an error body).
+const maxErrDetail = 512
+
+// OCIConfig configures an OCI client. Zero values mean the documented defaults.
+type OCIConfig struct {
+	// Host is the registry as host[:port], for example "quay.io" or "127.0.0.1:5000". Required.
+	Host string
+	// PlainHTTP talks HTTP instead of HTTPS. For loopback and test registries only.
+	PlainHTTP bool
+	// DockerConfig is the path of a docker config.json holding the registry's credentials; the
+	// file must exist. Empty means regclient's discovery: $DOCKER_CONFIG/config.json, else
+	// ~/.docker/config.json, plus $DOCKER_AUTH_CONFIG; none of them is required.
+	DockerConfig string
+	// Username and Password, when set, take precedence over the docker config.
+	Username string
+	Password string
+	// Concurrency bounds the requests in flight to Host (regclient's per-host ReqConcurrent,
+	// whose own default of 3 never applies here). Default 64.
+	Concurrency int
+	// MaxRPS bounds the List and Delete calls started per second (regclient's retries of a
+	// call are paced by its backoff instead). Waiting honours ctx. 0 means unlimited.
+	MaxRPS float64
+	// Timeout bounds one HTTP exchange (connect, headers and body), token fetches included.
+	// Default 30s.
+	Timeout time.Duration
+	// CallTimeout bounds one List or Delete as a whole, regclient's retries and backoff waits
+	// included, so that a hung registry cannot hang a worker. Default 2m.
+	CallTimeout time.Duration
+	// RetryLimit is how often regclient retries a request that failed with 429, 408, 500, 502,
+	// 504 or a transport error. Default 5.
+	RetryLimit int
+	// RetryDelay and RetryDelayMax bound regclient's per-host exponential backoff when the
+	// registry sends no Retry-After. Defaults 100ms and 30s.
+	RetryDelay    time.Duration
+	RetryDelayMax time.Duration
+	// UserAgent is sent on every request. Default "tagsweep".
+	UserAgent string
+	// Logger receives regclient's warnings, with credentials redacted. Nil discards.
+	Logger *slog.Logger
+}
+
+// LogValue logs the configuration without its password.
+func (c OCIConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("host", c.Host),
+		slog.Bool("plain_http", c.PlainHTTP),
+		slog.String("docker_config", c.DockerConfig),
+		slog.String("username", c.Username),
+		slog.Bool("password_set", c.Password != ""),
+		slog.Int("concurrency", c.Concurrency),
+		slog.Float64("max_rps", c.MaxRPS),
+		slog.Duration("timeout", c.Timeout),
+		slog.Duration("call_timeout", c.CallTimeout),
+		slog.Int("retry_limit", c.RetryLimit),
+	)
+}
+
+// String formats the configuration without its password, so that %v and %+v are safe.
+func (c OCIConfig) String() string { return c.LogValue().String() }
+
+// OCI is a Client for any registry that speaks the OCI distribution API, built on regclient:
+// regclient does authentication (docker config, basic and bearer tokens), TLS, per-host
+// concurrency, and the retries with backoff on 429/408/500/502/504 and transport errors,
+// honouring Retry-After. That is the only retry layer: OCI itself never repeats a request,
+// and its callers should not repeat a failed call in a loop either.
+//
+// Every request regclient sends for a call passes a guard (see guard) that lets through
+// exactly the one registry request the call means: GET /v2/<repo>/tags/list for List,
+// DELETE /v2/<repo>/manifests/<tag> for Delete. So a List is one page (regclient cannot
+// follow Link), and a Delete is one tag delete: nothing can ever delete by digest or push.
+type OCI struct {
+	rc          *regclient.RegClient
+	name        string // regclient's name of the host, the Registry of every ref
+	callTimeout time.Duration
+	limiter     *rate.Limiter // nil: no MaxRPS
+	redact      redactor
+}
+
+var _ Client = (*OCI)(nil)
+
+// NewOCI returns a client for cfg.Host.
+func NewOCI(cfg OCIConfig) (*OCI, error) {
+	if cfg.Host == "" {
+		return nil, errors.New("oci registry: host is required")
+	}
+	if strings.Contains(cfg.Host, "://") || strings.ContainsAny(cfg.Host, "/ ") {
+		return nil, fmt.Errorf("oci registry: host %q must be host[:port], without scheme or path", cfg.Host)
+	}
+	if cfg.Concurrency < 0 || cfg.MaxRPS < 0 || cfg.Timeout < 0 || cfg.CallTimeout < 0 || cfg.RetryLimit < 0 ||
+		cfg.RetryDelay < 0 || cfg.RetryDelayMax < 0 {
+		return nil, errors.New("oci registry: concurrency, max rps, timeouts, retry limit and delays must not be negative")
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultOCIConcurrency)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultOCITimeout)
+	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultOCICallTimeout)
+	cfg.RetryLimit = cmp.Or(cfg.RetryLimit, DefaultOCIRetryLimit)
+	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultOCIRetryDelay)
+	cfg.RetryDelayMax = cmp.Or(cfg.RetryDelayMax, DefaultOCIRetryDelayMax)
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultOCIUserAgent)
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	docker, err := loadDockerConfig(cfg.DockerConfig)
+	if err != nil {
+		return nil, err
+	}
+	host := config.HostNewName(cfg.Host)
+	host.User = cfg.Username
+	host.Pass = cfg.Password
+	host.TLS = config.TLSEnabled
+	if cfg.PlainHTTP {
+		host.TLS = config.TLSDisabled
+	}
+	host.ReqConcurrent = int64(cfg.Concurrency)
+
+	var secrets []string
+	for _, h := range append(slices.Clone(docker), *host) {
+		secrets = append(secrets, h.Pass, h.Token)
+		if h.User != "" && h.Pass != "" {
+			secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Pass)))
+		}
+	}
+	red := newRedactor(secrets)
+
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = cfg.Concurrency
+	g := &guard{base: base, host: host.Hostname}
+
+	rc := regclient.New(
+		// Docker's entries first: each is a full host entry (TLS enabled, 3 concurrent
+		// requests), and a later entry for the same host overrides the earlier one's fields.
+		regclient.WithConfigHost(docker...),
+		regclient.WithConfigHost(*host),
+		regclient.WithRegOpts(
+			reg.WithHTTPClient(&http.Client{Transport: g, Timeout: cfg.Timeout}),
+			reg.WithRetryLimit(cfg.RetryLimit),
+			reg.WithDelay(cfg.RetryDelay, cfg.RetryDelayMax),
+		),
+		regclient.WithUserAgent(cfg.UserAgent),
+		regclient.WithSlog(slog.New(&redactHandler{inner: logger.Handler(), redact: red})),
+	)
+	o := &OCI{rc: rc, name: host.Name, callTimeout: cfg.CallTimeout, redact: red}
+	if cfg.MaxRPS > 0 {
+		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
+	}
+	return o, nil
+}
+
+// loadDockerConfig reads the registry logins of a docker config: the named file, which must
+// exist, or else regclient's default places.
+func loadDockerConfig(path string) ([]config.Host, error) {
+	if path == "" {
+		hosts, err := config.DockerLoad()
+		if err != nil {
+			return nil, fmt.Errorf("oci registry: load docker config: %w", err)
+		}
+		return hosts, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("oci registry: docker config: %w", err)
+	}
+	hosts, err := config.DockerLoadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("oci registry: load docker config %s: %w", path, err)
+	}
+	return hosts, nil
+}
+
+// List returns one keyset page: at most n tags greater than last, in the registry's order,
+// checked with CheckPage: a page that breaks it is an error wrapping ErrBadPage, and also
+// ErrKeysetUnsupported when the page starts at or before last (the registry ignored it). It sends exactly one tags/list request (plus regclient's auth and
+// retries of that request). More reports the registry's Link rel="next" as sent, so a page
+// shorter than n with More set is a registry capping n (Quay caps at 100), and on CNCF
+// Distribution a full final page still has More set and the next page is empty.
+func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) {
+	what := fmt.Sprintf("list tags of %s after %q", repo, last)
+	if n < 1 {
+		// regclient omits n=0, and a tags/list without n returns every tag of the repository.
+		return Page{}, fmt.Errorf("%s: page size %d must be at least 1", what, n)
+	}
+	r, err := o.repoRef(repo)
+	if err != nil {
+		return Page{}, fmt.Errorf("%s: %w", what, err)
+	}
+	c := &call{method: http.MethodGet, path: "/v2/" + repo + "/tags/list"}
+	callCtx, cancel, err := o.start(ctx, c)
+	if err != nil {
+		return Page{}, fmt.Errorf("%s: %w", what, err)
+	}
+	defer cancel()
+	tl, err := o.rc.TagList(callCtx, r, scheme.WithTagLast(last), scheme.WithTagLimit(n))
+	if err != nil {
+		return Page{}, o.edgeError(ctx, callCtx, c, what, err)
+	}
+	tags := tl.Tags
+	if err := CheckPage(last, tags); err != nil {
+		if last != "" && tags[0] <= last {
+			// The page restarts at or before last: the registry ignores it (Quay < 3.12).
+			return Page{}, fmt.Errorf("%s: page starts at %q: %w: %w", what, tags[0], ErrKeysetUnsupported, err)
+		}
+		return Page{}, fmt.Errorf("%s: %w", what, err)
+	}
+	links, _ := c.result()
+	more := hasNextLink(links)
+	if len(tags) > n {
+		// The registry ignored n. The keyset is intact: the caller goes on after tags[n-1].
+		tags, more = tags[:n], true
+	}
+	return Page{Tags: tags, More: more}, nil
+}
+
+// Delete deletes one tag with DELETE /v2/<repo>/manifests/<tag>: 202 or 200 is success, 404
+// an error wrapping ErrNotFound (already gone), 400 or 405 one wrapping ErrDeleteUnsupported.
+//
+// It never deletes by digest, which would remove every tag sharing the manifest. regclient's
+// TagDelete falls back to pushing a dummy manifest over the tag and deleting that by digest
+// when the registry refuses the tag delete, and it sends the tag delete without retries; so
+// Delete uses regclient's lower-level ManifestDelete, which sends DELETE manifests/<Digest>
+// verbatim through regclient's retrying client, with the tag (checked against the tag grammar,
+// which has no ':', so it can never be a digest) as the reference. The guard lets through no
+// other request for the call, whatever regclient might try.
+func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
+	what := fmt.Sprintf("delete tag %s:%s", repo, tag)
+	if !tagRE.MatchString(tag) {
+		return fmt.Errorf("%s: not a valid tag name", what)
+	}
+	r, err := o.repoRef(repo)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	r.Digest = tag // see above: the reference sent is the tag
+	c := &call{method: http.MethodDelete, path: "/v2/" + repo + "/manifests/" + tag}
+	callCtx, cancel, err := o.start(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer cancel()
+	err = o.rc.ManifestDelete(callCtx, r)
+	if _, status := c.result(); status == http.StatusAccepted || status == http.StatusOK {
+		return nil // regclient reports 200 as an error: it expects 202 only
+	}
+	if err == nil {
+		return fmt.Errorf("%s: regclient reported success without a 202 or 200 from the registry", what)
+	}
+	return o.edgeError(ctx, callCtx, c, what, err)
+}
+
+// start waits for MaxRPS, then bounds one call by CallTimeout and hands its guard record to
+// the transport.
+func (o *OCI) start(ctx context.Context, c *call) (context.Context, context.CancelFunc, error) {
+	if o.limiter != nil {
+		if err := o.limiter.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("waiting for the request rate limit: %w", context.Cause(ctx))
+			}
+			// The limiter refuses at once a wait that would outlast ctx's deadline.
+			return nil, nil, fmt.Errorf("waiting for the request rate limit: %v: %w", err, context.DeadlineExceeded)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.callTimeout)
+	return context.WithValue(ctx, callKey{}, c), cancel, nil
+}
+
+var (
+	// tagRE is the distribution-spec tag grammar.
+	tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	// repoRE is the distribution-spec repository name grammar.
+	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+)
+
+func (o *OCI) repoRef(repo string) (ref.Ref, error) {
+	if !repoRE.MatchString(repo) {
+		return ref.Ref{}, fmt.Errorf("%q is not a valid repository name", repo)
+	}
+	r := ref.Ref{Scheme: "reg", Registry: o.name, Repository: repo}
+	r.Reference = r.CommonName()
+	return r, nil
+}
+
+// edgeError translates a failed call once, from the HTTP status the guard saw last rather
+// than from regclient's error text, into the sentinels callers branch on. The registry's
+// words are kept, redacted and bounded; regclient's error value itself is not wrapped, so
+// that no credential can leak through it.
+func (o *OCI) edgeError(parent, callCtx context.Context, c *call, what string, err error) error {
+	detail := o.redact.apply(err.Error())
+	// regclient's own prefix ("failed to delete manifest <ref>: request failed: ") names the
+	// tag as a digest reference and repeats what `what` says; keep the registry's words.
+	if _, after, ok := strings.Cut(detail, "request failed: "); ok {
+		detail = after
+	}
+	if len(detail) > maxErrDetail {
+		detail = detail[:maxErrDetail] + "…"
+	}
+	_, status := c.result()
+	switch {
+	case parent.Err() != nil:
+		return fmt.Errorf("%s: %w", what, context.Cause(parent))
+	case status == http.StatusNotFound:
+		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
+	case status == http.StatusTooManyRequests:
+		if after, ok := c.retryAfter(); ok {
+			return fmt.Errorf("%s: %s: %w", what, detail, &RetryAfterError{After: after, Err: ErrRateLimited})
+		}
+		return fmt.Errorf("%s: %s: %w", what, detail, ErrRateLimited)
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return fmt.Errorf("%s: %s: %w", what, detail, ErrUnauthorized)
+	case c.method == http.MethodDelete && (status == http.StatusBadRequest || status == http.StatusMethodNotAllowed):
+		return fmt.Errorf("%s: %s: %w", what, detail, ErrDeleteUnsupported)
+	case callCtx.Err() != nil:
+		return fmt.Errorf("%s: no answer within %s: %s: %w", what, o.callTimeout, detail, context.DeadlineExceeded)
+	case status != 0:
+		return fmt.Errorf("%s: http %d: %s", what, status, detail)
+	}
+	return fmt.Errorf("%s: %s", what, detail)
+}
+
+// callKey carries a *call in a request's context, the way net/http/httptrace carries a
+// ClientTrace: regclient passes the call's context to every request it sends for the call.
+type callKey struct{}
+
+// call is the one registry request a List or Delete may send, and what the registry
+// answered to its last attempt.
+type call struct {
+	method, path string
+
+	mu     sync.Mutex
+	status int
+	header http.Header
+}
+
+func (c *call) attempt() {
+	c.mu.Lock()
+	c.status, c.header = 0, nil
+	c.mu.Unlock()
+}
+
+func (c *call) answered(status int, header http.Header) {
+	c.mu.Lock()
+	c.status, c.header = status, header
+	c.mu.Unlock()
+}
+
+// result returns the Link header values and the status of the last attempt.
+func (c *call) result() (links []string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.header.Values("Link"), c.status
+}
+
+func (c *call) retryAfter() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := strconv.Atoi(strings.TrimSpace(c.header.Get("Retry-After")))
+	if err != nil || s < 0 {
+		return 0, false
+	}
+	return time.Duration(s) * time.Second, true
+}
+
+// registryAPIRE matches the paths of the distribution API that read or write repository
+// content. Token endpoints (Quay's /v2/auth, a realm elsewhere) do not match.
+var registryAPIRE = regexp.MustCompile(`^/v2/.+/(?:tags/list|manifests/|blobs/|referrers/)`)
+
+// errRefused is returned by the guard for a request the call does not allow.
+var errRefused = errors.New("tagsweep refused to send the request")
+
+// guard is the transport under regclient. It lets through the call's one registry request
+// and what authentication needs (token GET and POST), refuses every other request to the
+// registry API and every PUT, PATCH or other DELETE, and, for tags/list,
+// moves the Link header out of regclient's sight into the call record, so that regclient
+// never follows it.
+type guard struct {
+	base http.RoundTripper
+	host string // host[:port] of the registry in request URLs
+}
+
+func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	c, _ := req.Context().Value(callKey{}).(*call)
+	if c == nil || req.Method != c.method || req.URL.Host != g.host || req.URL.Path != c.path {
+		switch {
+		case req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != http.MethodPost,
+			registryAPIRE.MatchString(req.URL.Path):
+			closeBody(req)
+			return nil, fmt.Errorf("%w: %s %s", errRefused, req.Method, req.URL.Path)
+		}
+		return g.base.RoundTrip(req)
+	}
+	c.attempt()
+	resp, err := g.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	c.answered(resp.StatusCode, resp.Header.Clone())
+	if c.method == http.MethodGet {
+		resp.Header.Del("Link")
+		resp.Body = &limitedBody{rc: resp.Body, left: maxListBody}
+	}
+	return resp, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// limitedBody fails a read past its limit instead of silently truncating.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("tags/list answer larger than %d bytes", maxListBody)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// hasNextLink reports whether Link header values (RFC 8288) hold a link with rel "next".
+// The target is not needed: the next page is asked for with last=<last tag of this page>.
+func hasNextLink(values []string) bool {
+	for _, v := range values {
+		for {
+			v = strings.TrimLeft(v, " \t,")
+			if !strings.HasPrefix(v, "<") {
+				break
+			}
+			end := strings.IndexByte(v, '>')
+			if end < 0 {
+				break
+			}
+			v = v[end+1:]
+			var rel string
+			v, rel = linkParams(v)
+			if slices.Contains(strings.Fields(strings.ToLower(rel)), "next") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// linkParams reads the ";name=value" parameters of one link-value and returns the rest of
+// the header after it and the value of its rel parameter.
+func linkParams(v string) (rest, rel string) {
+	for {
+		v = strings.TrimLeft(v, " \t")
+		if !strings.HasPrefix(v, ";") {
+			return v, rel
+		}
+		v = strings.TrimLeft(v[1:], " \t")
+		i := strings.IndexAny(v, "=;,")
+		if i < 0 {
+			return "", rel
+		}
+		name := strings.ToLower(strings.TrimSpace(v[:i]))
+		if v[i] != '=' {
+			v = v[i:]
+			continue
+		}
+		v = strings.TrimLeft(v[i+1:], " \t")
+		var value string
+		if strings.HasPrefix(v, `"`) {
+			end := 1
+			for end < len(v) && v[end] != '"' {
+				if v[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			value = strings.ReplaceAll(v[1:min(end, len(v))], `\`, "")
+			v = v[min(end+1, len(v)):]
+		} else {
+			end := strings.IndexAny(v, ";,")
+			if end < 0 {
+				end = len(v)
+			}
+			value, v = strings.TrimSpace(v[:end]), v[end:]
+		}
+		if name == "rel" && rel == "" {
+			rel = value
+		}
+	}
+}
+
+// authValueRE matches credentials in an Authorization header value written out.
+var authValueRE = regexp.MustCompile(`(?i)\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]{16,}`)
+
+// redactor removes known secrets and anything shaped like an Authorization value from text.
+type redactor struct{ secrets []string }
+
+func newRedactor(secrets []string) redactor {
+	var r redactor
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(r.secrets, s) {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
+	return r
+}
+
+func (r redactor) apply(s string) string {
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return authValueRE.ReplaceAllString(s, "$1 [redacted]")
+}
+
+// redactHandler passes regclient's warnings and errors to the injected logger, with
+// credentials redacted from the message and every attribute. regclient's debug and trace
+// records (every request with its URL) are dropped.
+type redactHandler struct {
+	inner  slog.Handler
+	redact redactor
+}
+
+func (h *redactHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.inner.Enabled(ctx, l)
+}
+
+func (h *redactHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, h.redact.apply(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(h.attr(a))
+		return true
+	})
+	return h.inner.Handle(ctx, out)
+}
+
+func (h *redactHandler) attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		attrs := v.Group()
+		out := make([]slog.Attr, len(attrs))
+		for i, ga := range attrs {
+			out[i] = h.attr(ga)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
+	}
+	return slog.String(a.Key, h.redact.apply(v.String()))
+}
+
+func (h *redactHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		out[i] = h.attr(a)
+	}
+	return &redactHandler{inner: h.inner.WithAttrs(out), redact: h.redact}
+}
+
+func (h *redactHandler) WithGroup(name string) slog.Handler {
+	return &redactHandler{inner: h.inner.WithGroup(name), redact: h.redact}
+}
