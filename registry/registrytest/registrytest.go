@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
@@ -84,9 +85,15 @@ const tagWorkers = 16
 func CreateTags(t testing.TB, host, repo string, tags ...string) string {
 	t.Helper()
 	ctx := t.Context()
-	rc := regclient.New(regclient.WithConfigHost(config.Host{
-		Name: host, Hostname: host, TLS: config.TLSDisabled, ReqConcurrent: tagWorkers,
-	}))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = tagWorkers // the default of 2 makes most PUTs dial anew
+	t.Cleanup(tr.CloseIdleConnections)
+	rc := regclient.New(
+		regclient.WithConfigHost(config.Host{
+			Name: host, Hostname: host, TLS: config.TLSDisabled, ReqConcurrent: tagWorkers,
+		}),
+		regclient.WithRegOpts(reg.WithTransport(tr)),
+	)
 	r, err := ref.New(host + "/" + repo)
 	if err != nil {
 		t.Fatalf("registrytest: repository %s/%s: %v", host, repo, err)
