@@ -220,12 +220,15 @@ func loadDockerConfig(path string) ([]config.Host, error) {
 	return hosts, nil
 }
 
-// List returns one keyset page: at most n tags greater than last, in the registry's order,
-// checked with CheckPage: a page that breaks it is an error wrapping ErrBadPage, and also
-// ErrKeysetUnsupported when the page starts at or before last (the registry ignored it). It sends exactly one tags/list request (plus regclient's auth and
-// retries of that request). More reports the registry's Link rel="next" as sent, so a page
-// shorter than n with More set is a registry capping n (Quay caps at 100), and on CNCF
-// Distribution a full final page still has More set and the next page is empty.
+// List returns one keyset page: at most n tags greater than last, in the registry's order.
+// It sends exactly one tags/list request (plus regclient's auth and its retries of that
+// request) and never follows Link. The page is checked with CheckPage: a page that breaks
+// it is an error wrapping ErrBadPage, and also ErrKeysetUnsupported when it starts at or
+// before last (the registry ignored last). More reports the registry's Link rel="next" as
+// sent: a page shorter than n with More set is a registry capping n (Quay caps at 100); on
+// CNCF Distribution a full final page still has More set and the next page is empty; a
+// registry that never sends Link (go-containerregistry's) leaves More false on full pages.
+// An unknown repository is an error wrapping ErrNotFound.
 func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) {
 	what := fmt.Sprintf("list tags of %s after %q", repo, last)
 	if n < 1 {
