@@ -179,7 +179,7 @@ func Flags() []Flag {
 		{Name: "tag-timezone", Kind: KindString, Default: "UTC", Commands: allPruning,
 			Usage: "IANA time `zone` the tag timestamps are written in"},
 		{Name: "max-deletes", Kind: KindInt64, Default: int64(0), Commands: allPruning,
-			Usage: "stop the run before deleting if it would delete more than `N` tags; 0 = no cap"},
+			Usage: "delete at most `N` tags in the run; a run that reaches the cap stops and fails (exit 2); 0 = no cap"},
 
 		// How to talk to the registry.
 		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allRegistry,

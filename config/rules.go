@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -31,12 +32,13 @@ func (c Config) TTLDuration() (time.Duration, error) {
 	return policy.DaysTTL(c.TTLDays)
 }
 
-// ShardWidth is the planned shard width of --shard-by.
-func (c Config) ShardWidth() time.Duration {
-	if c.ShardBy == "hour" {
-		return time.Hour
+// ShardWidth is the shard boundary width of --shard-by (validated by Validate).
+func (c Config) ShardWidth() keyspace.Width {
+	w, err := keyspace.ParseWidth(c.ShardBy)
+	if err != nil {
+		return keyspace.Day
 	}
-	return 24 * time.Hour
+	return w
 }
 
 // checkRules validates the policy flags with the policy package itself, so the rules

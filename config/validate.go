@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -103,7 +104,7 @@ func (c Config) Validate() error {
 		if c.RunID != "" && !proto.ValidToken(c.RunID) {
 			bad("run-id", "%q is not 1 to 64 of [A-Za-z0-9_-]", c.RunID)
 		}
-		if c.ShardBy != "day" && c.ShardBy != "hour" {
+		if _, err := keyspace.ParseWidth(c.ShardBy); err != nil {
 			bad("shard-by", "%q is not day or hour", c.ShardBy)
 		}
 		if c.MaxDeletes < 0 {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // --tag-timezone works on images without a zone database
 )
 
 // Exit codes. Operators' jobs and alerts depend on them.

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/telemetry"
+	"github.com/tagsweep/tagsweep/worker"
+)
+
+// demoRepository is what --demo prunes when no --repository is given.
+const demoRepository = "openshift/ci"
+
+// runRun runs a whole run in this process: an embedded JetStream server (in process, no
+// TCP listener), cfg.Workers workers and the coordinator; with --demo also a simulated
+// registry to prune. It returns once the coordinator has finished and every worker has
+// stopped.
+func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
+	host, plainHTTP := cfg.Registry, cfg.PlainHTTP
+	if cfg.Demo {
+		if len(cfg.Repositories) == 0 {
+			cfg.Repositories = []string{demoRepository}
+		}
+		srv, err := startSim(ctx, "127.0.0.1:0", simNamespace{
+			repos: cfg.Repositories, tags: cfg.DemoTags, days: cfg.DemoDays, seed: 1,
+			end: time.Now(), latency: cfg.DemoLatency,
+		}, nil)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		host, plainHTTP = srv.Addr(), true
+		cfg.Registry = host // workers only talk to this registry
+		fmt.Fprintf(w, "Demo: simulated registry at %s with %d tags in %v (%d days, %s latency per request)\n",
+			host, cfg.DemoTags, cfg.Repositories, cfg.DemoDays, cfg.DemoLatency)
+	}
+
+	var natsLog *slog.Logger
+	if log.Enabled(ctx, slog.LevelDebug) {
+		natsLog = log.With("component", "nats")
+	}
+	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.DataDir, Logger: natsLog})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	nc, err := ns.Connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	workers := make([]*worker.Worker, cfg.Workers)
+	for i := range workers {
+		id := "local-" + strconv.Itoa(i+1)
+		if workers[i], err = worker.New(workerConfig(cfg, id, log), js, log); err != nil {
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, telemetry.New(), nil, log)
+
+	// Workers stop when the coordinator is done (or on a signal): wctx outlives the
+	// coordinator's last write so that workers can hand back shards in hand.
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		werr []error
+	)
+	for _, wk := range workers {
+		wg.Go(func() {
+			if err := wk.Run(wctx); err != nil {
+				mu.Lock()
+				werr = append(werr, fmt.Errorf("worker %s: %w", wk.ID(), err))
+				mu.Unlock()
+				cancel() // a worker that cannot run: stop the run rather than wait forever
+			}
+		})
+	}
+	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP)
+	stopWorkers()
+	wg.Wait()
+	cancel()
+	return errors.Join(append([]error{err, waitHTTP()}, werr...)...)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/telemetry"
+	"github.com/tagsweep/tagsweep/worker"
+)
+
+// runWorker processes shards from the NATS at cfg.NATSURL until ctx ends, serving health
+// and metrics on cfg.HTTPAddr. A stop (ctx done) is graceful: shards in hand are
+// checkpointed and handed back, and it returns nil.
+func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Config) error {
+	nc, err := connectNATS(cfg.NATSURL, "tagsweep-worker", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	wk, err := worker.New(workerConfig(cfg, "", log), js, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metrics := telemetry.New()
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to nats")
+		}
+		return nil
+	}, log)
+	werr := wk.Run(ctx)
+	cancel()
+	return errors.Join(werr, waitHTTP())
+}
+
+// workerConfig is a worker's configuration; id "" means the worker's default
+// (host-pid-random).
+func workerConfig(cfg config.Config, id string, log *slog.Logger) worker.Config {
+	return worker.Config{
+		ID:                id,
+		Slots:             cfg.Slots,
+		DeleteConcurrency: cfg.DeleteConc,
+		MaxRPS:            cfg.MaxRPS,
+		PageSize:          cfg.PageSize,
+		Connect:           connector(cfg, log),
+		Ledger:            ledgerConfig(cfg),
+	}
+}
