@@ -1,0 +1,463 @@
+// Package test holds tagsweep's end-to-end tests: a real coordinator and real workers against
+// an embedded NATS server and the simulated registry over HTTP on 127.0.0.1.
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/worker"
+)
+
+const repo = "openshift/ci"
+
+// httpClient is a minimal registry.Client over the distribution API, enough for the sim.
+type httpClient struct {
+	base string // http://host:port
+	hc   *http.Client
+}
+
+func (c *httpClient) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	u := fmt.Sprintf("%s/v2/%s/tags/list?n=%d&last=%s", c.base, repo, n, url.QueryEscape(last))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return registry.Page{}, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return registry.Page{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return registry.Page{}, fmt.Errorf("tags/list %s: status %d", repo, resp.StatusCode)
+	}
+	var body struct{ Tags []string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return registry.Page{}, fmt.Errorf("tags/list %s: %w", repo, err)
+	}
+	return registry.Page{Tags: body.Tags, More: strings.Contains(resp.Header.Get("Link"), `rel="next"`)}, nil
+}
+
+func (c *httpClient) Delete(ctx context.Context, repo, tag string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.base+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusAccepted, http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		return fmt.Errorf("delete %s:%s: %w", repo, tag, registry.ErrNotFound)
+	}
+	return fmt.Errorf("delete %s:%s: status %d", repo, tag, resp.StatusCode)
+}
+
+// stack is one tagsweep deployment in process: a simulated registry, an embedded NATS server,
+// and workers, each on its own connection.
+type stack struct {
+	reg    *sim.Registry
+	srv    *httptest.Server
+	client *httpClient
+	nats   *natsserver.Server
+	lc     ledger.Config
+}
+
+func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Handler) *stack {
+	t.Helper()
+	s := &stack{reg: sim.New(simCfg)}
+	var h http.Handler = s.reg
+	if wrap != nil {
+		h = wrap(h)
+	}
+	s.srv = httptest.NewServer(h)
+	t.Cleanup(s.srv.Close)
+	s.client = &httpClient{base: s.srv.URL, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+	var err error
+	s.nats, err = natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 256 << 20, MaxStore: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.nats.Close)
+	s.lc = ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
+	return s
+}
+
+func (s *stack) js(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := s.nats.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// startWorkers runs n workers until the test ends.
+func (s *stack) startWorkers(t *testing.T, n int, cfg worker.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		c := cfg
+		c.ID = fmt.Sprintf("worker-%d", i)
+		c.Ledger = s.lc
+		c.Connect = func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
+			if "http://"+run.Registry != s.srv.URL {
+				return nil, fmt.Errorf("run names registry %q, want the sim", run.Registry)
+			}
+			return s.client, nil
+		}
+		w, err := worker.New(c, s.js(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("worker %d: Run = %v", i, err)
+			}
+		}
+	})
+}
+
+func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress func(proto.Report)) *coordinator.Coordinator {
+	t.Helper()
+	c, err := coordinator.New(coordinator.Config{
+		RunID:        runID,
+		Registry:     strings.TrimPrefix(s.srv.URL, "http://"),
+		PlainHTTP:    true,
+		Repositories: []string{repo},
+		Policy:       p,
+		PollInterval: 100 * time.Millisecond,
+		Progress:     progress,
+		Ledger:       s.lc,
+	}, s.js(t), s.client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// expect splits tags into what the policy deletes and what stays, independently of tagsweep's
+// engine, and counts the tags a run lists (those in ("", cutoff key]).
+func expect(t *testing.T, p proto.Policy, tags []string) (eligible, keep []string, scanned int64) {
+	t.Helper()
+	rules, err := policy.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range tags {
+		if tag <= rules.CutoffKey() {
+			scanned++
+		}
+		if rules.Decide(tag).Verdict == policy.Delete {
+			eligible = append(eligible, tag)
+		} else {
+			keep = append(keep, tag)
+		}
+	}
+	slices.Sort(eligible)
+	slices.Sort(keep)
+	return eligible, keep, scanned
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// diff describes how got differs from want (both sorted), for failure messages.
+func diff(got, want []string) string {
+	var extra, missing []string
+	for _, g := range got {
+		if _, ok := slices.BinarySearch(want, g); !ok {
+			extra = append(extra, g)
+		}
+	}
+	for _, w := range want {
+		if _, ok := slices.BinarySearch(got, w); !ok {
+			missing = append(missing, w)
+		}
+	}
+	return fmt.Sprintf("%d extra (first %v), %d missing (first %v)", len(extra), extra[:min(3, len(extra))],
+		len(missing), missing[:min(3, len(missing))])
+}
+
+func TestEndToEnd(t *testing.T) {
+	end := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	cutoff := end.AddDate(0, 0, -5)
+	n := 50_000
+	if testing.Short() {
+		n = 5_000
+	}
+	tags := sim.Generate(sim.GenConfig{Seed: 42, Tags: n, Days: 30, End: end, Odd: true, BurstSize: 500,
+		SkewDay: 12, SkewFactor: 6, Cutoff: cutoff, EligibleFraction: 0.3})
+	p := policy.Defaults()
+	p.Cutoff = cutoff
+	eligible, keep, scanned := expect(t, p, tags)
+	if len(eligible) < n/5 || len(keep) < n/2 {
+		t.Fatalf("generated namespace too lopsided to test: %d eligible, %d kept", len(eligible), len(keep))
+	}
+
+	for _, dry := range []bool{true, false} {
+		t.Run(map[bool]string{true: "dry run", false: "confirm"}[dry], func(t *testing.T) {
+			s := newStack(t, sim.Config{}, nil)
+			if err := s.reg.AddTags(repo, "", tags...); err != nil {
+				t.Fatal(err)
+			}
+			s.startWorkers(t, 4, worker.Config{Slots: 2, SplitAfter: time.Second})
+			p := p
+			p.DryRun = dry
+			ctx := testCtx(t, 3*time.Minute)
+			began := time.Now()
+			rep, err := s.coordinator(t, "e2e", p, nil).Run(ctx)
+			if err != nil {
+				t.Fatalf("coordinator Run: %v", err)
+			}
+			t.Logf("%d tags, %d eligible: %d shards in %s (dry run %v)", len(tags), len(eligible), rep.Shards.Total,
+				time.Since(began).Round(time.Millisecond), dry)
+
+			deleted := s.reg.DeletedTags(repo)
+			if len(deleted) != len(slices.Compact(sorted(deleted))) {
+				t.Errorf("a tag was deleted twice")
+			}
+			if dry {
+				if len(deleted) != 0 || rep.Tags.Deleted != 0 {
+					t.Fatalf("dry run deleted %d tags (report %d), want none", len(deleted), rep.Tags.Deleted)
+				}
+				if !slices.Equal(s.reg.Tags(repo), sorted(tags)) {
+					t.Fatalf("dry run changed the repository")
+				}
+			} else {
+				if got := sorted(deleted); !slices.Equal(got, eligible) {
+					t.Fatalf("deleted tags differ from the eligible ones: %s", diff(got, eligible))
+				}
+				if got := s.reg.Tags(repo); !slices.Equal(got, keep) {
+					t.Fatalf("remaining tags differ from generated - eligible: %s", diff(got, keep))
+				}
+				if rep.Tags.Deleted != int64(len(eligible)) || rep.Tags.AlreadyGone != 0 || rep.Tags.DeleteFailed != 0 {
+					t.Errorf("report deleted %d, already gone %d, failed %d; want %d, 0, 0", rep.Tags.Deleted,
+						rep.Tags.AlreadyGone, rep.Tags.DeleteFailed, len(eligible))
+				}
+			}
+			if rep.Tags.Eligible != int64(len(eligible)) || rep.Tags.Scanned != scanned ||
+				rep.Tags.Scanned != rep.Tags.Eligible+rep.Tags.Kept+rep.Tags.Invalid {
+				t.Errorf("report tags %+v, want eligible %d, scanned %d = eligible + kept + invalid", rep.Tags, len(eligible), scanned)
+			}
+			if rep.Shards.Failed != 0 || rep.Shards.Done != rep.Shards.Total || rep.DryRun != dry {
+				t.Errorf("report shards %+v dry %v, want all done", rep.Shards, rep.DryRun)
+			}
+
+			// The audit stream holds one event per eligible tag.
+			l, err := ledger.Open(ctx, s.js(t), s.lc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := proto.OutcomeDeleted
+			if dry {
+				want = proto.OutcomeDryRun
+			}
+			var audited []string
+			for ev, err := range l.Audit(ctx, "e2e") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.Outcome != want {
+					t.Fatalf("audit event %+v, want outcome %s", ev, want)
+				}
+				audited = append(audited, ev.Tag)
+			}
+			if got := sorted(audited); !slices.Equal(got, eligible) {
+				t.Errorf("audit events differ from eligible tags: %s", diff(got, eligible))
+			}
+
+			// The same run again adds no shards and deletes nothing more.
+			before, err := l.Shards(ctx, "e2e")
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := s.coordinator(t, "e2e", p, nil).Run(ctx)
+			if err != nil {
+				t.Fatalf("second Run of the same run: %v", err)
+			}
+			after, _ := l.Shards(ctx, "e2e")
+			if len(after) != len(before) || again.Shards != rep.Shards || again.Tags != rep.Tags {
+				t.Errorf("second Run: %d shards (was %d), report %+v %+v (was %+v %+v)", len(after), len(before),
+					again.Shards, again.Tags, rep.Shards, rep.Tags)
+			}
+			if n := len(s.reg.DeletedTags(repo)); n != len(deleted) {
+				t.Errorf("second Run deleted %d more tags", n-len(deleted))
+			}
+		})
+	}
+}
+
+// TestEdges: shard boundaries that are existing tags, a tag deleted between two pages (so
+// `last` names a tag that no longer exists), a shard emptied after planning, and short pages
+// that say more tags follow (page cap 2 below the workers' page size 3).
+func TestEdges(t *testing.T) {
+	cutoff := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	var tags []string
+	for day := 1; day <= 8; day++ {
+		d := fmt.Sprintf("202611%02d", day)
+		tags = append(tags, d) // exactly a day boundary: the last key of the previous day's shard
+		for i := range 7 {
+			tag := fmt.Sprintf("%s%02d%02d00_prune_ns_img_%d", d, i*3, i, i)
+			if i == 1 {
+				tag += "_keep_" // kept, and the last tag of a worker's first page
+			}
+			tags = append(tags, tag)
+		}
+	}
+	tags = append(tags,
+		"20261105000000",                   // exactly the cutoff key: listed, kept
+		"20261104235959_prune_last_second", // the last eligible second
+		"20261105000000_prune_at_cutoff",   // not before the cutoff
+		"19990101000000_prune_stray",       // alone in its own shard
+		"20261032000000_prune_bad_date",    // impossible date: kept, counted invalid
+		"rc_payload__4.22.0",               // preservation family
+		"latest",
+	)
+	p := policy.Defaults()
+	p.Cutoff = cutoff
+	p.KeepPatterns = []string{`_keep_$`}
+
+	var mu sync.Mutex
+	var vanished []string // kept tags deleted behind the workers' backs, just before a page after them
+	s := newStack(t, sim.Config{PageCap: 2}, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			last := r.URL.Query().Get("last")
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			if strings.HasSuffix(r.URL.Path, "/tags/list") && n > 1 && strings.HasSuffix(last, "_keep_") {
+				rec := httptest.NewRecorder()
+				next.ServeHTTP(rec, httptest.NewRequestWithContext(r.Context(), http.MethodDelete, "/v2/"+repo+"/manifests/"+last, nil))
+				if rec.Code == http.StatusAccepted {
+					mu.Lock()
+					vanished = append(vanished, last)
+					mu.Unlock()
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	if err := s.reg.AddTags(repo, "", tags...); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, time.Minute)
+
+	// Workers start only once the plan is published (the first progress report), after
+	// everything in (20261103, 20261104] was deleted behind tagsweep's back: that shard is
+	// empty when listed.
+	var emptied []string
+	var startOnce sync.Once
+	progress := func(proto.Report) {
+		startOnce.Do(func() {
+			for _, tag := range s.reg.Tags(repo) {
+				if tag > "20261103" && tag <= "20261104" {
+					if err := s.client.Delete(ctx, repo, tag); err != nil {
+						t.Errorf("emptying a shard: %v", err)
+					}
+					emptied = append(emptied, tag)
+				}
+			}
+			s.startWorkers(t, 2, worker.Config{PageSize: 3, Slots: 2})
+		})
+	}
+	rep, err := s.coordinator(t, "edges", p, progress).Run(ctx)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(vanished) < 3 || len(emptied) != 8 {
+		t.Fatalf("%d tags vanished between pages, %d emptied: the edges were not exercised", len(vanished), len(emptied))
+	}
+	var present []string // what the workers could list
+	for _, tag := range tags {
+		if !slices.Contains(emptied, tag) {
+			present = append(present, tag)
+		}
+	}
+	eligible, _, scanned := expect(t, p, present)
+	wantDeleted := sorted(slices.Concat(eligible, emptied, vanished))
+	if got := sorted(s.reg.DeletedTags(repo)); !slices.Equal(got, wantDeleted) {
+		t.Fatalf("deleted: %s", diff(got, wantDeleted))
+	}
+	var wantRemaining []string
+	for _, tag := range tags {
+		if _, gone := slices.BinarySearch(wantDeleted, tag); !gone {
+			wantRemaining = append(wantRemaining, tag)
+		}
+	}
+	if got := s.reg.Tags(repo); !slices.Equal(got, sorted(wantRemaining)) {
+		t.Fatalf("remaining: %s", diff(got, sorted(wantRemaining)))
+	}
+	if rep.Tags.Eligible != int64(len(eligible)) || rep.Tags.Deleted != int64(len(eligible)) ||
+		rep.Tags.Invalid != 1 || rep.Tags.Scanned != scanned {
+		t.Errorf("report %+v, want eligible = deleted = %d, one invalid, %d scanned", rep.Tags, len(eligible), scanned)
+	}
+	l, err := ledger.Open(ctx, s.js(t), s.lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, err := l.Shards(ctx, "edges")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := map[proto.Range]int64{}
+	for _, sh := range shards {
+		ranges[sh.Range] = sh.Counters.Scanned
+	}
+	for r, want := range map[proto.Range]int64{
+		{After: "", Through: "19990102"}:         1, // the stray tag alone
+		{After: "19990102", Through: "20261033"}: 1, // the impossible date: boundaries are keys, not dates
+		{After: "20261033", Through: "20261101"}: 1, // the boundary tag alone
+		{After: "20261102", Through: "20261103"}: 8, // a day's tags and the next boundary
+		{After: "20261103", Through: "20261104"}: 0, // emptied after planning
+	} {
+		if got, ok := ranges[r]; !ok || got != want {
+			t.Errorf("shard %v: scanned %d (planned %v), want %d; shards %v", r, got, ok, want, ranges)
+		}
+	}
+}
