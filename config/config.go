@@ -53,6 +53,7 @@ type Config struct {
 	Workers      int           `mapstructure:"workers"`
 	Slots        int           `mapstructure:"slots"`
 	DeleteConc   int           `mapstructure:"delete-concurrency"`
+	SplitAfter   time.Duration `mapstructure:"split-after"`
 	AckWait      time.Duration `mapstructure:"ack-wait"`
 	MaxDeliver   int           `mapstructure:"max-deliver"`
 	NATSReplicas int           `mapstructure:"nats-replicas"`
@@ -330,7 +331,7 @@ func (c Config) values() map[string]any {
 		"shard-by": c.ShardBy, "prune-regex": c.PruneRegex, "keep-regex": c.KeepRegex,
 		"tag-timezone": c.TagTimezone, "max-deletes": c.MaxDeletes, "page-size": c.PageSize,
 		"docker-config": c.DockerConfig, "token": c.Token.mask(), "max-rps": c.MaxRPS,
-		"workers": c.Workers, "slots": c.Slots, "delete-concurrency": c.DeleteConc,
+		"workers": c.Workers, "slots": c.Slots, "delete-concurrency": c.DeleteConc, "split-after": c.SplitAfter,
 		"ack-wait": c.AckWait, "max-deliver": c.MaxDeliver, "nats-replicas": c.NATSReplicas,
 		"data-dir": c.DataDir, "http-addr": c.HTTPAddr, "demo": c.Demo, "demo-tags": c.DemoTags,
 		"demo-days": c.DemoDays, "demo-latency": c.DemoLatency, "addr": c.SimAddr, "tags": c.SimTags,

@@ -60,7 +60,6 @@ func TestLoadDefaults(t *testing.T) {
 		{"nats-url", c.NATSURL, DefaultNATSURL},
 		{"prune-regex", c.PruneRegex, DefaultPruneRegex},
 		{"tag-timezone", c.TagTimezone, "UTC"},
-		{"page-size", c.PageSize, 100},
 		{"shard-by", c.ShardBy, "day"},
 		{"ack-wait", c.AckWait, 2 * time.Minute},
 		{"max-deliver", c.MaxDeliver, 5},
@@ -78,8 +77,9 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(run) error = %v", err)
 	}
-	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 {
-		t.Errorf("Load(run) http-addr, workers, demo-tags = %q, %d, %d; want \"\", 4, 20000", r.HTTPAddr, r.Workers, r.DemoTags)
+	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 || r.PageSize != 100 || r.SplitAfter != 0 {
+		t.Errorf("Load(run) http-addr, workers, demo-tags, page-size, split-after = %q, %d, %d, %d, %s; want \"\", 4, 20000, 100, 0s",
+			r.HTTPAddr, r.Workers, r.DemoTags, r.PageSize, r.SplitAfter)
 	}
 }
 
@@ -114,7 +114,7 @@ func TestLoadPrecedence(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, tc.args...))
+			c, err := Load(CmdRun, flagSet(t, CmdRun, tc.args...))
 			if err != nil {
 				t.Fatalf("Load() error = %v", err)
 			}
@@ -284,7 +284,6 @@ func TestValidate(t *testing.T) {
 			c.KeepRegex = []string{"[z-a]"}
 			c.TagTimezone = "Mars/Olympus"
 			c.MaxDeletes = -1
-			c.PageSize = 0
 			c.RunID = "a.b"
 			c.LogFormat = "xml"
 			c.LogLevel = "loud"
@@ -295,7 +294,7 @@ func TestValidate(t *testing.T) {
 			c.NATSURL = ""
 		}, want: []string{"--registry", "--repository: \"OpenShift/CI\"", "--repository: \"a/b\" given twice",
 			"--ttl-days", "--ttl: conflicts", "--ttl: ttl \"5 days\"", "--shard-by", "--prune-regex", "--keep-regex",
-			"--tag-timezone", "--max-deletes", "--page-size", "--run-id", "--log-format", "--log-level",
+			"--tag-timezone", "--max-deletes", "--run-id", "--log-format", "--log-level",
 			"--ack-wait", "--max-deliver", "--nats-replicas", "--http-addr", "--nats-url"}},
 		{name: "registry with scheme", mutate: func(c *Config) { c.Registry = "https://quay.io" }, want: []string{"--registry", "scheme"}},
 		{name: "registry with path", mutate: func(c *Config) { c.Registry = "quay.io/openshift" }, want: []string{"--registry"}},
@@ -342,6 +341,9 @@ func TestValidateCommands(t *testing.T) {
 			Registry: "quay.io", TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
 			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1, DemoTags: 0, DemoDays: 0},
 			want: []string{"--registry", "--workers", "--slots", "--delete-concurrency", "--max-rps", "--demo-tags", "--demo-days"}},
+		{name: "worker limits", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 1001,
+			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 1, SplitAfter: -time.Second},
+			want: []string{"--page-size", "--split-after"}},
 		{name: "worker", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3}},
 		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,

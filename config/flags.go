@@ -182,7 +182,7 @@ func Flags() []Flag {
 			Usage: "delete at most `N` tags in the run; a run that reaches the cap stops and fails (exit 2); 0 = no cap"},
 
 		// How to talk to the registry.
-		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allRegistry,
+		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allWorking,
 			Usage: "`N` tags per tags/list page (its n parameter), 1 to 1000; Quay caps it at 100"},
 		{Name: "docker-config", Kind: KindString, Commands: allRegistry,
 			Env:   []string{EnvName("docker-config"), "QUAY_DOCKERCONFIGJSON_PATH"},
@@ -198,6 +198,8 @@ func Flags() []Flag {
 			Usage: "`N` workers started in this process"},
 		{Name: "slots", Kind: KindInt, Default: 4, Commands: allWorking,
 			Usage: "`N` shards a worker processes at once"},
+		{Name: "split-after", Kind: KindDuration, Default: time.Duration(0), Commands: allWorking,
+			Usage: "split a shard still unfinished after this `duration`, handing its second half to another worker; 0 = never"},
 		{Name: "delete-concurrency", Kind: KindInt, Default: 64, Commands: allWorking,
 			Usage: "`N` tag deletes a worker process has in flight at once"},
 

@@ -135,6 +135,9 @@ func (c Config) Validate() error {
 	if takes("delete-concurrency") && c.DeleteConc < 1 {
 		bad("delete-concurrency", "%d is below 1", c.DeleteConc)
 	}
+	if takes("split-after") && c.SplitAfter < 0 {
+		bad("split-after", "%s is negative", c.SplitAfter)
+	}
 	if takes("ack-wait") && c.AckWait < time.Second {
 		bad("ack-wait", "%s is below 1s", c.AckWait)
 	}

@@ -54,6 +54,7 @@ func workerConfig(cfg config.Config, id string, log *slog.Logger) worker.Config 
 		DeleteConcurrency: cfg.DeleteConc,
 		MaxRPS:            cfg.MaxRPS,
 		PageSize:          cfg.PageSize,
+		SplitAfter:        cfg.SplitAfter,
 		Connect:           connector(cfg, log),
 		Ledger:            ledgerConfig(cfg),
 	}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tagsweep/tagsweep/registry/sim"
+)
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// waitHTTP polls url until it answers 200 or ctx ends, returning the last body.
+func waitHTTP(ctx context.Context, url string) (string, bool) {
+	for ctx.Err() == nil {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(body), true
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return "", false
+}
+
+// TestDistributed runs the production shape: an external NATS, a long-running worker
+// command and a one-shot coordinator command, each with its own configuration.
+func TestDistributed(t *testing.T) {
+	clearEnv(t)
+	const repo = "openshift/ci"
+	ns := startNATS(t)
+	reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 1500, Days: 10, End: time.Now()})...); err != nil {
+		t.Fatal(err)
+	}
+	before := reg.Len(repo)
+
+	// The worker pins the registry, as the deployment's shared config file does.
+	httpAddr := freeAddr(t)
+	wctx, stopWorker := context.WithCancel(t.Context())
+	defer stopWorker()
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	workerDone := make(chan result, 1)
+	go func() {
+		code, out, errOut := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+			"--http-addr", httpAddr, "--slots", "2", "--log-format", "json")
+		workerDone <- result{code, out, errOut}
+	}()
+	hctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, ok := waitHTTP(hctx, "http://"+httpAddr+"/readyz"); !ok {
+		stopWorker()
+		r := <-workerDone
+		t.Fatalf("worker never became ready on %s (exit %d)\n%s", httpAddr, r.code, r.errOut)
+	}
+
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+		"--plain-http", "--repository", repo, "--confirm", "--run-id", "nightly-1", "--report", report,
+		"--http-addr", "", "--log-format", "json")
+	if code != 0 {
+		t.Fatalf("coordinator: exit code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	r := readReport(t, report)
+	if r.RunID != "nightly-1" || r.Tags.Deleted == 0 || int64(before-reg.Len(repo)) != r.Tags.Deleted {
+		t.Errorf("report = %+v; registry went from %d to %d tags", r, before, reg.Len(repo))
+	}
+	if body, ok := waitHTTP(hctx, "http://"+httpAddr+"/metrics"); !ok || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("worker /metrics did not answer with metrics")
+	}
+
+	// status reads what the run left behind.
+	code, out, _ = execute(t, t.Context(), "status", "--nats-url", ns.ClientURL(), "nightly-1")
+	if code != 0 || !strings.Contains(out, "Run:            nightly-1 (done, confirm)") {
+		t.Errorf("status nightly-1: exit %d\n%s", code, out)
+	}
+
+	stopWorker()
+	select {
+	case res := <-workerDone:
+		if res.code != 0 {
+			t.Errorf("worker stopped with exit code %d, want 0 (graceful)\n%s", res.code, res.errOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not stop after its context was cancelled")
+	}
+}
+
+// TestWorkerRefusesForeignRegistry: a run naming another registry than the worker's
+// gets no credentials from it; its shards fail and the coordinator exits 2.
+func TestWorkerRefusesForeignRegistry(t *testing.T) {
+	clearEnv(t)
+	const repo = "openshift/ci"
+	ns := startNATS(t)
+	reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 600, Days: 8, End: time.Now(), Floating: -1})...); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorker := context.WithCancel(t.Context())
+	workerDone := make(chan int, 1)
+	go func() {
+		code, _, _ := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", "quay.io",
+			"--token", "s3cret", "--http-addr", "", "--max-deliver", "1", "--log-format", "json")
+		workerDone <- code
+	}()
+	defer func() {
+		stopWorker()
+		<-workerDone
+	}()
+	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+		"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
+	if code != exitFailed {
+		t.Fatalf("coordinator: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
+	}
+	if len(reg.DeletedTags(repo)) != 0 {
+		t.Errorf("the registry saw %d deletes from a worker pinned to another registry", len(reg.DeletedTags(repo)))
+	}
+}
