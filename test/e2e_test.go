@@ -4,11 +4,9 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,58 +28,12 @@ import (
 
 const repo = "openshift/ci"
 
-// httpClient is a minimal registry.Client over the distribution API, enough for the sim.
-type httpClient struct {
-	base string // http://host:port
-	hc   *http.Client
-}
-
-func (c *httpClient) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
-	u := fmt.Sprintf("%s/v2/%s/tags/list?n=%d&last=%s", c.base, repo, n, url.QueryEscape(last))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return registry.Page{}, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return registry.Page{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return registry.Page{}, fmt.Errorf("tags/list %s: status %d", repo, resp.StatusCode)
-	}
-	var body struct{ Tags []string }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return registry.Page{}, fmt.Errorf("tags/list %s: %w", repo, err)
-	}
-	return registry.Page{Tags: body.Tags, More: strings.Contains(resp.Header.Get("Link"), `rel="next"`)}, nil
-}
-
-func (c *httpClient) Delete(ctx context.Context, repo, tag string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.base+"/v2/"+repo+"/manifests/"+tag, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusAccepted, http.StatusOK:
-		return nil
-	case http.StatusNotFound:
-		return fmt.Errorf("delete %s:%s: %w", repo, tag, registry.ErrNotFound)
-	}
-	return fmt.Errorf("delete %s:%s: status %d", repo, tag, resp.StatusCode)
-}
-
 // stack is one tagsweep deployment in process: a simulated registry, an embedded NATS server,
 // and workers, each on its own connection.
 type stack struct {
 	reg    *sim.Registry
 	srv    *httptest.Server
-	client *httpClient
+	client *registry.OCI
 	nats   *natsserver.Server
 	lc     ledger.Config
 }
@@ -95,8 +47,11 @@ func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Hand
 	}
 	s.srv = httptest.NewServer(h)
 	t.Cleanup(s.srv.Close)
-	s.client = &httpClient{base: s.srv.URL, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
 	var err error
+	s.client, err = registry.NewOCI(registry.OCIConfig{Host: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.nats, err = natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 256 << 20, MaxStore: 256 << 20})
 	if err != nil {
 		t.Fatal(err)
