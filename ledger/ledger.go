@@ -79,9 +79,11 @@ type Config struct {
 	Duplicates time.Duration
 	// AuditMaxAge is how long audit events are kept (default 90 days).
 	AuditMaxAge time.Duration
-	// StaleAfter: a running record whose heartbeat is older than this may be claimed by a
-	// delivery that is not newer than the record's attempt (default 2 x AckWait). Newer
-	// deliveries take over at once: JetStream only redelivers after the holder went silent.
+	// StaleAfter: a running record not written for this long may be claimed by a delivery
+	// that is not newer than the record's attempt, and counts as abandoned when it is on its
+	// last delivery (FailAbandoned). Default 5 x AckWait: workers write the record once per
+	// page, and a page's deletes are bounded by the worker separately. Newer deliveries take
+	// over at once: JetStream only redelivers after the holder went silent.
 	StaleAfter time.Duration
 }
 
@@ -105,7 +107,7 @@ func (c Config) withDefaults() Config {
 		c.AuditMaxAge = DefaultAuditMaxAge
 	}
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = 2 * c.AckWait
+		c.StaleAfter = 5 * c.AckWait
 	}
 	return c
 }

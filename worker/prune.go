@@ -174,7 +174,7 @@ func (w *Worker) page(ctx context.Context, claim *ledger.Claim, e *runEntry, run
 			outcomes[k] = proto.AuditEvent{Tag: tags[i], Outcome: proto.OutcomeDryRun}
 		}
 	} else {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pageTimeout)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.pageTimeout)
 		var wg sync.WaitGroup
 		for k, i := range eligible {
 			w.deletes <- struct{}{}

@@ -38,7 +38,7 @@ const (
 	DefaultPageSize          = 100
 	DefaultRetryDelay        = 10 * time.Second
 	maxRetryDelay            = 5 * time.Minute
-	pageTimeout              = 5 * time.Minute  // bounds a page's deletes once started
+	minPageTimeout           = 5 * time.Minute  // bounds a page's deletes once started (see pageTimeout)
 	ledgerTimeout            = 30 * time.Second // bounds a ledger write made after ctx ended
 	maxCachedRuns            = 64
 )
@@ -77,6 +77,9 @@ type Worker struct {
 	log     *slog.Logger
 	limiter *rate.Limiter // nil: unlimited
 	deletes chan struct{} // DeleteConcurrency semaphore
+	// pageTimeout bounds a page's deletes once started, so a hung registry cannot hold a
+	// stopping worker forever.
+	pageTimeout time.Duration
 
 	mu   sync.Mutex
 	runs map[string]*runEntry
@@ -116,8 +119,11 @@ func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Worker, error) 
 		deletes: make(chan struct{}, cfg.DeleteConcurrency),
 		runs:    make(map[string]*runEntry),
 	}
+	w.pageTimeout = minPageTimeout
 	if cfg.MaxRPS > 0 {
 		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(cfg.MaxRPS/10)))
+		// A full page of deletes at the rate limit, twice over, if that is longer.
+		w.pageTimeout = max(w.pageTimeout, time.Duration(2*float64(cfg.PageSize+1)/cfg.MaxRPS*float64(time.Second)))
 	}
 	return w, nil
 }
@@ -216,8 +222,7 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 		return
 	}
 	if err != nil {
-		log.Warn("reading run record", slog.Any("err", err))
-		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
+		w.giveBack(ctx, log, msg, attempt, fmt.Errorf("reading run record: %w", err))
 		return
 	}
 	claim, err := l.Claim(ctx, m.RunID, m.ShardID, w.cfg.ID, attempt)
@@ -235,8 +240,7 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 		_ = msg.NakWithDelay(l.Config().AckWait)
 		return
 	case err != nil:
-		log.Warn("claiming shard", slog.Any("err", err))
-		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
+		w.giveBack(ctx, log, msg, attempt, fmt.Errorf("claiming shard: %w", err))
 		return
 	}
 	rec := claim.Record()
@@ -321,6 +325,17 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 		log.Warn("shard interrupted", slog.Any("err", err))
 		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
 	}
+}
+
+// giveBack returns a message whose shard was not claimed: at once when stopping, else after
+// a delay.
+func (w *Worker) giveBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, attempt int, err error) {
+	if ctx.Err() != nil {
+		_ = msg.Nak()
+		return
+	}
+	log.Warn("shard not started; retrying later", slog.Any("err", err))
+	_ = msg.NakWithDelay(w.retryDelay(attempt, err))
 }
 
 // retryOrFail gives a shard back for a later delivery, or fails it on its last delivery.
