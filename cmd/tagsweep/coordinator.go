@@ -105,12 +105,12 @@ func progressLogger(log *slog.Logger) func(proto.Report) {
 		}
 		if !lastAt.IsZero() {
 			if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-				attrs = append(attrs, slog.Float64("tags_per_second", float64(r.Tags.Scanned-lastScanned)/dt))
+				attrs = append(attrs, slog.Int64("tags_per_second", int64(float64(r.Tags.Scanned-lastScanned)/dt)))
 			}
 		}
 		if left := r.Shards.Total - r.Shards.Done - r.Shards.Failed; r.Shards.Done > 0 && left > 0 {
 			perShard := time.Duration(r.DurationSeconds * float64(time.Second) / float64(r.Shards.Done+r.Shards.Failed))
-			attrs = append(attrs, slog.Duration("eta", (perShard*time.Duration(left)).Round(time.Second)))
+			attrs = append(attrs, slog.String("eta", (perShard*time.Duration(left)).Round(time.Second).String()))
 		}
 		lastAt, lastScanned = now, r.Tags.Scanned
 		log.Info("progress", attrs...)
