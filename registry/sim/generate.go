@@ -287,26 +287,52 @@ func (g *gen) suffix(b []byte) []byte {
 	return append(b, genComponents[g.rng.IntN(len(genComponents))]...)
 }
 
-// prune appends n prune tags spread over the segments, sorted and unique: each segment's
-// tags are sorted and a collision (same second, same name) is replaced within the segment,
-// so the per-segment counts, and with them the eligible fraction, stay exact.
+// prune appends n prune tags spread over the segments, sorted and unique. Each segment's
+// seconds are drawn and sorted as integers first (much cheaper than sorting strings); only
+// tags sharing a second need a string sort. A collision (same second, same name) is replaced
+// within its segment, so the per-segment counts, and with them the eligible fraction, stay
+// exact.
 func (g *gen) prune(out []string, n int) []string {
+	var secs []int64
 	for i, c := range g.counts(n) {
 		s := g.segs[i]
 		start := len(out)
-		for len(out)-start < c {
-			for range c - (len(out) - start) {
-				b := stamp(g.buf[:0], s.date, s.from+g.rng.Int64N(s.length))
-				b = append(b, "_prune_"...)
-				g.buf = g.suffix(b)
-				out = append(out, string(g.buf))
+		secs = secs[:0]
+		for range c {
+			secs = append(secs, s.from+g.rng.Int64N(s.length))
+		}
+		slices.Sort(secs)
+		for j := 0; j < len(secs); {
+			k := j + 1
+			for k < len(secs) && secs[k] == secs[j] {
+				k++
 			}
-			seg := out[start:]
-			slices.Sort(seg)
-			out = out[:start+len(slices.Compact(seg))]
+			run := len(out)
+			for ; j < k; j++ {
+				out = append(out, g.pruneTag(s.date, secs[j]))
+			}
+			if len(out)-run > 1 {
+				slices.Sort(out[run:])
+			}
+		}
+		// Drop duplicates; in the rare case there were some, draw replacements until the
+		// segment is full again.
+		for out = out[:start+len(slices.Compact(out[start:]))]; len(out)-start < c; {
+			for range c - (len(out) - start) {
+				out = append(out, g.pruneTag(s.date, s.from+g.rng.Int64N(s.length)))
+			}
+			slices.Sort(out[start:])
+			out = out[:start+len(slices.Compact(out[start:]))]
 		}
 	}
 	return out
+}
+
+func (g *gen) pruneTag(date []byte, sec int64) string {
+	b := stamp(g.buf[:0], date, sec)
+	b = append(b, "_prune_"...)
+	g.buf = g.suffix(b)
+	return string(g.buf)
 }
 
 // burst appends n prune tags sharing one timestamp in a segment picked by weight.

@@ -35,6 +35,7 @@ func TestGenerateShape(t *testing.T) {
 	}{
 		{"defaults", GenConfig{Seed: 1, End: genEnd}},
 		{"odd and burst", GenConfig{Seed: 2, Tags: 30000, Days: 10, End: genEnd, Odd: true, BurstSize: 300}},
+		{"dense day forces name collisions", GenConfig{Seed: 5, Tags: 100000, Days: 1, End: genEnd}},
 		{"tiny", GenConfig{Seed: 3, Tags: 50, Floating: -1, Signatures: -1, End: genEnd}},
 		{"extras exceed total", GenConfig{Seed: 4, Tags: 5, Floating: 10, Signatures: 2, End: genEnd}},
 	}
@@ -60,7 +61,7 @@ func TestGenerateShape(t *testing.T) {
 			odd := OddTags(genEnd)
 			var prune, floating, sigs int
 			for _, tag := range tags {
-				if !tagRE.MatchString(tag) {
+				if !validTag(tag) {
 					t.Fatalf("%q is not a valid tag", tag)
 				}
 				if tc.cfg.Odd && slices.Contains(odd, tag) {
@@ -183,7 +184,7 @@ func TestOddTags(t *testing.T) {
 		t.Errorf("future tag %q is not a year after End", odd[0])
 	}
 	for _, o := range odd {
-		if !tagRE.MatchString(o) {
+		if !validTag(o) {
 			t.Errorf("%q is not a valid tag", o)
 		}
 	}

@@ -234,7 +234,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if !tagRE.MatchString(ref) {
+	if !validTag(ref) {
 		writeError(w, http.StatusBadRequest, "TAG_INVALID", "invalid tag", map[string]string{"tag": ref})
 		return
 	}
@@ -296,7 +296,7 @@ func (r *Registry) serveManifestPut(w http.ResponseWriter, req *http.Request, na
 		return
 	}
 	isDigest := strings.Contains(ref, ":")
-	if (isDigest && !digestRE.MatchString(ref)) || (!isDigest && !tagRE.MatchString(ref)) {
+	if (isDigest && !digestRE.MatchString(ref)) || (!isDigest && !validTag(ref)) {
 		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "invalid reference", map[string]string{"reference": ref})
 		return
 	}

@@ -115,13 +115,29 @@ var (
 )
 
 var (
-	// tagRE is the OCI tag grammar.
-	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 	// repoRE is the distribution repository-name grammar.
 	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
 	// digestRE is the only digest form the sim accepts.
 	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 )
+
+// validTag reports whether t matches the OCI tag grammar [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+// Hand-written: a regexp costs a second per million tags in bulk loads.
+func validTag(t string) bool {
+	if len(t) == 0 || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Digest returns the sha256 digest of b in OCI form.
 func Digest(b []byte) string {
@@ -238,7 +254,7 @@ func (r *Registry) AddTags(repoName, digest string, tags ...string) error {
 		return fmt.Errorf("add tags to %s: %s: %w", repoName, digest, ErrUnknownManifest)
 	}
 	for _, t := range tags {
-		if !tagRE.MatchString(t) {
+		if !validTag(t) {
 			return fmt.Errorf("add tags to %s: tag %q: %w", repoName, t, ErrInvalidName)
 		}
 	}
