@@ -32,9 +32,9 @@ import (
 	"github.com/tagsweep/tagsweep/registry"
 )
 
-// ErrShardsFailed: the run ended, but at least one shard failed or the run was stopped (by
-// the max-deletes cap). The CLI maps it to exit code 2; any other error means the run could
-// not be carried out (exit 1).
+// ErrShardsFailed: the run ended, but at least one shard failed, some eligible tags could not
+// be deleted, or the run was stopped (by the max-deletes cap). The CLI maps it to exit code 2;
+// any other error means the run could not be carried out (exit 1).
 var ErrShardsFailed = errors.New("run finished with failed shards")
 
 // Defaults applied by New to zero Config fields.
@@ -566,6 +566,12 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 		r.Reason = cmp.Or(r.Reason, reason)
 		if failed > 0 && r.Reason == "" {
 			r.Reason = fmt.Sprintf("%d of %d shards failed", failed, len(shards))
+		}
+		// A tag whose delete failed after the client's retries is still there and still
+		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
+		// run lists the tag again and retries it.
+		if totals.DeleteFailed > 0 && r.Reason == "" {
+			r.Reason = fmt.Sprintf("%d eligible tags could not be deleted", totals.DeleteFailed)
 		}
 		r.State = proto.RunDone
 		if r.Reason != "" {

@@ -76,6 +76,10 @@ type env struct {
 	js  jetstream.JetStream
 	l   *ledger.Ledger
 	lc  ledger.Config
+
+	// deleteFailed, when set, says how many of a shard's tags the fake worker reports as
+	// eligible but not deleted (the delete failed after the client's retries).
+	deleteFailed func(proto.ShardRecord) int64
 }
 
 func newEnv(t *testing.T) *env {
@@ -157,7 +161,12 @@ func (e *env) fakeWorker(t *testing.T, f *lister, fail func(proto.ShardRecord) b
 				}
 			}
 			f.mu.Unlock()
-			if err := claim.Checkpoint(ctx, rec.Range.Through, proto.Counters{Scanned: n, Kept: n}); err != nil {
+			counts := proto.Counters{Scanned: n, Kept: n}
+			if e.deleteFailed != nil {
+				k := min(e.deleteFailed(rec), n)
+				counts.Kept, counts.Eligible, counts.DeleteFailed = n-k, k, k
+			}
+			if err := claim.Checkpoint(ctx, rec.Range.Through, counts); err != nil {
 				continue
 			}
 			if claim.Done(ctx) == nil {
@@ -335,6 +344,30 @@ func TestFailedShards(t *testing.T) {
 	}
 	if rep.Shards.Failed != 1 || len(rep.FailedShards) != 1 || rep.Reason == "" {
 		t.Fatalf("report %+v, want one failed shard named, and a reason", rep)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if rec.State != proto.RunFailed {
+		t.Fatalf("run state %s, want failed", rec.State)
+	}
+}
+
+// A run whose shards all finish but some of whose eligible tags could not be deleted has not
+// done what it was asked: the tags are still there. It must not end as done (exit 0).
+func TestFailedDeletesFailTheRun(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(4, 2)})
+	var once sync.Once
+	e.deleteFailed = func(proto.ShardRecord) (n int64) {
+		once.Do(func() { n = 1 })
+		return n
+	}
+	e.fakeWorker(t, f, nil)
+	rep, err := run(t, e, e.config("run1", "ci/a"), f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "could not be deleted") {
+		t.Fatalf("Run with a failed delete: err = %v, want ErrShardsFailed saying tags could not be deleted", err)
+	}
+	if rep.Shards.Failed != 0 || rep.Tags.DeleteFailed != 1 {
+		t.Fatalf("report shards %+v tags %+v, want no failed shard and one failed delete", rep.Shards, rep.Tags)
 	}
 	rec, _, _ := e.l.Run(testCtx(t), "run1")
 	if rec.State != proto.RunFailed {
