@@ -1,0 +1,135 @@
+// Package preserve holds the rules of release-payload preservation (existing-pruner.md §4),
+// in one place: which tags belong to a payload's family, what state each payload version is
+// in, what a run must do about it (Plan), and how one payload is preserved or one family
+// removed through small registry interfaces declared here.
+//
+// The family of a payload version v is four kinds of tags:
+//
+//	rc_payload__<v>                    the payload, pushed by the release controller
+//	remove__rc_payload__<v>            a removal request, pushed by the release controller
+//	rc_payload__<v>__component__<c>    a component tag, written by preservation
+//	preserved__rc_payload__<v>         the marker, written by preservation once every
+//	                                   component tag exists
+//
+// Each kind's tags form a contiguous key range (Ranges), so they are listed as shards of
+// their own, apart from the prune shards; and no prune-rule deletion may touch any of them
+// (Protected; policy.Decide refuses the same prefixes).
+package preserve
+
+import (
+	"strings"
+
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// Tag-name prefixes and the component infix of the family.
+const (
+	PayloadPrefix   = "rc_payload__"
+	MarkerPrefix    = "preserved__rc_payload__"
+	RemovalPrefix   = "remove__rc_payload__"
+	ComponentInfix  = "__component__"
+	maxTagLength    = 128
+	rangeTerminator = "~" // sorts after every byte a tag may hold ([A-Za-z0-9._-])
+)
+
+// Role is what a tag is in a payload's family.
+type Role uint8
+
+const (
+	// RoleNone: not a family tag (or a family prefix with nothing after it).
+	RoleNone Role = iota
+	RolePayload
+	RoleMarker
+	RoleRemoval
+	RoleComponent
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePayload:
+		return "payload"
+	case RoleMarker:
+		return "marker"
+	case RoleRemoval:
+		return "removal-request"
+	case RoleComponent:
+		return "component"
+	}
+	return "none"
+}
+
+// Classify says what tag is, for which payload version and, for a component tag, which
+// component. Component tags are recognised before payload tags: rc_payload__<v>__component__<c>
+// also starts with the payload prefix, and the existing pruner's test in the other order took
+// every component tag for a payload of version "<v>__component__<c>" (existing-pruner.md §4.6).
+// The version is what lies before the last "__component__", as the existing pruner's greedy
+// regular expression has it. A prefix with an empty version or component is RoleNone.
+func Classify(tag string) (role Role, version, component string) {
+	switch {
+	case strings.HasPrefix(tag, MarkerPrefix):
+		if v := tag[len(MarkerPrefix):]; v != "" {
+			return RoleMarker, v, ""
+		}
+	case strings.HasPrefix(tag, RemovalPrefix):
+		if v := tag[len(RemovalPrefix):]; v != "" {
+			return RoleRemoval, v, ""
+		}
+	case strings.HasPrefix(tag, PayloadPrefix):
+		rest := tag[len(PayloadPrefix):]
+		if i := strings.LastIndex(rest, ComponentInfix); i >= 0 {
+			v, c := rest[:i], rest[i+len(ComponentInfix):]
+			if v != "" && c != "" {
+				return RoleComponent, v, c
+			}
+			return RoleNone, "", ""
+		}
+		if rest != "" {
+			return RolePayload, rest, ""
+		}
+	}
+	return RoleNone, "", ""
+}
+
+// Protected reports whether tag belongs to the preservation family's key ranges, which only
+// preservation may delete: no prune rule may ever remove such a tag, whatever it is named
+// after. It agrees with policy.IsPreservationFamily (a test holds them together).
+func Protected(tag string) bool {
+	return strings.HasPrefix(tag, PayloadPrefix) || strings.HasPrefix(tag, MarkerPrefix) ||
+		strings.HasPrefix(tag, RemovalPrefix)
+}
+
+// PayloadTag, MarkerTag, RemovalTag and ComponentTag name the family's tags of version v.
+func PayloadTag(v string) string      { return PayloadPrefix + v }
+func MarkerTag(v string) string       { return MarkerPrefix + v }
+func RemovalTag(v string) string      { return RemovalPrefix + v }
+func ComponentTag(v, c string) string { return PayloadPrefix + v + ComponentInfix + c }
+
+// Ranges are the key ranges holding every family tag, in byte order: markers, then payloads
+// with their component tags, then removal requests. Each holds exactly the tags that start
+// with its prefix (After is the bare prefix, which is no family tag; Through is the prefix
+// followed by a byte above every tag byte).
+func Ranges() []proto.Range {
+	prefixes := []string{MarkerPrefix, PayloadPrefix, RemovalPrefix}
+	out := make([]proto.Range, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = proto.Range{After: p, Through: p + rangeTerminator}
+	}
+	return out
+}
+
+// validTag reports whether t matches the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
+func validTag(t string) bool {
+	if len(t) == 0 || len(t) > maxTagLength {
+		return false
+	}
+	for i := range len(t) {
+		c := t[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

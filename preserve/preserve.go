@@ -1,0 +1,260 @@
+package preserve
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+)
+
+// Reader reads a payload image's image-references.
+type Reader interface {
+	// ImageReferences returns the ImageReferencesPath file of the image ref (a tag or a
+	// digest) in repo: one document for an image, one per platform image for an index.
+	ImageReferences(ctx context.Context, repo, ref string) ([][]byte, error)
+}
+
+// Tagger reads and writes tags.
+type Tagger interface {
+	// Digest returns the manifest digest tag points at; an absent tag is an error wrapping
+	// registry.ErrNotFound.
+	Digest(ctx context.Context, repo, tag string) (string, error)
+	// Tag creates tag, or moves it, to the manifest digest, which must exist in repo.
+	Tag(ctx context.Context, repo, tag, digest string) error
+}
+
+// DefaultConcurrency is how many component tags one payload's preservation writes at once.
+const DefaultConcurrency = 4
+
+// Config configures a Preserver. Zero values mean the documented defaults.
+type Config struct {
+	// Registry is the host[:port] of the preserved repositories as image references name it,
+	// for example "quay.io". Required.
+	Registry string
+	// Aliases are other names under which image references name a repository, for example
+	// quay-proxy.ci.openshift.org/openshift/ci for quay.io/openshift/ci (see ParseAlias).
+	Aliases []Alias
+	// Concurrency bounds the component tag reads and writes in flight per payload.
+	// Default DefaultConcurrency.
+	Concurrency int
+}
+
+// Preserver preserves payloads: it tags every component a payload references in the payload's
+// own repository, then writes the marker.
+type Preserver struct {
+	cfg    Config
+	reader Reader
+	tagger Tagger
+	log    *slog.Logger
+}
+
+// New returns a Preserver reading payloads with r and writing tags with t. log may be nil.
+func New(cfg Config, r Reader, t Tagger, log *slog.Logger) (*Preserver, error) {
+	if cfg.Registry == "" || strings.ContainsAny(cfg.Registry, "/ ") {
+		return nil, fmt.Errorf("preserve: registry %q must be host[:port]", cfg.Registry)
+	}
+	if r == nil || t == nil {
+		return nil, errors.New("preserve: a reader and a tagger are required")
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("preserve: concurrency %d is negative", cfg.Concurrency)
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.Aliases = slices.Clone(cfg.Aliases)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Preserver{cfg: cfg, reader: r, tagger: t, log: log}, nil
+}
+
+// Result is what the preservation of one payload did.
+type Result struct {
+	Digest     string // the payload's manifest digest, where the marker points
+	Components int    // components in the payload's repository
+	Tagged     int    // component tags written (dry run: that would have been)
+	Present    int    // component tags already at the right digest, left alone
+	Elsewhere  int    // components in other repositories, skipped
+	ByTag      int    // components of this repository referenced by tag only, skipped
+	Marked     bool   // the marker was written (dry run: would have been)
+}
+
+// Counters converts r and the error Preserve returned with it into run counters.
+func (r Result) Counters(err error) proto.PreserveCounters {
+	c := proto.PreserveCounters{ComponentsTagged: int64(r.Tagged)}
+	if err != nil || !r.Marked {
+		c.PreserveFailed = 1
+	} else {
+		c.Preserved = 1
+	}
+	return c
+}
+
+// Preserve preserves the payload of t in repo. It reads the payload's digest and, from the
+// image at that digest (every platform image of an index), its image-references; then it tags
+// each component of this repository (an exact repository match, or an alias) as
+// rc_payload__<v>__component__<name> at the component's digest; and only when every one of
+// those tags exists it writes the marker preserved__rc_payload__<v> at the payload's digest.
+// It is idempotent: a payload whose preservation fails has no marker, and the next run does it
+// again. In a dry run it reads everything and writes nothing.
+//
+// A payload none of whose components is in repo is refused: that is far more likely a missing
+// alias than a real payload, and marking it preserved would leave its components unprotected.
+func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bool) (Result, error) {
+	var res Result
+	what := fmt.Sprintf("preserve release payload %s in %s", t.Version, repo)
+	if t.Payload != PayloadTag(t.Version) {
+		return res, fmt.Errorf("%s: task names payload tag %q", what, t.Payload)
+	}
+	if !validTag(MarkerTag(t.Version)) {
+		return res, fmt.Errorf("%s: marker tag %q is not a valid tag", what, MarkerTag(t.Version))
+	}
+	d, err := p.tagger.Digest(ctx, repo, t.Payload)
+	if err != nil {
+		return res, fmt.Errorf("%s: digest of %s: %w", what, t.Payload, err)
+	}
+	res.Digest = d
+	docs, err := p.reader.ImageReferences(ctx, repo, d)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	refs, err := union(docs)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(refs) == 0 {
+		return res, fmt.Errorf("%s: %s lists no component images", what, ImageReferencesPath)
+	}
+
+	m := newMatcher(p.cfg.Registry, repo, p.cfg.Aliases)
+	type job struct{ tag, digest string }
+	var jobs []job
+	for _, r := range refs {
+		digest, ok := m.match(r.Image)
+		switch {
+		case !ok:
+			res.Elsewhere++
+			continue
+		case digest == "":
+			res.ByTag++
+			p.log.Debug("component referenced by tag, not digest: skipped", slog.String("repo", repo),
+				slog.String("tag", t.Payload), slog.String("component", r.Name))
+			continue
+		case !digestRE.MatchString(digest):
+			return res, fmt.Errorf("%s: component %s: %q is not a sha256 digest", what, r.Name, digest)
+		}
+		tag := ComponentTag(t.Version, r.Name)
+		if !validTag(tag) {
+			return res, fmt.Errorf("%s: component %s: %q is not a valid tag name", what, r.Name, tag)
+		}
+		if role, v, c := Classify(tag); role != RoleComponent || v != t.Version || c != r.Name {
+			return res, fmt.Errorf("%s: component tag %q would not read back as component %q of %q", what, tag, r.Name, t.Version)
+		}
+		jobs = append(jobs, job{tag: tag, digest: digest})
+	}
+	res.Components = len(jobs)
+	if len(jobs) == 0 {
+		return res, fmt.Errorf("%s: none of its %d components is in %s/%s or an alias of it (%d by tag only)",
+			what, len(refs), p.cfg.Registry, repo, res.ByTag)
+	}
+
+	existing := make(map[string]bool, len(t.Existing))
+	for _, c := range t.Existing {
+		existing[ComponentTag(t.Version, c)] = true
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, p.cfg.Concurrency)
+	)
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			present, err := p.component(ctx, repo, j.tag, j.digest, existing[j.tag], dryRun)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case present:
+				res.Present++
+			default:
+				res.Tagged++
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, context.Cause(ctx))
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("%s: %d of %d component tags not written, so no marker: %w", what,
+			len(jobs)-res.Tagged-res.Present, len(jobs), errors.Join(errs...))
+	}
+	if !dryRun {
+		if err := p.tagger.Tag(ctx, repo, MarkerTag(t.Version), d); err != nil {
+			return res, fmt.Errorf("%s: write marker: %w", what, err)
+		}
+	}
+	res.Marked = true
+	return res, nil
+}
+
+// component makes sure tag points at digest. A tag the listing found is read first and left
+// alone when it already points there.
+func (p *Preserver) component(ctx context.Context, repo, tag, digest string, listed, dryRun bool) (present bool, err error) {
+	if listed {
+		got, err := p.tagger.Digest(ctx, repo, tag)
+		switch {
+		case err == nil && got == digest:
+			return true, nil
+		case err != nil && !errors.Is(err, registry.ErrNotFound):
+			return false, fmt.Errorf("component tag %s: %w", tag, err)
+		}
+	}
+	if dryRun {
+		return false, nil
+	}
+	if err := p.tagger.Tag(ctx, repo, tag, digest); err != nil {
+		return false, fmt.Errorf("component tag %s: %w", tag, err)
+	}
+	return false, nil
+}
+
+// union parses every platform's image-references and merges them by component name. A name
+// with different images on different platforms is an error: one tag cannot hold both.
+func union(docs [][]byte) ([]Reference, error) {
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no %s found", ImageReferencesPath)
+	}
+	byName := make(map[string]string)
+	var out []Reference
+	for i, doc := range docs {
+		refs, err := ParseImageReferences(doc)
+		if err != nil {
+			return nil, fmt.Errorf("platform image %d: %w", i, err)
+		}
+		for _, r := range refs {
+			prev, ok := byName[r.Name]
+			switch {
+			case !ok:
+				byName[r.Name] = r.Image
+				out = append(out, r)
+			case prev != r.Image:
+				return nil, fmt.Errorf("%s: %q and %q: %w", r.Name, prev, r.Image, errConflict)
+			}
+		}
+	}
+	return out, nil
+}
