@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // maxManifest bounds a manifest body, as registries do (distribution: 4 MiB).
@@ -22,26 +21,33 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer r.inflight.Add(-1)
 	rec := &recorder{ResponseWriter: w}
 	kind := r.serve(rec, req)
+	if rec.hijacked {
+		rec.status = StatusReset
+	}
 	r.stats.record(kind, rec.status)
 	r.log.Debug("request", "method", req.Method, "path", req.URL.Path, "kind", string(kind), "status", rec.status)
 }
 
-// serve routes one request and returns its kind for the counters.
+// serve routes one request and returns its kind for the counters. Order: latency, injected
+// faults, authentication, then the endpoint.
 func (r *Registry) serve(w *recorder, req *http.Request) Kind {
 	kind, name, rest := route(req)
-	if d := r.cfg.Latency; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-req.Context().Done():
-			t.Stop()
-			return kind // status 0: the client went away
-		}
+	if d := r.cfg.Latency; d > 0 && !sleep(req, d) {
+		return kind // status 0: the client went away
+	}
+	fr := FaultRequest{Kind: kind, Method: req.Method, Repo: name, Ref: rest, Client: clientIP(req)}
+	if kind == KindList {
+		fr.Ref = req.URL.Query().Get("last")
+	}
+	if r.inject(w, req, fr) || !r.authorize(w, req, kind, name) {
+		return kind
 	}
 	switch kind {
 	case KindBase:
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		writeJSON(w, http.StatusOK, struct{}{})
+	case KindAuth:
+		r.serveAuth(w, req)
 	case KindList:
 		r.serveList(w, req, name)
 	case KindDelete, KindDeleteDigest:
@@ -54,6 +60,8 @@ func (r *Registry) serve(w *recorder, req *http.Request) Kind {
 		r.serveBlob(w, req, rest)
 	case KindBlobUpload:
 		r.serveUpload(w, req, name, rest)
+	case KindAPIList, KindAPIDelete, KindAPIPut:
+		r.serveAPI(w, req, kind, name, rest)
 	default:
 		if rest == "method" {
 			writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "method not allowed", nil)
@@ -72,6 +80,15 @@ func (r *Registry) InFlight() int64 { return r.inflight.Load() }
 // method does not.
 func route(req *http.Request) (kind Kind, name, rest string) {
 	p := req.URL.Path
+	if api, ok := strings.CutPrefix(p, "/api/v1/repository/"); ok {
+		return routeAPI(req.Method, api)
+	}
+	if p == "/v2/auth" {
+		if req.Method == http.MethodGet {
+			return KindAuth, "", ""
+		}
+		return KindOther, "", "method"
+	}
 	if p == "/v2/" || p == "/v2" {
 		if req.Method == http.MethodGet || req.Method == http.MethodHead {
 			return KindBase, "", ""
@@ -115,6 +132,24 @@ func route(req *http.Request) (kind Kind, name, rest string) {
 		return KindBlob, p[:i], p[i+len("/blobs/"):]
 	}
 	return KindOther, "", ""
+}
+
+// routeAPI classifies /api/v1/repository/<ns>/<repo>/tag/[<tag>].
+func routeAPI(method, p string) (Kind, string, string) {
+	i := strings.LastIndex(p, "/tag/")
+	if i <= 0 {
+		return KindOther, "", ""
+	}
+	name, tag := p[:i], p[i+len("/tag/"):]
+	switch {
+	case tag == "" && method == http.MethodGet:
+		return KindAPIList, name, ""
+	case tag != "" && method == http.MethodDelete:
+		return KindAPIDelete, name, tag
+	case tag != "" && method == http.MethodPut:
+		return KindAPIPut, name, tag
+	}
+	return KindOther, "", "method"
 }
 
 // ociError is one entry of the OCI error body.
@@ -183,16 +218,21 @@ func (r *Registry) serveList(w http.ResponseWriter, req *http.Request, name stri
 		}
 	}
 	last := strings.TrimSpace(q.Get("last"))
-	tags := make([]string, 0, limit)
-	more := false
-	if limit > 0 {
-		var buf [128]entry
-		rp.mu.RLock()
-		page, m := rp.tags.after(buf[:0], last, limit)
-		rp.mu.RUnlock()
-		more = m
-		for _, e := range page {
-			tags = append(tags, e.name)
+	tags, more, ok := r.cache.get(name, last, limit, r.now())
+	if !ok {
+		tags = make([]string, 0, limit)
+		if limit > 0 {
+			var buf [128]entry
+			rp.mu.RLock()
+			page, m := rp.tags.after(buf[:0], last, limit)
+			rp.mu.RUnlock()
+			more = m
+			for _, e := range page {
+				tags = append(tags, e.name)
+			}
+		}
+		if ttl := r.cfg.ListCacheTTL; ttl > 0 {
+			r.cache.put(name, last, limit, tags, more, r.now(), ttl)
 		}
 	}
 	if more {
@@ -221,7 +261,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "invalid digest", map[string]string{"digest": ref})
 			return
 		}
-		removed, ok := rp.deleteDigest(ref)
+		removed, ok := rp.deleteDigest(ref, r.now().UnixMilli())
 		if !ok {
 			writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown", map[string]string{"digest": ref})
 			return
@@ -238,7 +278,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 		writeError(w, http.StatusBadRequest, "TAG_INVALID", "invalid tag", map[string]string{"tag": ref})
 		return
 	}
-	if !rp.deleteTag(ref) {
+	if !rp.deleteTag(ref, r.now().UnixMilli()) {
 		writeError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown", map[string]string{"tag": ref})
 		return
 	}
@@ -330,7 +370,7 @@ func (r *Registry) serveManifestPut(w http.ResponseWriter, req *http.Request, na
 	}
 	d, _ = r.PutManifest(name, mt, body)
 	if !isDigest {
-		r.repo(name, true).putTag(ref, d)
+		r.repo(name, true).putTag(ref, d, r.now().UnixMilli())
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d)
@@ -476,7 +516,8 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, 
 // underlying writer (flush, hijack).
 type recorder struct {
 	http.ResponseWriter
-	status int
+	status   int
+	hijacked bool
 }
 
 func (rec *recorder) WriteHeader(status int) {
@@ -497,5 +538,7 @@ func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
 // Hijack lets fault injection close the connection without answering.
 func (rec *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(rec.ResponseWriter).Hijack()
+	c, rw, err := http.NewResponseController(rec.ResponseWriter).Hijack()
+	rec.hijacked = err == nil
+	return c, rw, err
 }

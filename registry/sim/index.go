@@ -30,11 +30,13 @@ const chunkMax = 512
 // chunkFill is how full bulk-built chunks are, leaving room for inserts.
 const chunkFill = chunkMax * 3 / 4
 
-// entry is one tag: its name and the index of its manifest digest in the repository's
-// digest table (tags share digests, so the digest string is stored once).
+// entry is one tag: its name, the index of its manifest digest in the repository's digest
+// table (tags share digests, so the digest string is stored once), and when it was pushed
+// or last moved (unix ms; Quay's lifetime_start, for API v1 ordering).
 type entry struct {
-	name string
-	man  int32
+	name  string
+	man   int32
+	start int64
 }
 
 type index struct {
@@ -108,8 +110,9 @@ func (x *index) after(dst []entry, last string, n int) ([]entry, bool) {
 	return dst, false
 }
 
-// put sets name to man, inserting it if absent. It reports whether name was new.
-func (x *index) put(name string, man int32) bool {
+// put inserts e, or replaces the entry with its name. It reports whether the name was new.
+func (x *index) put(e entry) bool {
+	name := e.name
 	ci, i := x.seek(name, false)
 	if ci == len(x.chunks) {
 		if ci == 0 {
@@ -119,10 +122,10 @@ func (x *index) put(name string, man int32) bool {
 		}
 		i = len(x.chunks[ci])
 	} else if x.chunks[ci][i].name == name {
-		x.chunks[ci][i].man = man
+		x.chunks[ci][i] = e
 		return false
 	}
-	x.chunks[ci] = slices.Insert(x.chunks[ci], i, entry{name: name, man: man})
+	x.chunks[ci] = slices.Insert(x.chunks[ci], i, e)
 	x.n++
 	if ch := x.chunks[ci]; len(ch) > chunkMax {
 		half := len(ch) / 2
@@ -162,14 +165,14 @@ func (x *index) remove(name string) (entry, bool) {
 }
 
 // removeIf deletes every entry for which drop is true, calling it in order, and returns the
-// removed names in order. It costs O(total tags): only deletes by digest use it.
-func (x *index) removeIf(drop func(entry) bool) []string {
-	var removed []string
+// removed entries in order. It costs O(total tags): only deletes by digest use it.
+func (x *index) removeIf(drop func(entry) bool) []entry {
+	var removed []entry
 	kept := make([]entry, 0, x.n)
 	for _, ch := range x.chunks {
 		for _, e := range ch {
 			if drop(e) {
-				removed = append(removed, e.name)
+				removed = append(removed, e)
 			} else {
 				kept = append(kept, e)
 			}
@@ -179,6 +182,15 @@ func (x *index) removeIf(drop func(entry) bool) []string {
 		*x = buildIndex(kept)
 	}
 	return removed
+}
+
+// each calls f for every entry in order.
+func (x *index) each(f func(entry)) {
+	for _, ch := range x.chunks {
+		for _, e := range ch {
+			f(e)
+		}
+	}
 }
 
 // names returns every name in order.

@@ -31,7 +31,7 @@ func TestIndexAgainstModel(t *testing.T) {
 				case 0, 1, 2, 3:
 					man := int32(rng.IntN(5))
 					_, had := model[k]
-					if isNew := x.put(k, man); isNew == had {
+					if isNew := x.put(entry{name: k, man: man}); isNew == had {
 						t.Fatalf("op %d: put(%s) new = %v, want %v", op, k, isNew, !had)
 					}
 					model[k] = man
@@ -101,15 +101,18 @@ func sortedKeys(m map[string]int32) []string {
 
 func TestIndexMergeAndRemoveIf(t *testing.T) {
 	var x index
-	x.mergeSorted([]entry{{"b", 1}, {"d", 1}})
-	x.mergeSorted([]entry{{"a", 2}, {"b", 2}, {"c", 2}, {"e", 2}})
+	x.mergeSorted([]entry{{name: "b", man: 1}, {name: "d", man: 1}})
+	x.mergeSorted([]entry{{name: "a", man: 2}, {name: "b", man: 2}, {name: "c", man: 2}, {name: "e", man: 2}})
 	if got, want := x.names(), []string{"a", "b", "c", "d", "e"}; !slices.Equal(got, want) {
 		t.Fatalf("names() = %v, want %v", got, want)
 	}
 	if e, _ := x.get("b"); e.man != 2 {
 		t.Errorf("get(b).man = %d, want 2 (merge takes the new entry)", e.man)
 	}
-	removed := x.removeIf(func(e entry) bool { return e.man == 2 })
+	var removed []string
+	for _, e := range x.removeIf(func(e entry) bool { return e.man == 2 }) {
+		removed = append(removed, e.name)
+	}
 	if want := []string{"a", "b", "c", "e"}; !slices.Equal(removed, want) {
 		t.Errorf("removeIf() = %v, want %v", removed, want)
 	}

@@ -24,6 +24,20 @@ type Config struct {
 	Latency time.Duration
 	// Logger receives a debug line per request. nil discards.
 	Logger *slog.Logger
+	// Now is the clock for push times, token expiry and the list cache; nil means time.Now.
+	Now func() time.Time
+
+	// Faults are injected from the start; SetFaults changes them while serving.
+	Faults Faults
+	// Auth, when set, makes every /v2 request need a bearer token from /v2/auth, as Quay
+	// does. nil serves without authentication.
+	Auth *Auth
+	// APIToken, when set, is the OAuth bearer token every /api/v1 request must carry.
+	APIToken string
+	// ListCacheTTL, when positive, caches tags/list pages by (repository, last, n) for that
+	// long and does not invalidate them on deletes or pushes, like Quay's model cache
+	// (120 s in production). 0 turns the cache off.
+	ListCacheTTL time.Duration
 }
 
 func (c Config) pageCap() int {
@@ -52,6 +66,9 @@ type Registry struct {
 
 	stats    stats
 	inflight atomic.Int64
+	faults   faultState
+	tokens   tokenStore
+	cache    listCache
 }
 
 type repo struct {
@@ -60,7 +77,13 @@ type repo struct {
 	digests   []string         // manifest digests tags point at, by entry.man
 	digestIdx map[string]int32 // inverse of digests
 	known     map[string]bool  // manifest digests present in this repository
-	deleted   []string         // tags removed, in order
+	deleted   []deletion       // tags removed, in order
+}
+
+// deletion is a dead tag row: what API v1 shows with onlyActiveTags=false.
+type deletion struct {
+	entry
+	end int64 // unix ms
 }
 
 type manifest struct {
@@ -87,6 +110,7 @@ func New(cfg Config) *Registry {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.stats.reset()
+	r.SetFaults(cfg.Faults)
 	// The default manifest: a valid, layerless OCI image that tags without a digest of
 	// their own point at, so that tagged images can be pulled and copied.
 	cfgBlob := []byte(`{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}`)
@@ -143,6 +167,14 @@ func validTag(t string) bool {
 func Digest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// now reads the configured clock.
+func (r *Registry) now() time.Time {
+	if r.cfg.Now != nil {
+		return r.cfg.Now()
+	}
+	return time.Now()
 }
 
 // DefaultDigest is the digest of the manifest that tags added without a digest point at.
@@ -259,18 +291,19 @@ func (r *Registry) AddTags(repoName, digest string, tags ...string) error {
 		}
 	}
 	rp := r.repo(repoName, true)
+	start := r.now().UnixMilli()
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	id := rp.digestID(digest)
 	if len(tags) < 64 {
 		for _, t := range tags {
-			rp.tags.put(t, id)
+			rp.tags.put(entry{name: t, man: id, start: start})
 		}
 		return nil
 	}
 	add := make([]entry, len(tags))
 	for i, t := range tags {
-		add[i] = entry{name: t, man: id}
+		add[i] = entry{name: t, man: id, start: start}
 	}
 	if !slices.IsSortedFunc(add, cmpEntry) {
 		slices.SortFunc(add, cmpEntry)
@@ -334,23 +367,28 @@ func (r *Registry) DeletedTags(repoName string) []string {
 	}
 	rp.mu.RLock()
 	defer rp.mu.RUnlock()
-	return slices.Clone(rp.deleted)
+	out := make([]string, len(rp.deleted))
+	for i, d := range rp.deleted {
+		out[i] = d.name
+	}
+	return out
 }
 
-// deleteTag removes one tag. It reports false if the tag is absent.
-func (rp *repo) deleteTag(tag string) bool {
+// deleteTag removes one tag at time now (unix ms). It reports false if the tag is absent.
+func (rp *repo) deleteTag(tag string, now int64) bool {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	if _, ok := rp.tags.remove(tag); !ok {
+	e, ok := rp.tags.remove(tag)
+	if !ok {
 		return false
 	}
-	rp.deleted = append(rp.deleted, tag)
+	rp.deleted = append(rp.deleted, deletion{e, now})
 	return true
 }
 
 // deleteDigest removes the manifest d from the repository and every tag pointing at it. It
 // reports false if the repository does not hold d. O(total tags).
-func (rp *repo) deleteDigest(d string) ([]string, bool) {
+func (rp *repo) deleteDigest(d string, now int64) ([]entry, bool) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	if !rp.known[d] {
@@ -362,13 +400,15 @@ func (rp *repo) deleteDigest(d string) ([]string, bool) {
 		return nil, true
 	}
 	removed := rp.tags.removeIf(func(e entry) bool { return e.man == id })
-	rp.deleted = append(rp.deleted, removed...)
+	for _, e := range removed {
+		rp.deleted = append(rp.deleted, deletion{e, now})
+	}
 	return removed, true
 }
 
-// putTag points tag at d, which must be a stored manifest.
-func (rp *repo) putTag(tag, d string) {
+// putTag points tag at d, which must be a stored manifest, at time now (unix ms).
+func (rp *repo) putTag(tag, d string, now int64) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	rp.tags.put(tag, rp.digestID(d))
+	rp.tags.put(entry{name: tag, man: rp.digestID(d), start: now})
 }

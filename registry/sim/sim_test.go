@@ -31,6 +31,19 @@ func startSim(t testing.TB, cfg Config) *Server {
 	return s
 }
 
+// waitFor polls cond until it holds, failing the test after a generous deadline (a safety
+// net against hangs, not a timing assertion).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 type listAnswer struct {
 	status int
 	link   string
@@ -430,22 +443,14 @@ func TestLatencyHonoursContext(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the request is inside the handler, then give up on it.
-	for s.InFlight() == 0 {
-		if t.Context().Err() != nil {
-			t.Fatal("request never reached the handler")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the request to reach the handler", func() bool { return s.InFlight() > 0 })
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("request succeeded, want a cancellation error")
 	}
-	for s.Stats().ByStatus[KindStatus{KindList, 0}] != 1 {
-		if t.Context().Err() != nil {
-			t.Fatal("handler did not end after its client went away")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the handler to end after its client went away", func() bool {
+		return s.Stats().ByStatus[KindStatus{KindList, 0}] == 1
+	})
 }
 
 func TestAddTagsValidates(t *testing.T) {

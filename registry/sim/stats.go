@@ -19,7 +19,10 @@ const (
 	KindManifestPut  Kind = "manifest_put"  // PUT manifests/<ref>
 	KindBlob         Kind = "blob"          // GET or HEAD blobs/<digest>
 	KindBlobUpload   Kind = "blob_upload"   // POST, PATCH, PUT, GET, DELETE blobs/uploads/...
-	KindAuth         Kind = "auth"          // token endpoint
+	KindAuth         Kind = "auth"          // GET /v2/auth, the token endpoint
+	KindAPIList      Kind = "api_list"      // GET /api/v1/repository/<repo>/tag/
+	KindAPIDelete    Kind = "api_delete"    // DELETE /api/v1/repository/<repo>/tag/<tag>
+	KindAPIPut       Kind = "api_put"       // PUT /api/v1/repository/<repo>/tag/<tag>
 	KindOther        Kind = "other"         // anything else (answered 404 or 405)
 )
 
@@ -41,6 +44,11 @@ type Stats struct {
 	// DigestDeletedTags the tags they removed. tagsweep must never cause either.
 	DigestDeletes     int64
 	DigestDeletedTags int64
+	// Faults counts injected faults by name: burst, error, throttle, reset, slow,
+	// ratelimit, hook.
+	Faults map[string]int64
+	// TokensIssued counts bearer tokens handed out by /v2/auth.
+	TokensIssued int64
 }
 
 // Total is the number of requests counted.
@@ -64,6 +72,7 @@ func (st *stats) reset() {
 		Requests: make(map[Kind]int64),
 		Statuses: make(map[int]int64),
 		ByStatus: make(map[KindStatus]int64),
+		Faults:   make(map[string]int64),
 	}
 }
 
@@ -88,6 +97,7 @@ func (st *stats) snapshot() Stats {
 	c.Requests = maps.Clone(st.s.Requests)
 	c.Statuses = maps.Clone(st.s.Statuses)
 	c.ByStatus = maps.Clone(st.s.ByStatus)
+	c.Faults = maps.Clone(st.s.Faults)
 	return c
 }
 

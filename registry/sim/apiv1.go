@@ -1,0 +1,204 @@
+package sim
+
+import (
+	"cmp"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Quay API v1 tag endpoints: /api/v1/repository/<ns>/<repo>/tag/[<tag>].
+
+// apiTag is one row of the v1 tag list, with Quay's field names.
+type apiTag struct {
+	Name           string `json:"name"`
+	Reversion      bool   `json:"reversion"`
+	StartTS        int64  `json:"start_ts,omitempty"`
+	EndTS          int64  `json:"end_ts,omitempty"`
+	ManifestDigest string `json:"manifest_digest"`
+	IsManifestList bool   `json:"is_manifest_list"`
+	Size           *int64 `json:"size"`
+	LastModified   string `json:"last_modified,omitempty"`
+	Expiration     string `json:"expiration,omitempty"`
+}
+
+// rfc2822 is Python's email.utils.formatdate(usegmt=False) layout, which Quay uses.
+const rfc2822 = "Mon, 02 Jan 2006 15:04:05 -0000"
+
+func apiError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"status": status, "error_message": msg, "detail": msg, "title": http.StatusText(status)})
+}
+
+// serveAPI answers the v1 tag endpoints. rest is "" for the list, else the tag.
+func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind, name, tag string) {
+	if want := r.cfg.APIToken; want != "" && req.Header.Get("Authorization") != "Bearer "+want {
+		apiError(w, http.StatusUnauthorized, "invalid or missing OAuth token")
+		return
+	}
+	rp := r.repo(name, false)
+	if rp == nil || !repoRE.MatchString(name) {
+		apiError(w, http.StatusNotFound, "repository not found")
+		return
+	}
+	switch kind {
+	case KindAPIList:
+		r.serveAPIList(w, req, rp)
+	case KindAPIDelete:
+		if !rp.deleteTag(tag, r.now().UnixMilli()) {
+			apiError(w, http.StatusNotFound, "tag not found")
+			return
+		}
+		r.stats.add(func(s *Stats) { s.TagDeletes++ })
+		w.WriteHeader(http.StatusNoContent)
+	case KindAPIPut:
+		if !validTag(tag) {
+			apiError(w, http.StatusBadRequest, "invalid tag name")
+			return
+		}
+		var body struct {
+			ManifestDigest string `json:"manifest_digest"`
+		}
+		b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+		if err == nil {
+			err = json.Unmarshal(b, &body)
+		}
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "invalid JSON body")
+			return
+		}
+		if body.ManifestDigest == "" {
+			// Quay also takes expiration and immutable; the sim supports only creating or
+			// moving a tag.
+			apiError(w, http.StatusBadRequest, "the simulator needs manifest_digest")
+			return
+		}
+		if d, ok := rp.resolve(body.ManifestDigest); !ok || d != body.ManifestDigest {
+			apiError(w, http.StatusNotFound, "manifest not found")
+			return
+		}
+		rp.putTag(tag, body.ManifestDigest, r.now().UnixMilli())
+		writeJSON(w, http.StatusCreated, "Updated")
+	}
+}
+
+// serveAPIList lists tags newest push first, by SQL-OFFSET pages, as Quay does. It scans
+// the whole repository for every page (Quay's deep pages cost O(offset) too); only
+// specificTag is a point lookup.
+func (r *Registry) serveAPIList(w http.ResponseWriter, req *http.Request, rp *repo) {
+	q := req.URL.Query()
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	limit := 50
+	if s := q.Get("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			limit = n
+		}
+	}
+	limit = min(100, max(1, limit))
+	active := truthy(q.Get("onlyActiveTags"))
+	specific := q.Get("specificTag")
+	match := func(string) bool { return true }
+	if f := q.Get("filter_tag_name"); f != "" {
+		op, val, ok := strings.Cut(f, ":")
+		if !ok {
+			apiError(w, http.StatusBadRequest, "Unsupported syntax for filter_tag_name")
+			return
+		}
+		switch op {
+		case "eq":
+			match = func(n string) bool { return n == val }
+		case "like":
+			re := likeRE(val)
+			match = re.MatchString
+		}
+		// Any other op is silently ignored, as in Quay.
+	}
+
+	type row struct {
+		entry
+		end int64
+	}
+	var rows []row
+	rp.mu.RLock()
+	if specific != "" {
+		if e, ok := rp.tags.get(specific); ok && match(e.name) {
+			rows = append(rows, row{entry: e})
+		}
+	} else {
+		rp.tags.each(func(e entry) {
+			if match(e.name) {
+				rows = append(rows, row{entry: e})
+			}
+		})
+	}
+	if !active {
+		for _, d := range rp.deleted {
+			if (specific == "" || d.name == specific) && match(d.name) {
+				rows = append(rows, row{entry: d.entry, end: d.end})
+			}
+		}
+	}
+	digests := rp.digests
+	rp.mu.RUnlock()
+
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(b.start, a.start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	offset := min(limit*(page-1), len(rows))
+	rows = rows[offset:]
+	more := len(rows) > limit
+	rows = rows[:min(limit, len(rows))]
+	out := make([]apiTag, 0, len(rows))
+	for _, row := range rows {
+		d := digests[row.man]
+		t := apiTag{Name: row.name, ManifestDigest: d}
+		if m, ok := r.getManifest(d); ok {
+			t.IsManifestList = m.mediaType == MediaTypeOCIIndex || m.mediaType == MediaTypeDockerList
+		}
+		if row.start > 0 {
+			t.StartTS = row.start / 1000
+			t.LastModified = time.UnixMilli(row.start).UTC().Format(rfc2822)
+		}
+		if row.end > 0 {
+			t.EndTS = row.end / 1000
+			t.Expiration = time.UnixMilli(row.end).UTC().Format(rfc2822)
+		}
+		out = append(out, t)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tags": out, "page": page, "has_additional": more})
+}
+
+// truthy is Flask-RESTful's boolean parsing, roughly.
+func truthy(s string) bool {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// likeRE is peewee 3.13's Tag.name.contains(v): ILIKE '%v%' with v unescaped, so '_' and
+// '%' in v are wildcards and the match is a case-insensitive substring, never a prefix.
+func likeRE(v string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("(?is)")
+	for _, c := range v {
+		switch c {
+		case '%':
+			b.WriteString(".*")
+		case '_':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	return regexp.MustCompile(b.String())
+}
