@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
 
@@ -42,6 +45,24 @@ func waitHTTP(ctx context.Context, url string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// waitWorker waits until a worker pulls from the shard queue: its setup (ledger.Open) is
+// over, so the coordinator does not race it.
+func waitWorker(t *testing.T, ns *natsserver.Server) {
+	t.Helper()
+	nc, err := ns.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitPulling(t.Context(), js, 1, 20*time.Second); err != nil {
+		t.Fatalf("worker not pulling: %v", err)
+	}
 }
 
 // TestDistributed runs the production shape: an external NATS, a long-running worker
@@ -81,6 +102,8 @@ func TestDistributed(t *testing.T) {
 		r := <-workerDone
 		t.Fatalf("worker never became ready on %s (exit %d)\n%s", httpAddr, r.code, r.errOut)
 	}
+
+	waitWorker(t, ns)
 
 	report := filepath.Join(t.TempDir(), "report.json")
 	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
@@ -139,6 +162,7 @@ func TestWorkerRefusesForeignRegistry(t *testing.T) {
 		stopWorker()
 		<-workerDone
 	}()
+	waitWorker(t, ns)
 	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
 		"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
 	if code != exitFailed {

@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/telemetry"
 	"github.com/tagsweep/tagsweep/worker"
 )
@@ -64,6 +66,14 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
+	// Create the streams, buckets and the workers' consumer once, before any component
+	// starts: each component's own ledger.Open then only updates them. (nats-server
+	// v2.15.2 races a stream update against a consumer creation on the same file store,
+	// which concurrent first Opens would trigger.)
+	if _, err := ledger.Open(ctx, js, ledgerConfig(cfg)); err != nil {
+		return err
+	}
+
 	workers := make([]*worker.Worker, cfg.Workers)
 	for i := range workers {
 		id := "local-" + strconv.Itoa(i+1)
@@ -95,9 +105,43 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 			}
 		})
 	}
+	// The coordinator starts once the workers pull shards, so that the run's first shards
+	// are taken at once and no worker is still setting up while the coordinator works.
+	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
+		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
+	}
 	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP)
 	stopWorkers()
 	wg.Wait()
 	cancel()
 	return errors.Join(append([]error{err, waitHTTP()}, werr...)...)
+}
+
+// waitPulling waits until the workers' consumer exists and has at least n pull requests
+// waiting (one per started worker), polling its info, for at most limit.
+func waitPulling(ctx context.Context, js jetstream.JetStream, n int, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var waiting int
+		cons, err := js.Consumer(ctx, proto.StreamShards, proto.ConsumerWorkers)
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = cons.Info(ctx); err == nil {
+				if waiting = info.NumWaiting; waiting >= n {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("%d of %d workers pulling", waiting, n)
+			}
+			return fmt.Errorf("waiting for workers: %w (%w)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }
