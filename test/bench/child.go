@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/worker"
+)
+
+// childFlags are what the parent passes to a child process (the hidden -child mode).
+type childFlags struct {
+	side        string
+	registry    string
+	repo        string
+	cutoff      string // RFC 3339
+	result      string
+	timeout     time.Duration
+	retryDelay  time.Duration
+	workers     int
+	slots       int
+	deleteConc  int
+	splitAfter  time.Duration
+	workerProcs bool
+	natsURL     string
+	concurrency int
+	cpuProfile  string
+	memProfile  string
+	verbose     bool
+}
+
+func (c *childFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.side, "child", "", "internal: run one side of a scenario in this process (baseline, tagsweep, worker, ceiling)")
+	fs.StringVar(&c.registry, "child-registry", "", "internal: host:port of the simulated registry")
+	fs.StringVar(&c.repo, "child-repo", benchRepo, "internal: repository")
+	fs.StringVar(&c.cutoff, "child-cutoff", "", "internal: the run's cutoff, RFC 3339")
+	fs.StringVar(&c.result, "child-result", "", "internal: where to write the side's JSON result")
+	fs.StringVar(&c.natsURL, "child-nats", "", "internal: NATS URL for a worker process")
+	fs.BoolVar(&c.workerProcs, "worker-procs", false, "run each tagsweep worker in its own process (to measure a worker's peak RSS alone)")
+	fs.DurationVar(&c.retryDelay, "baseline-retry-delay", time.Minute, "the baseline's sleep before retrying a failed list call (the pruner's is 1 minute)")
+	fs.IntVar(&c.slots, "slots", 4, "shards each tagsweep worker processes at once")
+	fs.IntVar(&c.deleteConc, "delete-concurrency", 64, "tag deletes in flight per tagsweep worker")
+	fs.IntVar(&c.concurrency, "ceiling-concurrency", 64, "requests in flight in the ceiling measurement")
+	fs.BoolVar(&c.verbose, "v", false, "log the tagsweep side's warnings to stderr")
+}
+
+func (c childFlags) rules() (*policy.Rules, proto.Policy, error) {
+	cutoff, err := time.Parse(time.RFC3339, c.cutoff)
+	if err != nil {
+		return nil, proto.Policy{}, fmt.Errorf("cutoff: %w", err)
+	}
+	p := policy.Defaults()
+	p.Cutoff = cutoff
+	r, err := policy.New(p)
+	return r, p, err
+}
+
+func (c childFlags) logger() *slog.Logger {
+	if !c.verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// runChild runs one side and writes its result; the exit status is 0 whenever a result was
+// written, even for a failed run (the result says what failed).
+func runChild(c childFlags) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if c.timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, c.timeout)
+		defer stop()
+	}
+	stopProfile, err := startCPUProfile(c.cpuProfile)
+	if err != nil {
+		return err
+	}
+	var res sideResult
+	start := time.Now()
+	switch c.side {
+	case "baseline":
+		err = childBaseline(ctx, c, &res)
+	case "tagsweep":
+		err = childTagsweep(ctx, c, &res)
+	case "worker":
+		err = childWorker(ctx, c)
+	case "ceiling":
+		err = childCeiling(ctx, c, &res)
+	default:
+		err = fmt.Errorf("unknown side %q", c.side)
+	}
+	stopProfile()
+	if perr := writeMemProfile(c.memProfile); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	res.Side = c.side
+	if err != nil {
+		res.Error = err.Error()
+	}
+	res.finish(start)
+	if c.result == "" {
+		return err
+	}
+	return writeResult(c.result, res)
+}
+
+func childBaseline(ctx context.Context, c childFlags, res *sideResult) error {
+	rules, _, err := c.rules()
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 128
+	counts := runBaseline(ctx, baselineConfig{
+		Base: "http://" + c.registry, Repo: c.repo, Rules: rules,
+		PageSize: 100, Pool: 100, Retries: 5, RetryDelay: c.retryDelay,
+		Client: &http.Client{Transport: tr},
+	})
+	res.Scanned, res.Eligible, res.Deleted, res.DeleteFailed = counts.Scanned, counts.Targeted, counts.Deleted, counts.Failed
+	res.ListFailed = counts.ListFailed
+	if ctx.Err() != nil {
+		return fmt.Errorf("baseline: %w", ctx.Err())
+	}
+	return nil
+}
+
+func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
+	_, p, err := c.rules()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := stackConfig{
+		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
+		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(),
+	}
+	if c.workerProcs {
+		cfg.WorkerProcs = func(ctx context.Context, url string) (func() []int64, error) {
+			return spawnWorkers(ctx, c, url)
+		}
+	}
+	out, err := runStack(ctx, cfg)
+	t := out.Report.Tags
+	res.Scanned, res.Eligible, res.Deleted, res.AlreadyGone, res.DeleteFailed = t.Scanned, t.Eligible, t.Deleted, t.AlreadyGone, t.DeleteFailed
+	res.Shards = len(out.Shards)
+	longest, median, splits := shardDurations(out.Shards)
+	res.LongestShard, res.MedianShard, res.SplitShards = longest.Seconds(), median.Seconds(), splits
+	res.WorkerPeakRSS = out.WorkerRSS
+	return err
+}
+
+// spawnWorkers starts c.workers worker processes against the NATS at url; wait stops them
+// (SIGTERM: a graceful stop) and returns each one's peak RSS.
+func spawnWorkers(ctx context.Context, c childFlags, url string) (func() []int64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tagsweep-bench-workers-")
+	if err != nil {
+		return nil, err
+	}
+	var cmds []*exec.Cmd
+	var results []string
+	for i := range c.workers {
+		path := filepath.Join(dir, "worker-"+strconv.Itoa(i+1)+".json")
+		args := []string{"-child", "worker", "-child-registry", c.registry, "-child-repo", c.repo,
+			"-child-nats", url, "-child-result", path, "-slots", strconv.Itoa(c.slots),
+			"-delete-concurrency", strconv.Itoa(c.deleteConc), "-split-after", c.splitAfter.String(),
+			"-child-cutoff", c.cutoff, "-timeout", c.timeout.String()}
+		if c.verbose {
+			args = append(args, "-v")
+		}
+		cmd := exec.Command(exe, args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		cmds, results = append(cmds, cmd), append(results, path)
+	}
+	var once sync.Once
+	var rss []int64
+	wait := func() []int64 {
+		once.Do(func() {
+			for _, cmd := range cmds {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}
+			for i, cmd := range cmds {
+				_ = cmd.Wait()
+				r, err := readResult(results[i])
+				if err == nil {
+					rss = append(rss, r.PeakRSSBytes)
+				}
+			}
+			_ = os.RemoveAll(dir)
+		})
+		return rss
+	}
+	context.AfterFunc(ctx, func() { wait() })
+	return wait, nil
+}
+
+// childWorker runs one worker until it is told to stop.
+func childWorker(ctx context.Context, c childFlags) error {
+	nc, err := nats.Connect(c.natsURL, nats.Name("tagsweep-bench-worker"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cfg := stackConfig{Registry: c.registry, Slots: c.slots, DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, Log: c.logger()}
+	w, err := worker.New(cfg.workerConfig(fmt.Sprintf("bench-proc-%d", os.Getpid())), js, cfg.Log)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// childCeiling measures the request rate the registry client and the sim reach together:
+// one lister feeding c.concurrency goroutines that delete every listed tag, through the same
+// registry client the workers use, with nothing else in the way (no NATS, no policy, no
+// checkpoints). One list per 100 deletes, as in a backlog run.
+func childCeiling(ctx context.Context, c childFlags, res *sideResult) error {
+	client, err := newClient(c.registry, c.concurrency+1, nil)
+	if err != nil {
+		return err
+	}
+	tags := make(chan string, 4096)
+	var deleted, failed, gone int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range c.concurrency {
+		wg.Go(func() {
+			var d, f, g int64
+			for t := range tags {
+				switch err := client.Delete(ctx, c.repo, t); {
+				case err == nil:
+					d++
+				case errors.Is(err, registry.ErrNotFound):
+					g++
+				default:
+					f++
+				}
+			}
+			mu.Lock()
+			deleted, failed, gone = deleted+d, failed+f, gone+g
+			mu.Unlock()
+		})
+	}
+	var listErr error
+	last := ""
+	for {
+		page, err := client.List(ctx, c.repo, last, 100)
+		if err != nil {
+			listErr = err
+			break
+		}
+		for _, t := range page.Tags {
+			res.Scanned++
+			tags <- t
+		}
+		if len(page.Tags) == 0 {
+			break
+		}
+		last = page.Tags[len(page.Tags)-1]
+	}
+	close(tags)
+	wg.Wait()
+	res.Eligible, res.Deleted, res.DeleteFailed, res.AlreadyGone = res.Scanned, deleted, failed, gone
+	return listErr
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+}
+
+// writeMemProfile writes the allocation profile (every allocation since start, sampled).
+func writeMemProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}

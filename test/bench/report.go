@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+func (r scenarioResult) side(name string) (sideResult, bool) {
+	for _, s := range r.Sides {
+		if s.Side == name {
+			return s, true
+		}
+	}
+	return sideResult{}, false
+}
+
+func writeMarkdown(w io.Writer, r scenarioResult) {
+	fmt.Fprintf(w, "### %s\n\n%s. %d tags (%d prune tags before the cutoff), latency %s, %d workers",
+		r.Scenario, r.About, r.Tags, r.EligibleGen, r.Latency, r.Workers)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, ", limit %.0f requests/s", r.Rate)
+	}
+	fmt.Fprint(w, ".\n\n")
+	fmt.Fprintln(w, "| side | wall s | lists | deletes | 429s | requests | deleted | failed | tags listed/s | requests/s | sustained req/s | peak RSS MiB | alloc B/tag | speed-up |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	base, hasBase := r.side("baseline")
+	for _, s := range r.Sides {
+		speed := "—"
+		if hasBase && s.Side != "baseline" && s.WallSeconds > 0 {
+			speed = fmt.Sprintf("%.1f×", base.WallSeconds/s.WallSeconds)
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %d | %d | %d | %d | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n",
+			s.Side, s.WallSeconds, s.Lists, s.Deletes, s.TooMany, s.Requests, s.Deleted, s.DeleteFailed,
+			s.TagsPerSecond(), s.RequestsPerSecond(), s.Sustained, mib(s.PeakRSSBytes),
+			per(float64(s.TotalAlloc), float64(s.Scanned)), speed)
+	}
+	fmt.Fprintln(w)
+	for _, s := range r.Sides {
+		var notes []string
+		if s.Shards > 0 {
+			notes = append(notes, fmt.Sprintf("%d shards (%d split off while running), longest shard %.1fs, median %.1fs",
+				s.Shards, s.SplitShards, s.LongestShard, s.MedianShard))
+		}
+		if len(s.WorkerPeakRSS) > 0 {
+			var ws []string
+			for _, b := range s.WorkerPeakRSS {
+				ws = append(ws, fmt.Sprintf("%.0f", mib(b)))
+			}
+			notes = append(notes, "worker processes' peak RSS MiB: "+strings.Join(ws, ", "))
+		}
+		if s.Scanned > 0 && s.Mallocs > 0 {
+			notes = append(notes, fmt.Sprintf("%.1f allocations per listed tag (whole process)", per(float64(s.Mallocs), float64(s.Scanned))))
+		}
+		if s.ListFailed {
+			notes = append(notes, "gave up listing after its retries")
+		}
+		if s.Error != "" {
+			notes = append(notes, "error: "+s.Error)
+		}
+		if len(notes) > 0 {
+			fmt.Fprintf(w, "- %s: %s\n", s.Side, strings.Join(notes, "; "))
+		}
+	}
+	if len(r.Checks) > 0 {
+		fmt.Fprintln(w)
+		for _, c := range r.Checks {
+			mark := "MISSED"
+			if c.Met {
+				mark = "met"
+			}
+			fmt.Fprintf(w, "- target %s: %s (%s)\n", c.Target, c.Got, mark)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// checks measures the targets of issue 6 that apply to the scenario.
+func checks(sc scenario, o options, r scenarioResult, ceiling *sideResult) []check {
+	ts, ok := r.side("tagsweep")
+	if !ok {
+		if c, ok := r.side("ceiling"); ok {
+			return []check{{Target: "ceiling (informative)", Got: fmt.Sprintf("%.0f requests/s", c.RequestsPerSecond()), Met: true}}
+		}
+		return nil
+	}
+	var out []check
+	base, hasBase := r.side("baseline")
+	speedup := func(min float64) {
+		if !hasBase {
+			return
+		}
+		x := base.WallSeconds / ts.WallSeconds
+		out = append(out, check{Target: fmt.Sprintf("≥ %.0f× faster than the baseline", min),
+			Got: fmt.Sprintf("%.1f× (%.1fs vs %.1fs)", x, ts.WallSeconds, base.WallSeconds), Met: x >= min})
+	}
+	switch sc.Name {
+	case "steady":
+		budget := 1.1 * (float64(ts.Eligible) + float64(ts.Eligible)/100 + float64(ts.Shards))
+		out = append(out, check{Target: "requests ≤ 1.1 × (eligible + eligible/100 + shards)",
+			Got: fmt.Sprintf("%d requests vs %.0f (eligible %d, shards %d)", ts.Requests, budget, ts.Eligible, ts.Shards),
+			Met: float64(ts.Requests) <= budget})
+		speedup(20)
+	case "backlog":
+		speedup(5)
+		if ceiling != nil {
+			x := ts.RequestsPerSecond() / ceiling.RequestsPerSecond()
+			out = append(out, check{Target: "≥ 70% of the ceiling's request rate",
+				Got: fmt.Sprintf("%.0f%% (%.0f vs %.0f requests/s)", 100*x, ts.RequestsPerSecond(), ceiling.RequestsPerSecond()), Met: x >= 0.7})
+		}
+	case "rate-limited":
+		x := ts.SustainedOK / o.rate
+		out = append(out, check{Target: "sustained ≥ 90% of R", Got: fmt.Sprintf("%.0f%% (%.0f of %.0f requests/s answered, median of 1 s samples)", 100*x, ts.SustainedOK, o.rate), Met: x >= 0.9})
+		y := per(float64(ts.TooMany), float64(ts.Requests))
+		out = append(out, check{Target: "429s ≤ 3% of requests", Got: fmt.Sprintf("%.2f%% (%d of %d)", 100*y, ts.TooMany, ts.Requests), Met: y <= 0.03})
+		out = append(out, check{Target: "zero failed deletes", Got: fmt.Sprintf("%d", ts.DeleteFailed), Met: ts.DeleteFailed == 0})
+	case "skewed":
+		if ns, ok := r.side("tagsweep-nosplit"); ok && ts.MedianShard > 0 && ns.MedianShard > 0 {
+			out = append(out, check{Target: "splitting: longest shard against the median (informative)",
+				Got: fmt.Sprintf("without splitting %.1fs vs %.1fs (%.0f×), run %.1fs; with splitting %.1fs vs %.1fs (%.0f×), run %.1fs",
+					ns.LongestShard, ns.MedianShard, ns.LongestShard/ns.MedianShard, ns.WallSeconds,
+					ts.LongestShard, ts.MedianShard, ts.LongestShard/ts.MedianShard, ts.WallSeconds),
+				Met: ts.WallSeconds < ns.WallSeconds})
+		}
+	}
+	if len(ts.WorkerPeakRSS) > 0 {
+		m := int64(0)
+		for _, b := range ts.WorkerPeakRSS {
+			m = max(m, b)
+		}
+		out = append(out, check{Target: "worker peak RSS ≤ 100 MiB", Got: fmt.Sprintf("%.0f MiB (largest worker process)", mib(m)), Met: m <= 100<<20})
+	} else {
+		out = append(out, check{Target: "worker peak RSS ≤ 100 MiB",
+			Got: fmt.Sprintf("%.0f MiB for the whole process (NATS, coordinator and %d workers together)", mib(ts.PeakRSSBytes), r.Workers),
+			Met: ts.PeakRSSBytes <= 100<<20})
+	}
+	if ts.DeleteFailed > 0 && sc.Name != "rate-limited" {
+		out = append(out, check{Target: "no failed deletes", Got: fmt.Sprintf("%d", ts.DeleteFailed), Met: false})
+	}
+	return out
+}

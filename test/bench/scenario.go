@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tagsweep/tagsweep/registry/sim"
+)
+
+// scenario is one shape of repository and registry.
+type scenario struct {
+	Name        string
+	About       string
+	DefaultTags int
+	Eligible    float64 // share of prune tags dated before the cutoff
+	SkewFactor  float64 // one day this many times denser (0: none)
+	Limited     bool    // the registry answers 429 above -rate
+	ZeroLatency bool
+	Sides       []string
+}
+
+var scenarios = map[string]scenario{
+	"steady": {Name: "steady", About: "the daily run: ~10% of the tags are eligible",
+		DefaultTags: 1_000_000, Eligible: 0.10, Sides: []string{"baseline", "tagsweep"}},
+	"backlog": {Name: "backlog", About: "a backlog: ~95% of the tags are eligible",
+		DefaultTags: 1_000_000, Eligible: 0.95, Sides: []string{"baseline", "tagsweep"}},
+	"rate-limited": {Name: "rate-limited", About: "a backlog on a registry that answers 429 without Retry-After above R requests/s (all clients together)",
+		DefaultTags: 100_000, Eligible: 0.95, Limited: true, Sides: []string{"baseline", "tagsweep"}},
+	"skewed": {Name: "skewed", About: "a backlog with one day 20x denser than the rest; tagsweep without and with dynamic splitting",
+		DefaultTags: 1_000_000, Eligible: 0.95, SkewFactor: 20, Sides: []string{"baseline", "tagsweep-nosplit", "tagsweep"}},
+	"ceiling": {Name: "ceiling", About: "requests/s the registry client and the sim reach together with zero latency (deletes, one list per 100)",
+		DefaultTags: 300_000, Eligible: 1, ZeroLatency: true, Sides: []string{"ceiling"}},
+}
+
+// genEnd is the newest tag time of every generated namespace: fixed, so runs are comparable.
+var genEnd = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+
+// genConfig is the namespace of a scenario. The cutoff is End - 5 days, and exactly the
+// Eligible share of the prune tags is dated before it.
+func (sc scenario) genConfig(tags int) sim.GenConfig {
+	g := sim.GenConfig{Seed: 42, Tags: tags, Days: 30, End: genEnd, Cutoff: genEnd.Add(-5 * 24 * time.Hour),
+		EligibleFraction: sc.Eligible}
+	if sc.SkewFactor > 0 {
+		g.SkewDay, g.SkewFactor = 12, sc.SkewFactor // a day well before the cutoff
+	}
+	return g
+}
+
+type scenarioResult struct {
+	Scenario    string       `json:"scenario"`
+	About       string       `json:"about"`
+	Tags        int          `json:"tags"`
+	EligibleGen int          `json:"eligible_generated"` // prune tags dated before the cutoff
+	Latency     string       `json:"latency"`
+	Workers     int          `json:"workers"`
+	Rate        float64      `json:"rate_limit,omitempty"`
+	Sides       []sideResult `json:"sides"`
+	Checks      []check      `json:"checks"`
+}
+
+// check is one target of issue 6, measured.
+type check struct {
+	Target string `json:"target"`
+	Got    string `json:"got"`
+	Met    bool   `json:"met"`
+}
+
+func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResult, progress func(string)) (scenarioResult, error) {
+	n := o.tags
+	if n == 0 {
+		n = sc.DefaultTags
+	}
+	gen := sc.genConfig(n)
+	start := time.Now()
+	tags := sim.Generate(gen)
+	cutoffKey := gen.Cutoff.UTC().Format("20060102150405")
+	eligible := 0
+	for _, t := range tags {
+		if t < cutoffKey && len(t) > 14 && t[14] == '_' {
+			eligible++
+		}
+	}
+	progress(fmt.Sprintf("%s: generated %d tags (%d before the cutoff) in %s", sc.Name, len(tags), eligible, time.Since(start).Round(time.Millisecond)))
+	latency := o.latency
+	if sc.ZeroLatency {
+		latency = 0
+	}
+	res := scenarioResult{Scenario: sc.Name, About: sc.About, Tags: len(tags), EligibleGen: eligible,
+		Latency: latency.String(), Workers: o.workers}
+	if sc.Limited {
+		res.Rate = o.rate
+	}
+	for _, side := range sc.Sides {
+		if side == "baseline" && !o.baseline {
+			continue
+		}
+		progress(fmt.Sprintf("%s: running %s", sc.Name, side))
+		r, err := runSide(ctx, o, sc, side, tags, latency, gen.Cutoff)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", side, err)
+		}
+		progress(fmt.Sprintf("%s: %s took %.1fs (%d requests, %d deleted, %d delete failures)%s", sc.Name, side,
+			r.WallSeconds, r.Requests, r.Deleted, r.DeleteFailed, errSuffix(r.Error)))
+		res.Sides = append(res.Sides, r)
+	}
+	res.Checks = checks(sc, o, res, ceiling)
+	return res, nil
+}
+
+func errSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; error: " + s
+}
+
+// runSide serves a fresh copy of tags and runs one side against it in a child process.
+func runSide(ctx context.Context, o options, sc scenario, side string, tags []string, latency time.Duration, cutoff time.Time) (sideResult, error) {
+	reg := sim.New(sim.Config{Latency: latency})
+	if err := reg.AddTags(benchRepo, "", tags...); err != nil {
+		return sideResult{}, err
+	}
+	var handler http.Handler = reg
+	var lim *limiter
+	if sc.Limited {
+		lim = newLimiter(reg, o.rate, o.burst)
+		handler = lim
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return sideResult{}, err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	dir, err := os.MkdirTemp("", "tagsweep-bench-")
+	if err != nil {
+		return sideResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	resultPath := filepath.Join(dir, "result.json")
+	childSide := side
+	splitAfter := o.splitAfter
+	if side == "tagsweep-nosplit" {
+		childSide, splitAfter = "tagsweep", 0
+	}
+	args := []string{"-child", childSide, "-child-registry", ln.Addr().String(), "-child-repo", benchRepo,
+		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,
+		"-workers", strconv.Itoa(o.workers), "-split-after", splitAfter.String(), "-timeout", o.timeout.String(),
+		"-slots", strconv.Itoa(o.child.slots), "-delete-concurrency", strconv.Itoa(o.child.deleteConc),
+		"-ceiling-concurrency", strconv.Itoa(o.child.concurrency),
+		"-baseline-retry-delay", o.child.retryDelay.String()}
+	if o.child.workerProcs {
+		args = append(args, "-worker-procs")
+	}
+	if o.child.verbose {
+		args = append(args, "-v")
+	}
+	stopProfile := func() {}
+	if o.cpuProfile != "" {
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%s.cpu", o.cpuProfile, sc.Name, side))
+		if stopProfile, err = startCPUProfile(fmt.Sprintf("%s.%s.%s.sim.cpu", o.cpuProfile, sc.Name, side)); err != nil {
+			return sideResult{}, err
+		}
+	}
+	if o.memProfile != "" {
+		args = append(args, "-memprofile", fmt.Sprintf("%s.%s.%s.alloc", o.memProfile, sc.Name, side))
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return sideResult{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.timeout+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, exe, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+
+	samples := newSampler(reg, lim)
+	begin := time.Now()
+	runErr := cmd.Run()
+	childSecs := time.Since(begin).Seconds()
+	samples.stop()
+	stopProfile()
+	if o.memProfile != "" {
+		_ = writeMemProfile(fmt.Sprintf("%s.%s.%s.sim.alloc", o.memProfile, sc.Name, side))
+	}
+
+	r, err := readResult(resultPath)
+	if err != nil {
+		return sideResult{}, errors.Join(runErr, err)
+	}
+	r.Side = side
+	r.ChildSeconds = childSecs
+	st := reg.Stats()
+	r.Lists, r.Deletes = st.Requests[sim.KindList], st.Requests[sim.KindDelete]
+	r.Requests = st.Total()
+	if lim != nil {
+		r.TooMany = lim.rejected.Load()
+		r.Requests += r.TooMany
+	}
+	r.TooMany += st.Statuses[http.StatusTooManyRequests]
+	r.PeakRate, r.Sustained, r.SustainedOK = samples.rates()
+	return r, nil
+}
+
+// limiter answers 429 without Retry-After, as Quay's nginx limit_req does, above rate
+// requests/s (a token bucket shared by every client: Quay's HTTP/1.1 key is the client IP).
+type limiter struct {
+	next     http.Handler
+	lim      *rate.Limiter
+	rejected atomic.Int64
+}
+
+func newLimiter(next http.Handler, r float64, burst int) *limiter {
+	if burst <= 0 {
+		burst = max(1, int(r/10))
+	}
+	return &limiter{next: next, lim: rate.NewLimiter(rate.Limit(r), burst)}
+}
+
+func (l *limiter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !l.lim.Allow() {
+		l.rejected.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte("<html><body><h1>429 Too Many Requests</h1></body></html>\n"))
+		return
+	}
+	l.next.ServeHTTP(w, req)
+}
+
+// sampler reads the registry's counters once a second.
+type sampler struct {
+	done    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	total   []float64 // requests answered in each second
+	limited []float64 // of which 429
+}
+
+func newSampler(reg *sim.Registry, lim *limiter) *sampler {
+	s := &sampler{done: make(chan struct{})}
+	read := func() (total, limited int64) {
+		st := reg.Stats()
+		total, limited = st.Total(), st.Statuses[http.StatusTooManyRequests]
+		if lim != nil {
+			r := lim.rejected.Load()
+			total, limited = total+r, limited+r
+		}
+		return total, limited
+	}
+	s.wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		prevT, prevL := read()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+			}
+			tot, l := read()
+			s.mu.Lock()
+			s.total = append(s.total, float64(tot-prevT))
+			s.limited = append(s.limited, float64(l-prevL))
+			s.mu.Unlock()
+			prevT, prevL = tot, l
+		}
+	})
+	return s
+}
+
+func (s *sampler) stop() { close(s.done); s.wg.Wait() }
+
+// rates returns the peak one-second request rate, and the median rate of all requests and
+// of the ones not answered 429 over the middle 80% of the run (start-up and the tail left
+// out).
+func (s *sampler) rates() (peak, sustained, ok float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.total) == 0 {
+		return 0, 0, 0
+	}
+	peak = slices.Max(s.total)
+	lo, hi := len(s.total)/10, len(s.total)-len(s.total)/10
+	mid := slices.Clone(s.total[lo:hi])
+	okr := make([]float64, 0, len(mid))
+	for i := lo; i < hi; i++ {
+		okr = append(okr, s.total[i]-s.limited[i])
+	}
+	return peak, median(mid), median(okr)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+func writeOut(path string, o options, results []scenarioResult) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if filepath.Ext(path) == ".json" {
+		enc := json.NewEncoder(f)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	fmt.Fprintf(f, "tagsweep benchmark: %d workers; machine: %s\n\n", o.workers, machine())
+	for _, r := range results {
+		writeMarkdown(f, r)
+	}
+	return f.Close()
+}
