@@ -33,13 +33,14 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, telemetry.New(), func() error {
+	metrics := telemetry.New()
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to nats")
 		}
 		return nil
 	}, log)
-	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP)
+	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, metrics)
 	cancel()
 	return errors.Join(err, waitHTTP())
 }
@@ -47,7 +48,7 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 // coordinate runs the coordinator for cfg against js and the registry at host, then
 // prints the summary and writes the report (also for a failed run).
 func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, js jetstream.JetStream,
-	host string, plainHTTP bool) error {
+	host string, plainHTTP bool, m *telemetry.Metrics) error {
 	ttl, err := cfg.TTLDuration()
 	if err != nil {
 		return withCode(exitError, &configError{err})
@@ -57,6 +58,8 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if err != nil {
 		return err
 	}
+	logProgress := progressLogger(log)
+	gauges := &runGauges{m: m}
 	co, err := coordinator.New(coordinator.Config{
 		RunID:        cfg.RunID,
 		Registry:     host,
@@ -65,8 +68,11 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		Policy:       cfg.Policy(),
 		TTL:          ttl,
 		Width:        cfg.ShardWidth(),
-		Progress:     progressLogger(log),
-		Ledger:       ledgerConfig(cfg),
+		Progress: func(r proto.Report) {
+			gauges.set(r, time.Now())
+			logProgress(r)
+		},
+		Ledger: ledgerConfig(cfg),
 	}, js, lister, log)
 	if err != nil {
 		return err
@@ -74,6 +80,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	rep, err := co.Run(ctx)
 	switch {
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
+		gauges.set(rep, time.Now())
 		printSummary(w, rep)
 		if cfg.Report != "" {
 			if werr := writeReport(cfg.Report, rep); werr != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/telemetry"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -116,8 +117,15 @@ func TestDistributed(t *testing.T) {
 	if r.RunID != "nightly-1" || r.Tags.Deleted == 0 || int64(before-reg.Len(repo)) != r.Tags.Deleted {
 		t.Errorf("report = %+v; registry went from %d to %d tags", r, before, reg.Len(repo))
 	}
-	if body, ok := waitHTTP(hctx, "http://"+httpAddr+"/metrics"); !ok || !strings.Contains(body, "go_goroutines") {
-		t.Errorf("worker /metrics did not answer with metrics")
+	body, ok := waitHTTP(hctx, "http://"+httpAddr+"/metrics")
+	if !ok {
+		t.Errorf("worker /metrics did not answer")
+	}
+	if got := scrape(t, body, telemetry.MetricTagsScanned); got < float64(r.Tags.Scanned) {
+		t.Errorf("worker %s = %v, want at least the report's %d", telemetry.MetricTagsScanned, got, r.Tags.Scanned)
+	}
+	if got := scrape(t, body, telemetry.MetricTagsDeleted+`{result="deleted"}`); got != float64(r.Tags.Deleted) {
+		t.Errorf("worker deleted metric = %v, want the report's %d", got, r.Tags.Deleted)
 	}
 
 	// status reads what the run left behind.

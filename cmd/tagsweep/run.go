@@ -74,17 +74,18 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		return err
 	}
 
+	metrics := telemetry.New()
 	workers := make([]*worker.Worker, cfg.Workers)
 	for i := range workers {
 		id := "local-" + strconv.Itoa(i+1)
-		if workers[i], err = worker.New(workerConfig(cfg, id, log), js, log); err != nil {
+		if workers[i], err = worker.New(workerConfig(cfg, id, metrics, log), js, log); err != nil {
 			return err
 		}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, telemetry.New(), nil, log)
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, nil, log)
 
 	// Workers stop when the coordinator is done (or on a signal): wctx outlives the
 	// coordinator's last write so that workers can hand back shards in hand.
@@ -110,7 +111,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
-	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP)
+	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, metrics)
 	stopWorkers()
 	wg.Wait()
 	cancel()

@@ -44,7 +44,7 @@ var errForeignRegistry = errors.New("run names a registry this worker is not con
 // cfg.Registry is set, a run against any other host is refused, so the worker's
 // credentials only ever go to the registry they were given for (whoever can write a run
 // record could otherwise name any host).
-func connector(cfg config.Config, log *slog.Logger) func(context.Context, proto.RunRecord) (registry.Client, error) {
+func connector(cfg config.Config, m *telemetry.Metrics, log *slog.Logger) func(context.Context, proto.RunRecord) (registry.Client, error) {
 	return func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
 		if cfg.Registry != "" && run.Registry != cfg.Registry {
 			return nil, fmt.Errorf("run %s: registry %q, worker allows %q: %w", run.RunID, run.Registry, cfg.Registry, errForeignRegistry)
@@ -56,7 +56,7 @@ func connector(cfg config.Config, log *slog.Logger) func(context.Context, proto.
 		if err != nil {
 			return nil, err
 		}
-		return c, nil
+		return meteredClient{Client: c, m: m}, nil
 	}
 }
 

@@ -27,13 +27,13 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	wk, err := worker.New(workerConfig(cfg, "", log), js, log)
+	metrics := telemetry.New()
+	wk, err := worker.New(workerConfig(cfg, "", metrics, log), js, log)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	metrics := telemetry.New()
 	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to nats")
@@ -47,7 +47,7 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 
 // workerConfig is a worker's configuration; id "" means the worker's default
 // (host-pid-random).
-func workerConfig(cfg config.Config, id string, log *slog.Logger) worker.Config {
+func workerConfig(cfg config.Config, id string, m *telemetry.Metrics, log *slog.Logger) worker.Config {
 	return worker.Config{
 		ID:                id,
 		Slots:             cfg.Slots,
@@ -55,7 +55,7 @@ func workerConfig(cfg config.Config, id string, log *slog.Logger) worker.Config 
 		MaxRPS:            cfg.MaxRPS,
 		PageSize:          cfg.PageSize,
 		SplitAfter:        cfg.SplitAfter,
-		Connect:           connector(cfg, log),
+		Connect:           connector(cfg, m, log),
 		Ledger:            ledgerConfig(cfg),
 	}
 }
