@@ -145,3 +145,28 @@ func TestNotifyContext(t *testing.T) {
 		t.Fatal("no exit after the second signal")
 	}
 }
+
+func TestNewLogger(t *testing.T) {
+	tests := []struct {
+		format, level string
+		wantPrefix    string
+		wantDebug     bool
+	}{
+		{"json", "info", `{"time":`, false},
+		{"text", "debug", "time=", true},
+		{"auto", "warn", `{"time":`, false}, // a buffer is not a terminal
+	}
+	for _, tc := range tests {
+		var buf bytes.Buffer
+		log := newLogger(&buf, tc.format, tc.level)
+		log.Debug("d")
+		log.Warn("w", "run", "r1")
+		out := buf.String()
+		if !strings.HasPrefix(out, tc.wantPrefix) || !strings.Contains(out, "r1") {
+			t.Errorf("newLogger(%s, %s) wrote %q, want lines starting %q", tc.format, tc.level, out, tc.wantPrefix)
+		}
+		if got := strings.Contains(out, `"d"`) || strings.Contains(out, "msg=d"); got != tc.wantDebug {
+			t.Errorf("newLogger(%s, %s) debug shown = %v, want %v", tc.format, tc.level, got, tc.wantDebug)
+		}
+	}
+}
