@@ -40,6 +40,7 @@ var ErrShardsFailed = errors.New("run finished with failed shards")
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultPollInterval = 5 * time.Second
+	DefaultObserveEvery = time.Second
 	DefaultLeaseTTL     = 2 * time.Minute
 	ledgerTimeout       = 30 * time.Second
 )
@@ -63,6 +64,11 @@ type Config struct {
 	Width keyspace.Width
 	// Progress, if set, is called with a partial report every PollInterval while shards run.
 	Progress func(proto.Report)
+	// Observer, if set, is told the run's status as the shard records change (see Observer).
+	Observer Observer
+	// ObserveEvery is the least time between two Observer calls while shards run, however
+	// often records change (default 1s).
+	ObserveEvery time.Duration
 	// PollInterval is how often progress is reported and shard records are re-listed, so a
 	// missed watch event cannot hang the run (default 5s).
 	PollInterval time.Duration
@@ -72,6 +78,27 @@ type Config struct {
 	Holder string
 	// Ledger configures the JetStream state; it must match the workers'.
 	Ledger ledger.Config
+}
+
+// Status is the state of a run's shards as the coordinator last saw them.
+type Status struct {
+	// Report is the run's report so far: its Shards count done, failed and all shards, its
+	// Tags sum every shard's counters. FinishedAt is zero until the run has ended.
+	Report proto.Report
+	// Pending and Running count the shards that are not terminal.
+	Pending, Running int
+	// LastProgress is the newest claim or checkpoint of any shard; zero = none yet.
+	LastProgress time.Time
+	// Final is true for the one status sent after the run's summary was written.
+	Final bool
+}
+
+// Observer is told a run's status, for metrics and progress displays: once the shards are
+// published, whenever shard records change (at most once per ObserveEvery), every
+// PollInterval, and a Final status once the run has ended (also when Run re-attaches to a
+// finished run). RunStatus is called from Run's goroutine and should return quickly.
+type Observer interface {
+	RunStatus(Status)
 }
 
 // Coordinator runs one run. Create it with New and call Run once.
@@ -89,8 +116,8 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	if js == nil || lister == nil {
 		return nil, errors.New("coordinator: nil JetStream or lister")
 	}
-	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Width < 0 {
-		return nil, errors.New("coordinator: negative TTL, poll interval, lease TTL or width")
+	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Width < 0 || cfg.ObserveEvery < 0 {
+		return nil, errors.New("coordinator: negative TTL, poll interval, observe interval, lease TTL or width")
 	}
 	if cfg.RunID == "" {
 		var b [2]byte
@@ -102,6 +129,7 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	}
 	cfg.Width = cmp.Or(cfg.Width, keyspace.Day)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
+	cfg.ObserveEvery = cmp.Or(cfg.ObserveEvery, DefaultObserveEvery)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, DefaultLeaseTTL)
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
@@ -139,6 +167,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		if err != nil {
 			return proto.Report{}, err
 		}
+		c.observe(run, shards, run.FinishedAt)
 		return c.report(run, shards, run.FinishedAt), outcome(run)
 	}
 
@@ -174,6 +203,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 	keepLeases = false
 	final := c.finish(l, run.RunID, shards, "")
 	rep := c.report(final, shards, final.FinishedAt)
+	c.observe(final, shards, final.FinishedAt)
 	log.Info("run finished", slog.String("state", string(final.State)), slog.String("reason", final.Reason),
 		slog.Int("shards", rep.Shards.Total), slog.Int("failed", rep.Shards.Failed),
 		slog.Int64("scanned", rep.Tags.Scanned), slog.Int64("eligible", rep.Tags.Eligible),
@@ -422,6 +452,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		return nil, err
 	}
 	lc := l.Config()
+	var observed time.Time // last Observer call
 	for {
 		mu.Lock()
 		all := make([]proto.ShardRecord, 0, len(seen))
@@ -431,6 +462,10 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 			finished = finished && t.rec.State.Terminal()
 		}
 		mu.Unlock()
+		if c.cfg.Observer != nil && !finished && c.now().Sub(observed) >= c.cfg.ObserveEvery {
+			c.observe(run, all, time.Time{})
+			observed = c.now()
+		}
 		if finished {
 			gaps := coverageGaps(all, run.Repositories, through)
 			if len(gaps) == 0 {
@@ -472,6 +507,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 			if c.cfg.Progress != nil {
 				c.cfg.Progress(c.report(run, all, time.Time{}))
 			}
+			observed = time.Time{} // at least every PollInterval, even with no record changing
 		}
 	}
 }
@@ -587,6 +623,27 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 		rec.Reason = cmp.Or(rec.Reason, reason, "run summary not written: "+err.Error())
 	}
 	return rec
+}
+
+// observe sends the run's status to the Observer, if any. finished zero means "still
+// running"; otherwise the status is the Final one.
+func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) {
+	if c.cfg.Observer == nil {
+		return
+	}
+	s := Status{Report: c.report(run, shards, finished), Final: !finished.IsZero()}
+	for _, sh := range shards {
+		switch sh.State {
+		case proto.StatePending:
+			s.Pending++
+		case proto.StateRunning:
+			s.Running++
+		}
+		if sh.Heartbeat.After(s.LastProgress) {
+			s.LastProgress = sh.Heartbeat
+		}
+	}
+	c.cfg.Observer.RunStatus(s)
 }
 
 // report summarises a run from its shard records. finished zero means "still running".

@@ -489,3 +489,101 @@ func TestFillsCoverageGap(t *testing.T) {
 		t.Errorf("scanned %d, want %d", rep.Tags.Scanned, want)
 	}
 }
+
+// statuses records what an Observer is told.
+type statuses struct {
+	mu  sync.Mutex
+	all []coordinator.Status
+}
+
+func (s *statuses) RunStatus(st coordinator.Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all = append(s.all, st)
+}
+
+func (s *statuses) get() []coordinator.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.all)
+}
+
+// The Observer sees the shards pending before any worker runs, then one final status that
+// is the run's report.
+func TestObserver(t *testing.T) {
+	tests := []struct {
+		name       string
+		fail       func(proto.ShardRecord) bool
+		wantFailed int
+	}{
+		{name: "all done"},
+		{name: "a shard fails", fail: func(s proto.ShardRecord) bool { return s.Range.Contains("20261117") }, wantFailed: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			f := newLister(map[string][]string{"ci/a": dayTags(6, 2)})
+			cfg := e.config("run1", "ci/a")
+			obs := &statuses{}
+			cfg.Observer, cfg.ObserveEvery = obs, 10*time.Millisecond
+			c, err := coordinator.New(cfg, e.connect(t), f, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				rep proto.Report
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				rep, err := c.Run(testCtx(t))
+				done <- result{rep, err}
+			}()
+			// No worker yet: the observer must see the published shards waiting.
+			ctx := testCtx(t)
+			for ctx.Err() == nil {
+				if st := obs.get(); len(st) > 0 && st[len(st)-1].Pending > 0 {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			first := obs.get()
+			if len(first) == 0 {
+				t.Fatal("no status before any worker ran")
+			}
+			if st := first[len(first)-1]; st.Final || st.Pending != st.Report.Shards.Total || st.Running+st.Report.Shards.Done != 0 {
+				t.Fatalf("status before any worker = %+v, want every shard pending", st)
+			}
+			e.fakeWorker(t, f, tc.fail)
+			res := <-done
+			if (res.err != nil) != (tc.wantFailed > 0) {
+				t.Fatalf("Run: %v", res.err)
+			}
+			all := obs.get()
+			last := all[len(all)-1]
+			for i, st := range all[:len(all)-1] {
+				if st.Final {
+					t.Errorf("status %d of %d is final", i, len(all))
+				}
+				if sum := st.Pending + st.Running + st.Report.Shards.Done + st.Report.Shards.Failed; sum != st.Report.Shards.Total {
+					t.Errorf("status %d: %d pending, %d running, %+v: the states do not add up", i, st.Pending, st.Running, st.Report.Shards)
+				}
+			}
+			if !last.Final || last.Pending+last.Running != 0 || last.Report.Shards.Failed != tc.wantFailed || last.LastProgress.IsZero() {
+				t.Errorf("final status = %+v, want final, nothing left, %d failed, a last progress time", last, tc.wantFailed)
+			}
+			if last.Report.RunID != res.rep.RunID || last.Report.Tags != res.rep.Tags || last.Report.Shards != res.rep.Shards ||
+				!last.Report.FinishedAt.Equal(res.rep.FinishedAt) || last.Report.Reason != res.rep.Reason {
+				t.Errorf("final status report = %+v, Run returned %+v", last.Report, res.rep)
+			}
+
+			// Re-attaching to the finished run reports it once more, as final.
+			again := &statuses{}
+			cfg.Observer = again
+			rep, _ := run(t, e, cfg, f)
+			if st := again.get(); len(st) != 1 || !st[0].Final || st[0].Report.Tags != rep.Tags {
+				t.Errorf("re-attached statuses = %+v, want one final status", st)
+			}
+		})
+	}
+}
