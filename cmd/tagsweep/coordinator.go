@@ -58,8 +58,6 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if err != nil {
 		return err
 	}
-	logProgress := progressLogger(log)
-	gauges := &runGauges{m: m}
 	co, err := coordinator.New(coordinator.Config{
 		RunID:        cfg.RunID,
 		Registry:     host,
@@ -68,11 +66,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		Policy:       cfg.Policy(),
 		TTL:          ttl,
 		Width:        cfg.ShardWidth(),
-		Progress: func(r proto.Report) {
-			gauges.set(r, time.Now())
-			logProgress(r)
-		},
-		Ledger: ledgerConfig(cfg),
+		Progress:     progressLogger(log),
+		Observer:     runGauges{m: m},
+		Ledger:       ledgerConfig(cfg),
 	}, js, lister, log)
 	if err != nil {
 		return err
@@ -80,7 +76,6 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	rep, err := co.Run(ctx)
 	switch {
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
-		gauges.set(rep, time.Now())
 		printSummary(w, rep)
 		if cfg.Report != "" {
 			if werr := writeReport(cfg.Report, rep); werr != nil {

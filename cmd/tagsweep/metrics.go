@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"sync"
-	"time"
 
-	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/coordinator"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/telemetry"
 )
@@ -43,27 +41,18 @@ func (c meteredClient) Delete(ctx context.Context, repo, tag string) error {
 	return err
 }
 
-// runGauges feeds a coordinator's (partial) reports to the run gauges. A report does not
-// tell pending from running shards: every unfinished shard counts as running, which is
-// what the alerts sum. The last progress is when the scanned count last grew.
-type runGauges struct {
-	m            *telemetry.Metrics
-	mu           sync.Mutex
-	scanned      int64
-	lastProgress time.Time
-}
+// runGauges publishes the coordinator's view of its run in the run gauges the alerts read.
+type runGauges struct{ m *telemetry.Metrics }
 
-func (g *runGauges) set(r proto.Report, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if r.Tags.Scanned > g.scanned || (g.lastProgress.IsZero() && r.Tags.Scanned > 0) {
-		g.scanned, g.lastProgress = r.Tags.Scanned, now
-	}
+// RunStatus implements coordinator.Observer.
+func (g runGauges) RunStatus(s coordinator.Status) {
+	r := s.Report
 	g.m.SetRun(telemetry.RunStatus{
-		Running:      r.Shards.Total - r.Shards.Done - r.Shards.Failed,
+		Pending:      s.Pending,
+		Running:      s.Running,
 		Done:         r.Shards.Done,
 		Failed:       r.Shards.Failed,
 		RunFailed:    r.Shards.Failed > 0 || r.Reason != "",
-		LastProgress: g.lastProgress,
+		LastProgress: s.LastProgress,
 	})
 }

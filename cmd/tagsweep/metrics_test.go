@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagsweep/tagsweep/coordinator"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/telemetry"
@@ -83,17 +84,19 @@ func TestMeteredClient(t *testing.T) {
 
 func TestRunGauges(t *testing.T) {
 	m := telemetry.New()
-	g := &runGauges{m: m}
-	t0 := time.Unix(1_800_000_000, 0)
-	g.set(proto.Report{Shards: proto.ShardTotals{Total: 10, Done: 3}, Tags: proto.Counters{Scanned: 100}}, t0)
-	g.set(proto.Report{Shards: proto.ShardTotals{Total: 10, Done: 4, Failed: 1}, Tags: proto.Counters{Scanned: 100}}, t0.Add(time.Minute))
+	last := time.Unix(1_800_000_000, 0)
+	runGauges{m: m}.RunStatus(coordinator.Status{
+		Report:  proto.Report{Shards: proto.ShardTotals{Total: 10, Done: 4, Failed: 1}},
+		Pending: 2, Running: 3, LastProgress: last,
+	})
 	body := metricsBody(t, m)
 	for series, want := range map[string]float64{
-		telemetry.MetricRunShards + `{state="running"}`: 5,
+		telemetry.MetricRunShards + `{state="pending"}`: 2,
+		telemetry.MetricRunShards + `{state="running"}`: 3,
 		telemetry.MetricRunShards + `{state="done"}`:    4,
 		telemetry.MetricRunShards + `{state="failed"}`:  1,
 		telemetry.MetricRunFailed:                       1,
-		telemetry.MetricRunLastProgress:                 float64(t0.Unix()), // no new tags in the second report
+		telemetry.MetricRunLastProgress:                 float64(last.Unix()),
 	} {
 		if got := scrape(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
