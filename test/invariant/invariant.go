@@ -1,0 +1,124 @@
+// Package invariant holds the one property every tagsweep test scenario checks at its end,
+// whatever failed during it (a worker killed, stopped or frozen, NATS restarted, the registry
+// failing):
+//
+//   - the deleted set is a subset of the eligible set, always, and no tag is deleted twice;
+//   - when the run exited 0, deleted plus already gone equals the eligible set exactly.
+//
+// It is written once here and used by every scenario: the in-process end-to-end and fault
+// tests in test/, the multi-process suite in test/proc, and the worker's own tests.
+package invariant
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// State is what a scenario ended with.
+type State struct {
+	// Policy is the run's deletion rule, with the cutoff the run used.
+	Policy proto.Policy
+	// Initial are the repository's tags before the run.
+	Initial []string
+	// Deleted are the tags tagsweep deleted, in any order, each as often as it was deleted.
+	Deleted []string
+	// Gone are tags removed behind tagsweep's back during the run (tagsweep finds them
+	// already gone). They may be eligible or not.
+	Gone []string
+	// Remaining are the repository's tags after the run; nil skips the check that the
+	// registry's state agrees with Initial, Deleted and Gone.
+	Remaining []string
+	// ExitOK says the run reported success (exit 0).
+	ExitOK bool
+}
+
+// Eligible returns the tags of tags that p deletes, sorted, decided by the policy package
+// alone (not by the engine under test).
+func Eligible(t testing.TB, p proto.Policy, tags []string) []string {
+	t.Helper()
+	rules, err := policy.New(p)
+	if err != nil {
+		t.Fatalf("invariant: policy: %v", err)
+	}
+	var out []string
+	for _, tag := range tags {
+		if rules.Decide(tag).Verdict == policy.Delete {
+			out = append(out, tag)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Check reports (with t.Errorf) every way s breaks the invariant, and returns whether it held.
+func Check(t testing.TB, s State) bool {
+	t.Helper()
+	ok := true
+	fail := func(format string, args ...any) {
+		t.Helper()
+		ok = false
+		t.Errorf("invariant: "+format, args...)
+	}
+	eligible := Eligible(t, s.Policy, s.Initial)
+	deleted := sorted(s.Deleted)
+	if dups := duplicates(deleted); len(dups) > 0 {
+		fail("%d tags deleted more than once, first %q", len(dups), dups[:min(3, len(dups))])
+	}
+	deleted = slices.Compact(deleted)
+	if extra := minus(deleted, eligible); len(extra) > 0 {
+		fail("deleted %d tags that are not eligible (deleted ⊄ eligible), first %q", len(extra), extra[:min(3, len(extra))])
+	}
+	gone := slices.Compact(sorted(s.Gone))
+	if s.Remaining != nil {
+		want := minus(minus(sorted(s.Initial), deleted), gone)
+		if got := slices.Compact(sorted(s.Remaining)); !slices.Equal(got, want) {
+			fail("remaining tags disagree with initial - deleted - gone: %s", Diff(got, want))
+		}
+	}
+	if s.ExitOK {
+		if missing := minus(minus(eligible, deleted), gone); len(missing) > 0 {
+			fail("the run exited 0 but %d eligible tags were neither deleted nor already gone, first %q",
+				len(missing), missing[:min(3, len(missing))])
+		}
+	}
+	return ok
+}
+
+// Diff describes how got differs from want (both sorted), for failure messages.
+func Diff(got, want []string) string {
+	extra, missing := minus(got, want), minus(want, got)
+	return fmt.Sprintf("%d extra (first %q), %d missing (first %q)", len(extra), extra[:min(3, len(extra))],
+		len(missing), missing[:min(3, len(missing))])
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// minus returns the elements of a (sorted) not in b (sorted).
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if _, ok := slices.BinarySearch(b, x); !ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// duplicates returns the elements that occur more than once in s (sorted).
+func duplicates(s []string) []string {
+	var out []string
+	for i := 1; i < len(s); i++ {
+		if s[i] == s[i-1] && (len(out) == 0 || out[len(out)-1] != s[i]) {
+			out = append(out, s[i])
+		}
+	}
+	return out
+}

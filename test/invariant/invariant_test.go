@@ -1,0 +1,54 @@
+package invariant
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tagsweep/tagsweep/policy"
+)
+
+// recorder is a testing.TB that records failures instead of failing the test.
+type recorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func TestCheck(t *testing.T) {
+	p := policy.Defaults()
+	p.Cutoff = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	old1, old2, old3 := "20261001000000_prune_a", "20261002000000_prune_b", "20261003000000_prune_c"
+	young, other := "20261102000000_prune_d", "latest"
+	initial := []string{old1, old2, old3, young, other}
+	tests := []struct {
+		name string
+		s    State
+		want bool
+	}{
+		{name: "exact", want: true, s: State{Deleted: []string{old3, old1, old2}, Remaining: []string{young, other}, ExitOK: true}},
+		{name: "exact with one already gone", want: true,
+			s: State{Deleted: []string{old1, old3}, Gone: []string{old2}, Remaining: []string{young, other}, ExitOK: true}},
+		{name: "a kept tag gone behind our back", want: true,
+			s: State{Deleted: []string{old1, old2, old3}, Gone: []string{other}, Remaining: []string{young}, ExitOK: true}},
+		{name: "partial but failed run", want: true, s: State{Deleted: []string{old1}, Remaining: []string{old2, old3, young, other}}},
+		{name: "partial run that exited 0", s: State{Deleted: []string{old1}, ExitOK: true}},
+		{name: "deleted a young tag", s: State{Deleted: []string{old1, young}}},
+		{name: "deleted a non-prune tag", s: State{Deleted: []string{other}}},
+		{name: "deleted twice", s: State{Deleted: []string{old1, old1}}},
+		{name: "registry disagrees", s: State{Deleted: []string{old1}, Remaining: []string{old3, young, other}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.s.Policy, tc.s.Initial = p, initial
+			r := &recorder{TB: t}
+			if got := Check(r, tc.s); got != tc.want || (len(r.errors) == 0) != tc.want {
+				t.Errorf("Check = %v with errors %q, want %v", got, r.errors, tc.want)
+			}
+		})
+	}
+}
