@@ -27,11 +27,33 @@ type listError struct{ err error }
 func (e *listError) Error() string { return "listing tags: " + e.err.Error() }
 func (e *listError) Unwrap() error { return e.err }
 
+// deleteError is a tag delete that failed after the registry client's retries: the shard's
+// checkpoint stops before that tag and the shard is retried on a later delivery, which lists
+// it again. On the last delivery a failed delete is counted (DeleteFailed) instead and the
+// shard goes on, so that one tag the registry will not delete cannot hold back the rest.
+type deleteError struct {
+	tag string
+	err error
+}
+
+func (e *deleteError) Error() string { return fmt.Sprintf("deleting tag %s: %v", e.tag, e.err) }
+func (e *deleteError) Unwrap() error { return e.err }
+
+// permanentError is a failure no retry can mend (the registry refuses tag deletes): the
+// shard fails at once.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
 // prune works through the claimed shard from its resume point to the end of its range.
 // It returns nil at the end of the range, ctx's error on a graceful stop (every finished page
-// checkpointed), errCapReached, a *listError, or a ledger error (ErrFenced: the shard is lost).
-func (w *Worker) prune(ctx context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
-	l *ledger.Ledger, msg jetstream.Msg, log *slog.Logger) error {
+// checkpointed), errCapReached, a *listError or *deleteError (retry on a later delivery), a
+// *permanentError, or a ledger error (ErrFenced: the shard is lost). final says this is the
+// message's last delivery. Deletes in flight when ctx ends run on until grace ends; ledger
+// writes use hard (see stopContexts).
+func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
+	l *ledger.Ledger, msg jetstream.Msg, final bool, log *slog.Logger) error {
 	rec := claim.Record()
 	repo := rec.Repository
 	cursor := rec.Resume()
@@ -41,7 +63,7 @@ func (w *Worker) prune(ctx context.Context, claim *ledger.Claim, e *runEntry, ru
 			return err
 		}
 		if w.cfg.SplitAfter > 0 && time.Since(budgetStart) >= w.cfg.SplitAfter {
-			if err := w.split(ctx, claim, cursor, log); err != nil {
+			if err := w.split(hard, claim, cursor, log); err != nil {
 				return err
 			}
 			budgetStart = time.Now()
@@ -66,10 +88,14 @@ func (w *Worker) prune(ctx context.Context, claim *ledger.Claim, e *runEntry, ru
 			in, end = in[:i], true
 		}
 		if len(in) > 0 {
-			n, delta, err := w.page(ctx, claim, e, run, l, in, log)
-			if n > 0 {
-				last := in[n-1]
-				lctx, cancel := w.ledgerCtx(ctx)
+			n, delta, err := w.page(ctx, grace, hard, claim, e, run, l, in, final, log)
+			if n > 0 || delta != (proto.Counters{}) {
+				last := cursor
+				if n > 0 {
+					last = in[n-1]
+				}
+				w.freeze.wait(claim.Record().ShardID)
+				lctx, cancel := w.ledgerCtx(hard)
 				cerr := claim.Checkpoint(lctx, last, delta)
 				cancel()
 				if cerr != nil {
@@ -89,12 +115,12 @@ func (w *Worker) prune(ctx context.Context, claim *ledger.Claim, e *runEntry, ru
 }
 
 // split cuts off the second half of what is left of the shard for another worker.
-func (w *Worker) split(ctx context.Context, claim *ledger.Claim, cursor string, log *slog.Logger) error {
+func (w *Worker) split(hard context.Context, claim *ledger.Claim, cursor string, log *slog.Logger) error {
 	m, ok := keyspace.Split(claim.Record().Range, cursor)
 	if !ok {
 		return nil
 	}
-	lctx, cancel := w.ledgerCtx(ctx)
+	lctx, cancel := w.ledgerCtx(hard)
 	defer cancel()
 	child, err := claim.Split(lctx, m)
 	switch {
@@ -121,11 +147,21 @@ func (w *Worker) wait(ctx context.Context) error {
 
 // page decides every tag of one listed page (all inside the shard's range, ascending),
 // deletes the eligible ones and records their audit events. It returns how many leading tags
-// of the page are finished (normally all; fewer when the delete budget ran out, with
-// errCapReached) and their counters. Once started, a page's deletes run to the end even if ctx
-// is done, so that the checkpoint is exact.
-func (w *Worker) page(ctx context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
-	l *ledger.Ledger, tags []string, log *slog.Logger) (int, proto.Counters, error) {
+// of the page are finished, and the counters to checkpoint with them, and why it stopped short
+// of the page's end:
+//
+//   - errCapReached: the run's delete budget ran out before the next eligible tag;
+//   - a *deleteError: a delete failed after the client's retries (not on the final delivery,
+//     where the failure is counted and the page goes on);
+//   - a *permanentError: the registry refuses tag deletes;
+//   - ctx's error: the worker is stopping and grace ended before every delete did, so the
+//     rest of the page was abandoned.
+//
+// The finished prefix ends before the first tag that must be tried again. Its counters also
+// count the tags after it that were deleted (or found gone) anyway: they are gone from the
+// listing the next delivery sees, so they are counted here or never.
+func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
+	l *ledger.Ledger, tags []string, final bool, log *slog.Logger) (int, proto.Counters, error) {
 	rules := e.rules
 	rng := claim.Record().Range
 	var eligible []int // indexes into tags
@@ -138,10 +174,10 @@ func (w *Worker) page(ctx context.Context, claim *ledger.Claim, e *runEntry, run
 		}
 	}
 	n := len(tags)
-	var capErr error
+	var stopErr error
 	dry := run.Policy.DryRun
 	if !dry && run.Policy.MaxDeletes > 0 && len(eligible) > 0 {
-		lctx, cancel := w.ledgerCtx(ctx)
+		lctx, cancel := w.ledgerCtx(hard)
 		granted, err := l.ReserveDeletes(lctx, run.RunID, int64(len(eligible)), run.Policy.MaxDeletes)
 		cancel()
 		if err != nil {
@@ -151,12 +187,56 @@ func (w *Worker) page(ctx context.Context, claim *ledger.Claim, e *runEntry, run
 			// Finish the page only up to the first eligible tag we may not delete.
 			n = eligible[granted]
 			eligible = eligible[:granted]
-			capErr = fmt.Errorf("%w: run %s may delete at most %d tags", errCapReached, run.RunID, run.Policy.MaxDeletes)
+			stopErr = fmt.Errorf("%w: run %s may delete at most %d tags", errCapReached, run.RunID, run.Policy.MaxDeletes)
 		}
 	}
 
+	outcomes := make([]proto.AuditEvent, len(eligible))
+	errs := make([]error, len(eligible))
+	if dry {
+		for k, i := range eligible {
+			outcomes[k] = proto.AuditEvent{Tag: tags[i], Outcome: proto.OutcomeDryRun}
+		}
+	} else {
+		// Deletes outlive ctx until grace ends, so that a stopping worker finishes its page
+		// when it can; a hung registry is bounded by pageTimeout.
+		dctx, cancel := context.WithTimeout(grace, w.pageTimeout)
+		var wg sync.WaitGroup
+		for k, i := range eligible {
+			w.deletes <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-w.deletes }()
+				outcomes[k], errs[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i])
+			}()
+		}
+		wg.Wait()
+		cancel()
+	}
+
+	// Where the finished prefix ends: the first failed delete that is to be tried again.
+	retry := -1 // index into eligible
+	for k, i := range eligible {
+		if outcomes[k].Outcome != proto.OutcomeFailed || errs[k] == nil {
+			continue // done, or refused as not eligible (counted as failed)
+		}
+		switch {
+		case grace.Err() != nil && ctx.Err() != nil: // abandoned on a stop
+			stopErr = ctx.Err()
+		case errors.Is(errs[k], registry.ErrDeleteUnsupported):
+			stopErr = &permanentError{errs[k]}
+		case final:
+			continue // counted as failed; the shard goes on
+		default:
+			stopErr = &deleteError{tag: tags[i], err: errs[k]}
+		}
+		retry, n = k, i
+		break
+	}
+
 	var delta proto.Counters
-	for _, tag := range tags[:n] {
+	count := func(tag string) {
 		delta.Scanned++
 		switch rules.Decide(tag).Verdict {
 		case policy.Delete:
@@ -167,65 +247,55 @@ func (w *Worker) page(ctx context.Context, claim *ledger.Claim, e *runEntry, run
 			delta.Kept++
 		}
 	}
-
-	outcomes := make([]proto.AuditEvent, len(eligible))
-	if dry {
-		for k, i := range eligible {
-			outcomes[k] = proto.AuditEvent{Tag: tags[i], Outcome: proto.OutcomeDryRun}
-		}
-	} else {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.pageTimeout)
-		var wg sync.WaitGroup
-		for k, i := range eligible {
-			w.deletes <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-w.deletes }()
-				outcomes[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i])
-			}()
-		}
-		wg.Wait()
-		cancel()
+	for _, tag := range tags[:n] {
+		count(tag)
 	}
-	for _, ev := range outcomes {
+	for k, ev := range outcomes {
+		after := retry >= 0 && k >= retry // past the finished prefix
 		switch ev.Outcome {
 		case proto.OutcomeDeleted:
 			delta.Deleted++
 		case proto.OutcomeAlreadyGone:
 			delta.AlreadyGone++
 		case proto.OutcomeFailed:
-			delta.DeleteFailed++
-			log.Warn("delete failed", slog.String("tag", ev.Tag), slog.String("err", ev.Error))
+			if !after {
+				delta.DeleteFailed++
+				log.Warn("delete failed", slog.String("tag", ev.Tag), slog.String("err", ev.Error))
+			}
+		}
+		if after && (ev.Outcome == proto.OutcomeDeleted || ev.Outcome == proto.OutcomeAlreadyGone) {
+			count(ev.Tag)
 		}
 		if err := claim.Audit(ev); err != nil {
 			return 0, proto.Counters{}, err
 		}
 	}
-	return n, delta, capErr
+	return n, delta, stopErr
 }
 
 // delete deletes one tag after checking, right before the call, that it lies in the shard's
-// range and that the run's policy says it goes: the range alone is never trusted.
-func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.ShardRecord, rules *policy.Rules, tag string) proto.AuditEvent {
+// range and that the run's policy says it goes: the range alone is never trusted. The error
+// is the registry's, for the caller to classify; a refusal has an outcome of failed and no
+// error.
+func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.ShardRecord, rules *policy.Rules, tag string) (proto.AuditEvent, error) {
 	ev := proto.AuditEvent{Tag: tag}
 	if !rec.Range.Contains(tag) || rules.Decide(tag).Verdict != policy.Delete {
 		ev.Outcome, ev.Error = proto.OutcomeFailed, "refused: not eligible at delete time"
-		return ev
+		return ev, nil
 	}
 	if err := w.wait(ctx); err != nil {
 		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
-		return ev
+		return ev, err
 	}
 	err := client.Delete(ctx, rec.Repository, tag)
 	switch {
 	case err == nil:
 		ev.Outcome = proto.OutcomeDeleted
 	case errors.Is(err, registry.ErrNotFound):
-		ev.Outcome = proto.OutcomeAlreadyGone
+		ev.Outcome, err = proto.OutcomeAlreadyGone, nil
 	default:
 		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
 	}
 	ev.Time = time.Now().UTC()
-	return ev
+	return ev, err
 }

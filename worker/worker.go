@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -39,9 +40,18 @@ const (
 	DefaultRetryDelay        = 10 * time.Second
 	maxRetryDelay            = 5 * time.Minute
 	minPageTimeout           = 5 * time.Minute  // bounds a page's deletes once started (see pageTimeout)
-	ledgerTimeout            = 30 * time.Second // bounds a ledger write made after ctx ended
+	ledgerTimeout            = 30 * time.Second // bounds one ledger write
 	maxCachedRuns            = 64
+	openRetryMin             = 500 * time.Millisecond // first wait before reopening the queue
+	openRetryMax             = 30 * time.Second       // longest wait between reopening attempts
 )
+
+// StopBound is the longest a worker takes to stop once its context ends: shards in hand
+// finish their page or abandon it (deletes still running two thirds of the way into the bound
+// are cancelled), checkpoint what finished, give the shard back and Nak its message, so
+// another worker resumes it at once. Deployments give a worker's pod more than this to stop
+// (terminationGracePeriodSeconds 60 in deploy/).
+const StopBound = 30 * time.Second
 
 // Config holds a worker's tunables. Zero values mean the documented defaults.
 type Config struct {
@@ -68,6 +78,9 @@ type Config struct {
 	RetryDelay time.Duration
 	// Ledger configures the JetStream state; it must match the coordinator's.
 	Ledger ledger.Config
+	// StopBound bounds a stop (see the package constant StopBound, the default); tests
+	// shorten it.
+	StopBound time.Duration
 }
 
 // Worker prunes shards. Create it with New and start it with Run.
@@ -78,11 +91,13 @@ type Worker struct {
 	limiter *rate.Limiter // nil: unlimited
 	deletes chan struct{} // DeleteConcurrency semaphore
 	// pageTimeout bounds a page's deletes once started, so a hung registry cannot hold a
-	// stopping worker forever.
+	// shard forever.
 	pageTimeout time.Duration
 
 	mu   sync.Mutex
 	runs map[string]*runEntry
+
+	freeze freezer // a test's stand-in for SIGSTOP (export_test.go)
 }
 
 // runEntry is what a worker caches per run: the compiled policy and the registry client.
@@ -99,13 +114,15 @@ func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Worker, error) 
 	if cfg.Connect == nil {
 		return nil, errors.New("worker: Config.Connect is required")
 	}
-	if cfg.Slots < 0 || cfg.DeleteConcurrency < 0 || cfg.PageSize < 0 || cfg.MaxRPS < 0 || cfg.SplitAfter < 0 || cfg.RetryDelay < 0 {
+	if cfg.Slots < 0 || cfg.DeleteConcurrency < 0 || cfg.PageSize < 0 || cfg.MaxRPS < 0 || cfg.SplitAfter < 0 ||
+		cfg.RetryDelay < 0 || cfg.StopBound < 0 {
 		return nil, fmt.Errorf("worker: negative setting in %+v", cfg)
 	}
 	cfg.Slots = cmp.Or(cfg.Slots, DefaultSlots)
 	cfg.DeleteConcurrency = cmp.Or(cfg.DeleteConcurrency, DefaultDeleteConcurrency)
 	cfg.PageSize = cmp.Or(cfg.PageSize, DefaultPageSize)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
+	cfg.StopBound = cmp.Or(cfg.StopBound, StopBound)
 	if cfg.ID == "" {
 		cfg.ID = defaultID()
 	}
@@ -142,39 +159,112 @@ func defaultID() string {
 func (w *Worker) ID() string { return w.cfg.ID }
 
 // Run takes shard messages until ctx is done, processing up to Slots at once. On ctx done it
-// stops pulling, lets every shard in hand checkpoint its finished pages and give the shard back
-// (Release, then Nak, so another worker resumes it at once), and returns nil once all have
-// ended. It returns an error if the queue cannot be opened or the message stream breaks.
+// stops pulling and lets every shard in hand finish or abandon its page, checkpoint what
+// finished and give the shard back (Release, then Nak, so another worker resumes it at once);
+// it returns nil once all have ended, within the stop bound (Config.StopBound).
+//
+// A NATS outage does not end it: the connection reconnects on its own, and the worker reopens
+// the queue (recreating the consumer if it is gone) with backoff until it works again. It
+// returns an error only for a fault that waiting cannot mend: the connection was closed, or
+// JetStream refused the queue's configuration.
 func (w *Worker) Run(ctx context.Context) error {
-	l, err := ledger.Open(ctx, w.js, w.cfg.Ledger)
+	l, err := w.open(ctx)
 	if err != nil {
-		return fmt.Errorf("worker: %w", err)
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return err
 	}
-	iter, err := l.Consumer().Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		return fmt.Errorf("worker: starting message iterator: %w", err)
-	}
-	defer iter.Stop()
-	stopDrain := context.AfterFunc(ctx, iter.Drain) // stop pulling; hand out what is buffered
-	defer stopDrain()
-
+	grace, hard, release := w.stopContexts(ctx)
+	defer release()
 	w.log.Info("worker started", slog.Int("slots", w.cfg.Slots), slog.Int("delete_concurrency", w.cfg.DeleteConcurrency),
 		slog.Float64("max_rps", w.cfg.MaxRPS))
 	sem := make(chan struct{}, w.cfg.Slots)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer wg.Wait() // before release: shards in hand use grace and hard until they end
 	for {
-		sem <- struct{}{} // a free slot before pulling: one message per slot, nothing prefetched
+		err := w.consume(ctx, grace, hard, l, sem, &wg)
+		if ctx.Err() != nil {
+			w.log.Info("worker stopping")
+			return nil
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("worker: %w", err)
+		}
+		w.log.Warn("shard queue broke; reopening it", slog.Any("err", err))
+		if l, err = w.open(ctx); err != nil {
+			if ctx.Err() != nil {
+				w.log.Info("worker stopping")
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// open opens the ledger (creating the queue's stream and consumer if they are missing),
+// retrying with backoff while the failure is one that waiting can mend: no connection, a
+// timeout, JetStream unavailable during a restart or a leader election.
+func (w *Worker) open(ctx context.Context) (*ledger.Ledger, error) {
+	delay := openRetryMin
+	for {
+		l, err := ledger.Open(ctx, w.js, w.cfg.Ledger)
+		if err == nil {
+			return l, nil
+		}
+		if ctx.Err() != nil || !transient(err) {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		w.log.Warn("opening the shard queue; retrying", slog.Any("err", err), slog.Duration("in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		delay = min(2*delay, openRetryMax)
+	}
+}
+
+// transient reports whether a JetStream failure may pass by itself: anything but a closed
+// connection or an API error that is the caller's fault (4xx, such as a configuration that
+// conflicts with the existing stream).
+func transient(err error) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500 || apiErr.Code == 0
+	}
+	return true
+}
+
+// consume pulls messages, one per free slot, and hands each to handle in its own goroutine
+// (counted in wg), until ctx ends or the message stream breaks.
+func (w *Worker) consume(ctx, grace, hard context.Context, l *ledger.Ledger, sem chan struct{}, wg *sync.WaitGroup) error {
+	iter, err := l.Consumer().Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		return fmt.Errorf("starting message iterator: %w", err)
+	}
+	defer iter.Stop()
+	stopDrain := context.AfterFunc(ctx, iter.Drain) // stop pulling; hand out what is buffered
+	defer stopDrain()
+	for {
+		select {
+		case sem <- struct{}{}: // a free slot before pulling: one message per slot, nothing prefetched
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		msg, err := iter.Next()
 		if err != nil {
 			<-sem
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				if ctx.Err() != nil {
-					w.log.Info("worker stopping")
-					return nil
-				}
-				return fmt.Errorf("worker: message stream closed: %w", err)
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return err
 			}
+			// Terminal errors (the consumer was deleted) close the iterator: the next call
+			// says so and the queue is reopened.
 			w.log.Warn("pulling next shard", slog.Any("err", err))
 			continue
 		}
@@ -182,14 +272,40 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w.handle(ctx, l, msg)
+			w.handle(ctx, grace, hard, l, msg)
 		}()
 	}
 }
 
+// stopContexts returns two contexts that outlive ctx: grace ends two thirds of the stop bound
+// after ctx (pages in flight abandon their deletes then) and hard at the stop bound (the last
+// ledger writes and acks of a stopping worker). release frees them.
+func (w *Worker) stopContexts(ctx context.Context) (grace, hard context.Context, release func()) {
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	grace, cancelGrace := context.WithCancel(hard)
+	var mu sync.Mutex
+	var timers []*time.Timer
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timers = append(timers, time.AfterFunc(w.cfg.StopBound*2/3, cancelGrace), time.AfterFunc(w.cfg.StopBound, cancelHard))
+	})
+	return grace, hard, func() {
+		stop()
+		mu.Lock()
+		for _, t := range timers {
+			t.Stop()
+		}
+		mu.Unlock()
+		cancelGrace()
+		cancelHard()
+	}
+}
+
 // handle ends msg in exactly one of Ack, Nak, NakWithDelay or Term, or in nothing when the
-// shard was taken over (fenced).
-func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg) {
+// shard was taken over (fenced). ctx ends when the worker stops; grace and hard outlive it
+// (see stopContexts).
+func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg jetstream.Msg) {
 	var m proto.ShardMessage
 	if err := json.Unmarshal(msg.Data(), &m); err != nil || m.V > proto.Version || !proto.ValidToken(m.RunID) || !proto.ValidToken(m.ShardID) {
 		w.log.Error("dropping undecodable shard message", slog.String("subject", msg.Subject()), slog.Any("err", err))
@@ -212,8 +328,8 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 	if info := l.Consumer().CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
 		maxDeliver = info.Config.MaxDeliver
 	}
-	lctx, cancel := w.ledgerCtx(ctx)
-	defer cancel()
+	// lctx bounds one ledger write; every write gets its own, as a shard may run for long.
+	lctx := func() (context.Context, context.CancelFunc) { return w.ledgerCtx(hard) }
 
 	run, _, err := l.Run(ctx, m.RunID)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -229,7 +345,9 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 	switch {
 	case errors.Is(err, ledger.ErrTerminal):
 		log.Info("shard already finished", slog.Any("err", err))
-		_ = msg.DoubleAck(lctx)
+		c, cancel := lctx()
+		_ = msg.DoubleAck(c)
+		cancel()
 		return
 	case errors.Is(err, ledger.ErrNotFound):
 		log.Error("dropping shard message without a record", slog.Any("err", err))
@@ -247,7 +365,9 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 	log = log.With(slog.String("repo", rec.Repository), slog.Int("attempt", attempt))
 
 	fail := func(cause error) {
-		if err := claim.Fail(lctx, cause); err != nil {
+		c, cancel := lctx()
+		defer cancel()
+		if err := claim.Fail(c, cause); err != nil {
 			if errors.Is(err, ledger.ErrFenced) {
 				log.Warn("lost the shard while failing it", slog.Any("err", err))
 				return
@@ -273,21 +393,28 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 	case errors.As(err, &perr):
 		fail(err)
 		return
+	case err != nil && ctx.Err() != nil:
+		w.release(hard, log, l, msg, md, claim, attempt, maxDeliver)
+		return
 	case err != nil:
-		w.retryOrFail(lctx, log, msg, claim, attempt, maxDeliver, err)
+		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, err)
 		return
 	}
 
 	log.Info("shard claimed", slog.String("after", rec.Range.After), slog.String("through", rec.Range.Through),
 		slog.String("resume", rec.Resume()))
-	stopBeat := heartbeat(msg, l.Config().AckWait/3)
-	err = w.prune(ctx, claim, entry, run, l, msg, log)
+	stopBeat := w.heartbeat(msg, l.Config().AckWait/3)
+	err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, attempt >= maxDeliver, log)
 	stopBeat()
 
 	var lerr *listError
+	var derr *deleteError
+	var perm *permanentError
 	switch {
 	case err == nil:
-		if err := claim.Done(lctx); err != nil {
+		c, cancel := lctx()
+		defer cancel()
+		if err := claim.Done(c); err != nil {
 			if errors.Is(err, ledger.ErrFenced) {
 				log.Warn("lost the shard at its end", slog.Any("err", err))
 				return
@@ -299,31 +426,57 @@ func (w *Worker) handle(ctx context.Context, l *ledger.Ledger, msg jetstream.Msg
 		r := claim.Record()
 		log.Info("shard done", slog.Int64("scanned", r.Counters.Scanned), slog.Int64("eligible", r.Counters.Eligible),
 			slog.Int64("deleted", r.Counters.Deleted), slog.Int64("delete_failed", r.Counters.DeleteFailed))
-		if err := msg.DoubleAck(lctx); err != nil {
+		if err := msg.DoubleAck(c); err != nil {
 			log.Warn("acking finished shard; it may be redelivered and will be acked then", slog.Any("err", err))
 		}
 	case errors.Is(err, ledger.ErrFenced):
 		log.Warn("lost the shard to another worker; stopping without touching its message", slog.Any("err", err))
 	case errors.Is(err, errCapReached):
-		if serr := l.StopRun(lctx, run.RunID, err.Error()); serr != nil {
+		c, cancel := lctx()
+		if serr := l.StopRun(c, run.RunID, err.Error()); serr != nil {
 			log.Error("stopping run at the delete cap", slog.Any("err", serr))
 		}
+		cancel()
 		fail(err)
+	case errors.As(err, &perm):
+		fail(perm.err)
 	case ctx.Err() != nil: // graceful stop: finished pages are checkpointed
-		if err := claim.Release(lctx); err != nil {
-			if errors.Is(err, ledger.ErrFenced) {
-				log.Warn("lost the shard while releasing it", slog.Any("err", err))
-				return
-			}
-			log.Warn("releasing shard", slog.Any("err", err))
-		}
-		log.Info("shard released for another worker", slog.String("cursor", claim.Record().Cursor))
-		_ = msg.Nak()
+		w.release(hard, log, l, msg, md, claim, attempt, maxDeliver)
 	case errors.As(err, &lerr):
-		w.retryOrFail(lctx, log, msg, claim, attempt, maxDeliver, lerr.err)
+		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, lerr.err)
+	case errors.As(err, &derr):
+		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, derr)
 	default: // a ledger write failed (not fenced): the record still names us; let it be redelivered
 		log.Warn("shard interrupted", slog.Any("err", err))
 		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
+	}
+}
+
+// release gives a shard back on a graceful stop, so that another worker resumes it from its
+// checkpoint at once: Release, then Nak. On the message's last delivery a Nak would strand the
+// shard (JetStream delivers that message no more), so the message is replaced by a fresh one
+// instead (Term, then ledger.Requeue).
+func (w *Worker) release(hard context.Context, log *slog.Logger, l *ledger.Ledger, msg jetstream.Msg, md *jetstream.MsgMetadata,
+	claim *ledger.Claim, attempt, maxDeliver int) {
+	ctx, cancel := w.ledgerCtx(hard)
+	defer cancel()
+	if err := claim.Release(ctx); err != nil {
+		if errors.Is(err, ledger.ErrFenced) {
+			log.Warn("lost the shard while releasing it", slog.Any("err", err))
+			return
+		}
+		// The record still names us; the next delivery takes it over (a newer attempt).
+		log.Warn("releasing shard", slog.Any("err", err))
+	}
+	log.Info("shard released for another worker", slog.String("cursor", claim.Record().Cursor))
+	if attempt < maxDeliver {
+		_ = msg.Nak()
+		return
+	}
+	_ = msg.TermWithReason("released on its last delivery; requeued")
+	rec := claim.Record()
+	if err := l.Requeue(ctx, rec.RunID, rec.ShardID, md.Sequence.Stream); err != nil {
+		log.Warn("requeueing released shard; the coordinator re-publishes it", slog.Any("err", err))
 	}
 }
 
@@ -339,7 +492,9 @@ func (w *Worker) giveBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 }
 
 // retryOrFail gives a shard back for a later delivery, or fails it on its last delivery.
-func (w *Worker) retryOrFail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, claim *ledger.Claim, attempt, maxDeliver int, cause error) {
+func (w *Worker) retryOrFail(hard context.Context, log *slog.Logger, msg jetstream.Msg, claim *ledger.Claim, attempt, maxDeliver int, cause error) {
+	ctx, cancel := w.ledgerCtx(hard)
+	defer cancel()
 	if attempt >= maxDeliver {
 		if err := claim.Fail(ctx, cause); err != nil {
 			if errors.Is(err, ledger.ErrFenced) {
@@ -377,14 +532,15 @@ func (w *Worker) retryDelay(attempt int, err error) time.Duration {
 	return min(d, maxRetryDelay)
 }
 
-// ledgerCtx is for ledger writes that must happen even after ctx ended (checkpoint and
-// release on a graceful stop), bounded on their own.
-func (w *Worker) ledgerCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
+// ledgerCtx bounds one ledger write. hard is the worker's context that outlives a stop by the
+// stop bound (see stopContexts), so that a stopping worker still checkpoints and releases.
+func (w *Worker) ledgerCtx(hard context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(hard, ledgerTimeout)
 }
 
 // heartbeat sends InProgress every interval until stop is called; stop waits for it to end.
-func heartbeat(msg jetstream.Msg, interval time.Duration) (stop func()) {
+// A frozen worker (a test's SIGSTOP) sends nothing.
+func (w *Worker) heartbeat(msg jetstream.Msg, interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -395,7 +551,9 @@ func heartbeat(msg jetstream.Msg, interval time.Duration) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				_ = msg.InProgress()
+				if !w.freeze.frozen() {
+					_ = msg.InProgress()
+				}
 			case <-done:
 				return
 			}

@@ -31,6 +31,8 @@ type fakeRegistry struct {
 	deleted []string
 	lists   int
 	onList  func(last string) error // called before answering; an error fails the call
+	// onDelete is called before a delete is served; an error fails the call (the tag stays).
+	onDelete func(ctx context.Context, tag string) error
 }
 
 func newFake(tags []string) *fakeRegistry {
@@ -63,6 +65,14 @@ func (f *fakeRegistry) List(ctx context.Context, repo, last string, n int) (regi
 }
 
 func (f *fakeRegistry) Delete(ctx context.Context, repo, tag string) error {
+	f.mu.Lock()
+	hook := f.onDelete
+	f.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx, tag); err != nil {
+			return err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i, ok := slices.BinarySearch(f.tags, tag)
@@ -461,8 +471,14 @@ func TestListErrorsRetryThenFail(t *testing.T) {
 	if lists != 3 {
 		t.Errorf("listed %d times, want one per delivery (3)", lists)
 	}
-	if n := streamMsgs(t, e.js); n != 0 {
-		t.Errorf("failed shard's message still in the stream (%d), want it termed", n)
+	// The Term follows the record's update and is asynchronous: poll for it.
+	ctx := testCtx(t)
+	for n := streamMsgs(t, e.js); n != 0; n = streamMsgs(t, e.js) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("failed shard's message still in the stream (%d), want it termed", n)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
