@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tagsweep/tagsweep/telemetry"
+	"github.com/tagsweep/tagsweep/worker"
 )
 
 const (
@@ -30,10 +31,9 @@ const (
 	healthPortName = "http"
 	healthPort     = 8080
 
-	// workerStopBound is the longest a stopping worker spends finishing or abandoning its page
-	// before it checkpoints and Naks (see terminationGracePeriodSeconds in the Deployment).
-	// TODO(worker): use the worker package's exported bound once it has one.
-	workerStopBound = 30 * time.Second
+	// workerStopBound is the longest a stopping worker takes: finishing or abandoning its
+	// page, checkpointing and naking (see terminationGracePeriodSeconds in the Deployment).
+	workerStopBound = worker.StopBound
 )
 
 // podBuilds are the builds whose pods the pod checks run on.
