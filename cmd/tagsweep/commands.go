@@ -38,7 +38,7 @@ registry with a generated namespace and prunes that (a dry run unless --confirm)
   tagsweep run --registry quay.io --repository openshift/ci --ttl-days 60 --confirm --report report.json`,
 		Args: cobra.NoArgs,
 	}, config.CmdRun, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, _ []string) error {
-		return runRun(ctx, w, log, cfg)
+		return runRun(ctx, w, log, cfg, a.live)
 	})
 }
 
@@ -52,7 +52,7 @@ func newCoordinatorCmd(a *app) *cobra.Command {
 1 on a configuration or connection error.`,
 		Args: cobra.NoArgs,
 	}, config.CmdCoordinator, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, _ []string) error {
-		return runCoordinator(ctx, w, log, cfg)
+		return runCoordinator(ctx, w, log, cfg, a.live)
 	})
 }
 

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/coordinator"
-	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/telemetry"
 )
@@ -20,8 +18,9 @@ import (
 // runCoordinator plans, publishes and tracks one run against the NATS at cfg.NATSURL,
 // prints the summary and writes the report. Exit status: nil when every shard is done,
 // exitFailed when shards failed or the run was stopped or interrupted, and any other
-// error (exit 1) when the run could not be carried out.
-func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
+// error (exit 1) when the run could not be carried out. Progress goes to live (a
+// terminal), or to log lines when live is nil.
+func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
 	nc, err := connectNATS(cfg.NATSURL, "tagsweep-coordinator", log)
 	if err != nil {
 		return err
@@ -40,15 +39,16 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 		}
 		return nil
 	}, log)
-	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, metrics)
+	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, metrics, live)
 	cancel()
 	return errors.Join(err, waitHTTP())
 }
 
-// coordinate runs the coordinator for cfg against js and the registry at host, then
-// prints the summary and writes the report (also for a failed run).
+// coordinate runs the coordinator for cfg against js and the registry at host, showing
+// its progress on live (nil: log lines), then prints the summary and writes the report
+// (also for a failed run).
 func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, js jetstream.JetStream,
-	host string, plainHTTP bool, m *telemetry.Metrics) error {
+	host string, plainHTTP bool, m *telemetry.Metrics, live *liveLine) error {
 	ttl, err := cfg.TTLDuration()
 	if err != nil {
 		return withCode(exitError, &configError{err})
@@ -58,6 +58,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if err != nil {
 		return err
 	}
+	display := newProgress(live, log)
+	defer display.Stop()
+	gauges := runGauges{m: m}
 	co, err := coordinator.New(coordinator.Config{
 		RunID:        cfg.RunID,
 		Registry:     host,
@@ -66,14 +69,17 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		Policy:       cfg.Policy(),
 		TTL:          ttl,
 		Width:        cfg.ShardWidth(),
-		Progress:     progressLogger(log),
-		Observer:     runGauges{m: m},
-		Ledger:       ledgerConfig(cfg),
+		Observer: observerFunc(func(s coordinator.Status) {
+			gauges.RunStatus(s)
+			display.RunStatus(s)
+		}),
+		Ledger: ledgerConfig(cfg),
 	}, js, lister, log)
 	if err != nil {
 		return err
 	}
 	rep, err := co.Run(ctx)
+	display.Stop() // before anything is printed
 	switch {
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
 		printSummary(w, rep)
@@ -92,29 +98,8 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	}
 }
 
-// progressLogger logs the coordinator's periodic partial reports with a rate and an ETA.
-func progressLogger(log *slog.Logger) func(proto.Report) {
-	var (
-		lastAt      time.Time
-		lastScanned int64
-	)
-	return func(r proto.Report) {
-		now := time.Now()
-		attrs := []any{
-			slog.Int("shards_done", r.Shards.Done), slog.Int("shards_failed", r.Shards.Failed),
-			slog.Int("shards", r.Shards.Total), slog.Int64("scanned", r.Tags.Scanned),
-			slog.Int64("eligible", r.Tags.Eligible), slog.Int64("deleted", r.Tags.Deleted),
-		}
-		if !lastAt.IsZero() {
-			if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-				attrs = append(attrs, slog.Int64("tags_per_second", int64(float64(r.Tags.Scanned-lastScanned)/dt)))
-			}
-		}
-		if left := r.Shards.Total - r.Shards.Done - r.Shards.Failed; r.Shards.Done > 0 && left > 0 {
-			perShard := time.Duration(r.DurationSeconds * float64(time.Second) / float64(r.Shards.Done+r.Shards.Failed))
-			attrs = append(attrs, slog.String("eta", (perShard*time.Duration(left)).Round(time.Second).String()))
-		}
-		lastAt, lastScanned = now, r.Tags.Scanned
-		log.Info("progress", attrs...)
-	}
-}
+// observerFunc is a coordinator.Observer made of a function.
+type observerFunc func(coordinator.Status)
+
+// RunStatus implements coordinator.Observer.
+func (f observerFunc) RunStatus(s coordinator.Status) { f(s) }

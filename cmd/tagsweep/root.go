@@ -14,12 +14,19 @@ import (
 // app is what every command shares: where output goes.
 type app struct {
 	stdout, stderr io.Writer
+	// live is stderr when it is a terminal: logs pass through it, and `run` and
+	// `coordinator` keep their progress line at its bottom. nil otherwise.
+	live *liveLine
 }
 
 // newRoot builds the command tree. Output goes to stdout (results, the summary) and
 // stderr (logs, errors).
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	a := &app{stdout: stdout, stderr: stderr}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		a.live = newLiveLine(f, termWidth(f))
+		a.stderr = a.live
+	}
 	root := &cobra.Command{
 		Use:   "tagsweep",
 		Short: "Prune old tags from very large container-registry repositories, in parallel",
@@ -37,7 +44,7 @@ Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the ru
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetErr(a.stderr)
 	root.AddCommand(
 		newVersionCmd(a),
 		newRunCmd(a),
@@ -86,6 +93,9 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
+	if _, ok := w.(*liveLine); ok {
+		return true // only ever made on a terminal
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -27,7 +27,11 @@ const demoRepository = "openshift/ci"
 // TCP listener), cfg.Workers workers and the coordinator; with --demo also a simulated
 // registry to prune. It returns once the coordinator has finished and every worker has
 // stopped.
-func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
+//
+// Progress goes to live (a terminal), or to log lines when live is nil. On a terminal
+// the workers' per-shard info lines would scroll the progress line away: they show with
+// --log-level debug only (their warnings and errors always show).
+func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
 	host, plainHTTP := cfg.Registry, cfg.PlainHTTP
 	if cfg.Demo {
 		if len(cfg.Repositories) == 0 {
@@ -75,10 +79,14 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	}
 
 	metrics := telemetry.New()
+	workerLog := log
+	if live != nil && !log.Enabled(ctx, slog.LevelDebug) {
+		workerLog = slog.New(levelFloor{log.Handler(), slog.LevelWarn})
+	}
 	workers := make([]*worker.Worker, cfg.Workers)
 	for i := range workers {
 		id := "local-" + strconv.Itoa(i+1)
-		if workers[i], err = worker.New(workerConfig(cfg, id, metrics, log), js, log); err != nil {
+		if workers[i], err = worker.New(workerConfig(cfg, id, metrics, workerLog), js, workerLog); err != nil {
 			return err
 		}
 	}
@@ -111,7 +119,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
-	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, metrics)
+	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, metrics, live)
 	stopWorkers()
 	wg.Wait()
 	cancel()
