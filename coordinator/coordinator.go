@@ -20,6 +20,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,7 +163,13 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		return proto.Report{}, fmt.Errorf("run %s: %w", run.RunID, err)
 	}
 	log := c.log
-	if run.State != proto.RunRunning { // re-attached to a finished run: report it again
+	resume := false
+	if run.State == proto.RunFailed {
+		if resume, err = c.resumable(ctx, l, run); err != nil {
+			return proto.Report{}, err
+		}
+	}
+	if run.State != proto.RunRunning && !resume { // re-attached to a finished run: report it again
 		shards, err := l.Shards(ctx, run.RunID)
 		if err != nil {
 			return proto.Report{}, err
@@ -185,6 +192,12 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 			c.releaseLeases(l, run)
 		}
 	}()
+	if resume {
+		if run, err = c.reopen(ctx, l, run); err != nil {
+			keepLeases = ctx.Err() != nil
+			return proto.Report{}, err
+		}
+	}
 
 	log.Info("planning", slog.Any("repositories", run.Repositories), slog.Time("cutoff", rules.Cutoff()),
 		slog.String("cutoff_key", rules.CutoffKey()), slog.Bool("dry_run", run.Policy.DryRun))
@@ -219,6 +232,61 @@ func outcome(run proto.RunRecord) error {
 		return fmt.Errorf("run %s: %w", run.RunID, ErrShardsFailed)
 	}
 	return nil
+}
+
+// resumable reports whether a failed run is resumed when a coordinator re-attaches to it: it
+// is, unless it was stopped at its delete cap with the budget spent (resuming would stop at
+// once; a higher cap needs a new run).
+func (c *Coordinator) resumable(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (bool, error) {
+	if run.Policy.DryRun || run.Policy.MaxDeletes <= 0 {
+		return true, nil
+	}
+	reserved, err := l.Reserved(ctx, run.RunID)
+	if err != nil {
+		return false, err
+	}
+	if reserved >= run.Policy.MaxDeletes {
+		c.log.Warn("not resuming a run that used its delete cap; start a new run to delete more",
+			slog.Int64("max_deletes", run.Policy.MaxDeletes))
+		return false, nil
+	}
+	return true, nil
+}
+
+// reopen resumes a failed run (the caller holds its leases): the run is running again with its
+// reason cleared, and every failed shard is reopened from its cursor (ledger.ReopenShard), so
+// workers continue where each stopped; done shards stay done. Planning then fills in whatever
+// an interrupted plan left out.
+func (c *Coordinator) reopen(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (proto.RunRecord, error) {
+	prev := run.Reason
+	run, err := l.ModifyRun(ctx, run.RunID, func(r *proto.RunRecord) error {
+		r.State, r.Reason, r.FinishedAt = proto.RunRunning, "", time.Time{}
+		return nil
+	})
+	if err != nil {
+		return run, fmt.Errorf("resuming run %s: %w", c.cfg.RunID, err)
+	}
+	shards, err := l.Shards(ctx, run.RunID)
+	if err != nil {
+		return run, err
+	}
+	n := 0
+	for _, s := range shards {
+		if s.State != proto.StateFailed {
+			continue
+		}
+		ok, err := l.ReopenShard(ctx, s.RunID, s.ShardID)
+		if err != nil {
+			return run, fmt.Errorf("resuming run %s: %w", run.RunID, err)
+		}
+		if ok {
+			n++
+			c.log.Info("resuming failed shard from its cursor", slog.String("shard", s.ShardID),
+				slog.String("cursor", s.Resume()), slog.String("last_error", s.LastError))
+		}
+	}
+	c.log.Info("resuming failed run", slog.String("reason", prev), slog.Int("shards_reopened", n))
+	return run, nil
 }
 
 // attach returns the run record, creating it (with the cutoff fixed now) unless it exists.
@@ -601,7 +669,7 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 		}
 		r.Reason = cmp.Or(r.Reason, reason)
 		if failed > 0 && r.Reason == "" {
-			r.Reason = fmt.Sprintf("%d of %d shards failed", failed, len(shards))
+			r.Reason = fmt.Sprintf("%d of %d shards failed: %s", failed, len(shards), failedShards(shards))
 		}
 		// A tag whose delete failed after the client's retries is still there and still
 		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
@@ -644,6 +712,29 @@ func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, f
 		}
 	}
 	c.cfg.Observer.RunStatus(s)
+}
+
+// failedShards names the first few failed shards with their last errors, for a run's reason.
+func failedShards(shards []proto.ShardRecord) string {
+	const most = 3
+	var parts []string
+	n := 0
+	for _, s := range shards {
+		if s.State != proto.StateFailed {
+			continue
+		}
+		if n++; n <= most {
+			why := s.LastError
+			if len(why) > 160 {
+				why = why[:160] + "…"
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s)", s.ShardID, cmp.Or(why, "no error recorded")))
+		}
+	}
+	if n > most {
+		parts = append(parts, fmt.Sprintf("and %d more", n-most))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // report summarises a run from its shard records. finished zero means "still running".

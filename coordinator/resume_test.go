@@ -1,0 +1,76 @@
+package coordinator_test
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// A failed run resumed with the same run ID: its failed shards are reopened (the others stay
+// done), the run ends done, and no shard is added.
+func TestResumeFailedRun(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(6, 2)})
+	var failing atomic.Bool
+	failing.Store(true)
+	e.fakeWorker(t, f, func(s proto.ShardRecord) bool { return failing.Load() && s.Range.Contains("20261117") })
+	cfg := e.config("run1", "ci/a")
+	first, err := run(t, e, cfg, f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) || len(first.FailedShards) != 1 {
+		t.Fatalf("first Run: err %v, failed shards %v; want one failed shard", err, first.FailedShards)
+	}
+	if !strings.Contains(err.Error(), first.FailedShards[0]) || !strings.Contains(err.Error(), "injected failure") {
+		t.Errorf("first Run error %q does not name the failed shard %s and its error", err, first.FailedShards[0])
+	}
+	failing.Store(false)
+	again, err := run(t, e, cfg, f)
+	if err != nil {
+		t.Fatalf("resumed Run: %v", err)
+	}
+	if again.Shards.Total != first.Shards.Total || again.Shards.Done != again.Shards.Total || again.Reason != "" {
+		t.Fatalf("resumed report %+v, want the same %d shards all done", again.Shards, first.Shards.Total)
+	}
+	if again.Tags.Scanned != first.Tags.Scanned+2 { // the failed shard's day: two tags, scanned once
+		t.Errorf("resumed run scanned %d tags, want %d (the first run's plus the failed shard's 2)", again.Tags.Scanned, first.Tags.Scanned+2)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if rec.State != proto.RunDone {
+		t.Fatalf("run state %s (%s), want done", rec.State, rec.Reason)
+	}
+}
+
+// A run stopped at its delete cap with the budget spent is not resumed: it would stop again at
+// once. Re-attaching reports it again.
+func TestCappedRunNotResumed(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(4, 2)})
+	cfg := e.config("run1", "ci/a")
+	cfg.Policy.MaxDeletes = 3
+	var stopped atomic.Bool
+	e.fakeWorker(t, f, func(s proto.ShardRecord) bool {
+		if stopped.CompareAndSwap(false, true) {
+			if _, err := e.l.ReserveDeletes(testCtx(t), s.RunID, 5, 3); err != nil {
+				t.Error(err)
+			}
+			_ = e.l.StopRun(testCtx(t), s.RunID, "max deletes reached: run run1 may delete at most 3 tags")
+			return true
+		}
+		return false
+	})
+	_, err := run(t, e, cfg, f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) {
+		t.Fatalf("first Run: %v, want ErrShardsFailed", err)
+	}
+	_, err = run(t, e, cfg, f)
+	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "max deletes") {
+		t.Fatalf("re-attached Run: %v, want the cap's failure reported again", err)
+	}
+	rec, _, _ := e.l.Run(testCtx(t), "run1")
+	if rec.State != proto.RunFailed {
+		t.Fatalf("run state %s, want still failed", rec.State)
+	}
+}
