@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -236,15 +237,19 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 	}
 
 	var delta proto.Counters
+	rec := claim.Record()
+	stats := PageStats{Run: rec.RunID, Shard: rec.ShardID, Repository: rec.Repository, Kept: make(map[policy.Reason]int)}
 	count := func(tag string) {
 		delta.Scanned++
-		switch rules.Decide(tag).Verdict {
+		switch d := rules.Decide(tag); d.Verdict {
 		case policy.Delete:
 			delta.Eligible++
 		case policy.Invalid:
 			delta.Invalid++
+			stats.Kept[d.Reason]++
 		default:
 			delta.Kept++
+			stats.Kept[d.Reason]++
 		}
 	}
 	for _, tag := range tags[:n] {
@@ -257,9 +262,12 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 			delta.Deleted++
 		case proto.OutcomeAlreadyGone:
 			delta.AlreadyGone++
+		case proto.OutcomeDryRun:
+			stats.DryRun++
 		case proto.OutcomeFailed:
 			if !after {
 				delta.DeleteFailed++
+				stats.Failed = append(stats.Failed, cmp.Or(errs[k], ErrNotEligible))
 				log.Warn("delete failed", slog.String("tag", ev.Tag), slog.String("err", ev.Error))
 			}
 		}
@@ -270,6 +278,9 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 			return 0, proto.Counters{}, err
 		}
 	}
+	stats.Scanned = int(delta.Scanned)
+	stats.Deleted, stats.AlreadyGone = int(delta.Deleted), int(delta.AlreadyGone)
+	w.cfg.Observer.PageDone(stats)
 	return n, delta, stopErr
 }
 
@@ -280,7 +291,7 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.ShardRecord, rules *policy.Rules, tag string) (proto.AuditEvent, error) {
 	ev := proto.AuditEvent{Tag: tag}
 	if !rec.Range.Contains(tag) || rules.Decide(tag).Verdict != policy.Delete {
-		ev.Outcome, ev.Error = proto.OutcomeFailed, "refused: not eligible at delete time"
+		ev.Outcome, ev.Error = proto.OutcomeFailed, ErrNotEligible.Error()
 		return ev, nil
 	}
 	if err := w.wait(ctx); err != nil {

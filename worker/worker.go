@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,6 +82,9 @@ type Config struct {
 	// StopBound bounds a stop (see the package constant StopBound, the default); tests
 	// shorten it.
 	StopBound time.Duration
+	// Observer is told the shards the worker holds and what became of each page's tags
+	// (metrics). nil means none.
+	Observer Observer
 }
 
 // Worker prunes shards. Create it with New and start it with Run.
@@ -98,6 +102,8 @@ type Worker struct {
 	runs map[string]*runEntry
 
 	freeze freezer // a test's stand-in for SIGSTOP (export_test.go)
+
+	bound atomic.Bool // a message iterator on the workers' consumer is open (Ready)
 }
 
 // runEntry is what a worker caches per run: the compiled policy and the registry client.
@@ -125,6 +131,9 @@ func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Worker, error) 
 	cfg.StopBound = cmp.Or(cfg.StopBound, StopBound)
 	if cfg.ID == "" {
 		cfg.ID = defaultID()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -157,6 +166,20 @@ func defaultID() string {
 
 // ID is the owner name this worker writes into the shards it claims.
 func (w *Worker) ID() string { return w.cfg.ID }
+
+// errNotBound is what Ready reports while the worker is not pulling from the queue.
+var errNotBound = errors.New("worker: not bound to the consumer " + proto.ConsumerWorkers)
+
+// Ready reports whether the worker is bound to the shard queue: Run has opened it and a
+// message iterator on the workers' consumer is open. It is nil only while the worker can be
+// handed shards, so it fits a readiness probe (with the NATS connection's own state). It is
+// cheap and safe for concurrent use.
+func (w *Worker) Ready() error {
+	if !w.bound.Load() {
+		return errNotBound
+	}
+	return nil
+}
 
 // Run takes shard messages until ctx is done, processing up to Slots at once. On ctx done it
 // stops pulling and lets every shard in hand finish or abandon its page, checkpoint what
@@ -249,6 +272,8 @@ func (w *Worker) consume(ctx, grace, hard context.Context, l *ledger.Ledger, sem
 		return fmt.Errorf("starting message iterator: %w", err)
 	}
 	defer iter.Stop()
+	w.bound.Store(true)
+	defer w.bound.Store(false)
 	stopDrain := context.AfterFunc(ctx, iter.Drain) // stop pulling; hand out what is buffered
 	defer stopDrain()
 	for {
@@ -363,6 +388,7 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	}
 	rec := claim.Record()
 	log = log.With(slog.String("repo", rec.Repository), slog.Int("attempt", attempt))
+	defer w.cfg.Observer.StartShard(m.RunID, m.ShardID)()
 
 	fail := func(cause error) {
 		c, cancel := lctx()

@@ -1,0 +1,48 @@
+package worker
+
+import (
+	"errors"
+
+	"github.com/tagsweep/tagsweep/policy"
+)
+
+// Observer is told what a worker does, for metrics: the shards it holds and what became of
+// the tags of every page it finished. Its methods are called from the worker's goroutines,
+// several at once, and must return quickly. Config.Observer nil means none.
+type Observer interface {
+	// StartShard is called when the worker has claimed a shard and starts on it; the function
+	// it returns is called once when the worker stops holding the shard, however that ends.
+	StartShard(run, shard string) (end func())
+	// PageDone is called once per page the worker finished deciding and deleting, with the
+	// same counts the page adds to the shard's counters (before they are checkpointed).
+	PageDone(PageStats)
+}
+
+// PageStats is what became of one page's tags. Scanned is always the sum of the other
+// counts: sum(Kept) + DryRun + Deleted + AlreadyGone + len(Failed).
+type PageStats struct {
+	Run, Shard, Repository string
+	// Scanned counts the tags decided: what the page adds to the shard's Counters.Scanned.
+	Scanned int
+	// Kept counts the tags the policy keeps, by its reason (prune tags with an impossible
+	// timestamp under policy.ReasonInvalidTimestamp).
+	Kept map[policy.Reason]int
+	// DryRun counts eligible tags not deleted because the run is a dry run.
+	DryRun int
+	// Deleted and AlreadyGone count successful deletes (a 404 is already gone).
+	Deleted, AlreadyGone int
+	// Failed holds the error of each delete that failed and is counted as failed (one that
+	// will be tried again on a later delivery is not in the page's counts at all).
+	Failed []error
+}
+
+// ErrNotEligible is the error in PageStats.Failed for a tag the worker refused to delete at
+// delete time because the check right before the call found it outside the shard's range or
+// not eligible. It should never happen; it means a bug upstream.
+var ErrNotEligible = errors.New("refused: not eligible at delete time")
+
+// nopObserver observes nothing.
+type nopObserver struct{}
+
+func (nopObserver) StartShard(string, string) func() { return func() {} }
+func (nopObserver) PageDone(PageStats)               {}
