@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -42,6 +43,27 @@ type Config struct {
 	MaxStore  int64
 	// Logger receives the server's log lines (notices at Info, debug at Debug). nil discards.
 	Logger *slog.Logger
+	// Name is the server's name; in a cluster every server needs its own. Default
+	// "tagsweep-embedded".
+	Name string
+	// Cluster, when set, makes the server one node of a JetStream cluster of embedded servers
+	// (tests and demos of the clustered deployment; production runs the NATS Helm chart).
+	Cluster *Cluster
+}
+
+// Cluster configures a server's membership of a cluster. Streams and buckets created on a
+// cluster of three are replicated with ledger.Config.Replicas 3 and survive the loss of one
+// node.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node. Required.
+	Name string
+	// Listen is the address other nodes route to, "host:port"; port 0 or -1 means a random
+	// free port (see ClusterAddr).
+	Listen string
+	// Routes are the nodes' route addresses, "host:port"; a node's own address may be among
+	// them (it is ignored), so every node can be given the same list. JetStream needs at least
+	// one.
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -59,8 +81,11 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.MaxStore <= 0 {
 		cfg.MaxStore = DefaultMaxStore
 	}
+	if cfg.Name == "" {
+		cfg.Name = "tagsweep-embedded"
+	}
 	opts := &server.Options{
-		ServerName:         "tagsweep-embedded",
+		ServerName:         cfg.Name,
 		JetStream:          true,
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamMaxStore:  cfg.MaxStore,
@@ -75,6 +100,22 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
+	}
+	if c := cfg.Cluster; c != nil {
+		if c.Name == "" || len(c.Routes) == 0 {
+			return nil, fmt.Errorf("nats cluster: a name and at least one route are required")
+		}
+		host, port, err := splitListen(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats cluster: %w", err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+		for _, r := range c.Routes {
+			if _, _, err := net.SplitHostPort(r); err != nil {
+				return nil, fmt.Errorf("nats cluster route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+		}
 	}
 	s := &Server{listening: cfg.Listen != ""}
 	if cfg.Dir == "" {
@@ -143,6 +184,23 @@ func (s *Server) ClientURL() string {
 		return ""
 	}
 	return s.ns.ClientURL()
+}
+
+// ClusterAddr is the "host:port" other nodes route to, or "" when the server is not in a
+// cluster.
+func (s *Server) ClusterAddr() string {
+	addr := s.ns.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	return addr.String()
+}
+
+// JetStreamReady reports whether JetStream is enabled and, in a cluster, the server's view of
+// the cluster's meta group is current (a leader is known). Creating a stream with more
+// replicas may still need the other nodes to join; callers retry.
+func (s *Server) JetStreamReady() bool {
+	return s.ns.JetStreamEnabled() && (!s.ns.JetStreamIsClustered() || s.ns.JetStreamIsCurrent())
 }
 
 // Close shuts the server down, waits for it, and removes the temporary store directory if
