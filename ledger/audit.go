@@ -37,9 +37,20 @@ func (l *Ledger) AppendAudit(ctx context.Context, ev proto.AuditEvent) error {
 // Audit iterates over a run's audit events in the order they were stored, up to the last
 // event stored when the iteration starts. An error ends the iteration (it is yielded last).
 func (l *Ledger) Audit(ctx context.Context, runID string) iter.Seq2[proto.AuditEvent, error] {
+	return ReadAudit(ctx, l.js, runID)
+}
+
+// ReadAudit is Audit without a Ledger, for readers that must not create or update anything
+// (Open would reconfigure the streams to the reader's Config): it only reads the audit
+// stream. A missing audit stream is an error wrapping jetstream.ErrStreamNotFound.
+func ReadAudit(ctx context.Context, js jetstream.JetStream, runID string) iter.Seq2[proto.AuditEvent, error] {
 	return func(yield func(proto.AuditEvent, error) bool) {
+		if !proto.ValidToken(runID) { // a wildcard would read other runs' events
+			yield(proto.AuditEvent{}, fmt.Errorf("audit: run id %q is not a valid token", runID))
+			return
+		}
 		subject := proto.AuditSubject(runID)
-		stream, err := l.js.Stream(ctx, proto.StreamAudit)
+		stream, err := js.Stream(ctx, proto.StreamAudit)
 		if err != nil {
 			yield(proto.AuditEvent{}, fmt.Errorf("audit of run %s: %w", runID, err))
 			return
@@ -52,7 +63,7 @@ func (l *Ledger) Audit(ctx context.Context, runID string) iter.Seq2[proto.AuditE
 			yield(proto.AuditEvent{}, fmt.Errorf("audit of run %s: %w", runID, err))
 			return
 		}
-		cons, err := l.js.OrderedConsumer(ctx, proto.StreamAudit, jetstream.OrderedConsumerConfig{
+		cons, err := js.OrderedConsumer(ctx, proto.StreamAudit, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{subject},
 		})
 		if err != nil {

@@ -1,0 +1,76 @@
+package ledger
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+func TestReadAudit(t *testing.T) {
+	l, js := testLedger(t)
+	c := ctx(t)
+	for _, ev := range []proto.AuditEvent{
+		{RunID: "r1", ShardID: "s1", Tag: "a", Outcome: proto.OutcomeDeleted},
+		{RunID: "r2", ShardID: "s1", Tag: "b", Outcome: proto.OutcomeDeleted},
+		{RunID: "r1", ShardID: "s2", Tag: "c", Outcome: proto.OutcomeAlreadyGone},
+	} {
+		if err := l.AppendAudit(c, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		run     string
+		want    []string
+		wantErr bool
+	}{
+		{run: "r1", want: []string{"a", "c"}},
+		{run: "r2", want: []string{"b"}},
+		{run: "none"},
+		{run: "*", wantErr: true}, // a wildcard must not read every run's events
+		{run: "r1.>", wantErr: true},
+	}
+	for _, tc := range tests {
+		var got []string
+		var gotErr error
+		for ev, err := range ReadAudit(c, js, tc.run) {
+			if err != nil {
+				gotErr = err
+				break
+			}
+			got = append(got, ev.Tag)
+		}
+		if (gotErr != nil) != tc.wantErr || len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
+			t.Errorf("ReadAudit(%q) = %v, %v; want %v, error %v", tc.run, got, gotErr, tc.want, tc.wantErr)
+		}
+	}
+
+	// Reading creates nothing: on a server where no ledger was opened, it says so.
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	empty, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotErr error
+	for _, err := range ReadAudit(c, empty, "r1") {
+		gotErr = err
+	}
+	if !errors.Is(gotErr, jetstream.ErrStreamNotFound) {
+		t.Errorf("ReadAudit without an audit stream = %v, want ErrStreamNotFound", gotErr)
+	}
+	if _, err := empty.Stream(c, proto.StreamAudit); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("ReadAudit created the audit stream: %v", err)
+	}
+}
