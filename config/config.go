@@ -40,6 +40,7 @@ type Config struct {
 	Confirm      bool          `mapstructure:"confirm"`
 	PlainHTTP    bool          `mapstructure:"plain-http"`
 	Report       string        `mapstructure:"report"`
+	Output       string        `mapstructure:"output"`
 	RunID        string        `mapstructure:"run-id"`
 	ShardBy      string        `mapstructure:"shard-by"`
 	PruneRegex   string        `mapstructure:"prune-regex"`
@@ -327,7 +328,7 @@ func (c Config) values() map[string]any {
 	return map[string]any{
 		"config": c.File, "log-format": c.LogFormat, "log-level": c.LogLevel, "nats-url": c.NATSURL,
 		"registry": c.Registry, "repository": c.Repositories, "ttl-days": c.TTLDays, "ttl": c.TTL,
-		"confirm": c.Confirm, "plain-http": c.PlainHTTP, "report": c.Report, "run-id": c.RunID,
+		"confirm": c.Confirm, "plain-http": c.PlainHTTP, "report": c.Report, "output": c.Output, "run-id": c.RunID,
 		"shard-by": c.ShardBy, "prune-regex": c.PruneRegex, "keep-regex": c.KeepRegex,
 		"tag-timezone": c.TagTimezone, "max-deletes": c.MaxDeletes, "page-size": c.PageSize,
 		"docker-config": c.DockerConfig, "token": c.Token.mask(), "max-rps": c.MaxRPS,

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -16,12 +15,13 @@ const (
 	CmdCoordinator = "coordinator"
 	CmdWorker      = "worker"
 	CmdStatus      = "status"
+	CmdAudit       = "audit"
 	CmdSim         = "sim"
 )
 
 // Commands lists every command that takes configuration, in help order.
 func Commands() []string {
-	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdSim}
+	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
 }
 
 // Kind is the type of a flag's value.
@@ -93,11 +93,13 @@ func (f Flag) DefaultString(cmd string) string {
 	}
 }
 
-// defaultIsZero reports whether the default for cmd is its type's zero value, which
-// --help does not show.
-func (f Flag) defaultIsZero(cmd string) bool {
-	d := f.DefaultFor(cmd)
-	return d == nil || reflect.ValueOf(d).IsZero() || f.DefaultString(cmd) == ""
+// defaultHidden reports whether --help leaves out the default for cmd: an empty string or
+// list and false say nothing. A zero number is shown, as it often means "no limit".
+func (f Flag) defaultHidden(cmd string) bool {
+	if d, ok := f.DefaultFor(cmd).(bool); ok {
+		return !d
+	}
+	return f.DefaultString(cmd) == ""
 }
 
 // FormatDuration renders d without trailing zero units: 2m, not 2m0s.
@@ -116,7 +118,7 @@ func FormatDuration(d time.Duration) string {
 // variables and the default for cmd, e.g. "(env TAGSWEEP_TTL_DAYS, default 5)".
 func (f Flag) HelpSuffix(cmd string) string {
 	s := "(env " + strings.Join(f.Env, " or ")
-	if !f.defaultIsZero(cmd) {
+	if !f.defaultHidden(cmd) {
 		s += ", default " + f.DefaultString(cmd)
 	}
 	return s + ")"
@@ -127,7 +129,7 @@ var (
 	allWorking  = []string{CmdRun, CmdWorker}
 	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
 	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
-	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdSim}
+	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
 )
 
 // Default values that other code and the docs refer to.
@@ -148,7 +150,7 @@ func Flags() []Flag {
 			Usage: "log `format`: auto (text on a terminal, JSON otherwise), text or json"},
 		{Name: "log-level", Kind: KindString, Default: "info", Commands: allCommands,
 			Usage: "log `level`: debug, info, warn or error"},
-		{Name: "nats-url", Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus},
+		{Name: "nats-url", Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit},
 			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
 
 		// What to prune.
@@ -168,6 +170,8 @@ func Flags() []Flag {
 			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only)"},
 		{Name: "report", Kind: KindString, Commands: allPruning,
 			Usage: "write the run's JSON report to this `file` at the end"},
+		{Name: "output", Kind: KindString, Commands: []string{CmdAudit},
+			Usage: "write the JSON lines to this `file` (replaced only once the export is complete) instead of stdout"},
 		{Name: "run-id", Kind: KindString, Commands: allPruning,
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished run resumes it; empty = generated"},
 		{Name: "shard-by", Kind: KindString, Default: "day", Commands: allPruning,
