@@ -49,7 +49,13 @@ func newCoordinatorCmd(a *app) *cobra.Command {
 		Long: `coordinator plans one run (cutoff, shards), publishes its shards on NATS JetStream at
 --nats-url, tracks them until every shard is done or failed, prints the summary and exits:
 0 when every shard is done, 2 when any failed (or the delete cap stopped the run),
-1 on a configuration or connection error.`,
+1 on a configuration or connection error. Reusing the --run-id of an unfinished run
+resumes it. Progress shows as a status line on a terminal, as log lines otherwise.`,
+		Example: `  # Dry run first: counts what would go, deletes nothing.
+  tagsweep coordinator --nats-url nats://nats:4222 --registry quay.io --repository openshift/ci --ttl-days 5
+
+  # Delete, at most 500000 tags, with a run ID that a retry resumes.
+  tagsweep coordinator --config /etc/tagsweep/tagsweep.yaml --confirm --max-deletes 500000 --run-id nightly-20261122`,
 		Args: cobra.NoArgs,
 	}, config.CmdCoordinator, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, _ []string) error {
 		return runCoordinator(ctx, w, log, cfg, a.live)
@@ -62,7 +68,10 @@ func newWorkerCmd(a *app) *cobra.Command {
 		Short: "Process shards from an external NATS JetStream until stopped",
 		Long: `worker takes shards from NATS JetStream at --nats-url, lists and prunes them, and serves
 /healthz, /readyz and /metrics on --http-addr. SIGTERM stops it gracefully: shards in
-flight are checkpointed and handed back.`,
+flight are checkpointed and handed back. /readyz answers 200 only while the worker is
+connected to NATS and bound to the shard consumer.`,
+		Example: `  tagsweep worker --nats-url nats://nats:4222 --registry quay.io --docker-config /secrets/config.json
+  QUAY_OAUTH_TOKEN=... tagsweep worker --config /etc/tagsweep/tagsweep.yaml --slots 8 --max-rps 40`,
 		Args: cobra.NoArgs,
 	}, config.CmdWorker, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, _ []string) error {
 		return runWorker(ctx, w, log, cfg)
@@ -73,13 +82,40 @@ func newStatusCmd(a *app) *cobra.Command {
 	return a.configured(&cobra.Command{
 		Use:   "status [RUN]",
 		Short: "Show runs, or one run's shards, from the ledger",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `status lists the runs recorded in NATS JetStream at --nats-url, or, given a run ID, that
+run's shards: state, range, cursor, owner, attempts, heartbeat (stale ones flagged),
+counters and last error. It only reads.`,
+		Example: `  tagsweep status --nats-url nats://nats:4222
+  tagsweep status --nats-url nats://nats:4222 nightly-20261122`,
+		Args: cobra.MaximumNArgs(1),
 	}, config.CmdStatus, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
 		run := ""
 		if len(args) == 1 {
 			run = args[0]
 		}
 		return runStatus(ctx, w, log, cfg, run)
+	})
+}
+
+func newAuditCmd(a *app) *cobra.Command {
+	return a.configured(&cobra.Command{
+		Use:   "audit RUN",
+		Short: "Export a run's audit trail (every tag it deleted, or would have) as JSON lines",
+		Long: `audit exports the audit stream of run RUN from NATS JetStream at --nats-url: one JSON
+object per line for every tag the run deleted, found already gone, failed to delete, or
+(in a dry run) would have deleted, in the order they were recorded:
+
+  {"run":"…","shard":"…","repository":"…","tag":"…","outcome":"deleted","time":"…"}
+
+outcome is deleted, already_gone, failed or dry_run; error is set for failed ones. The
+events are kept for 90 days. It only reads. It exits 1 for a run that has neither a record
+nor events.`,
+		Example: `  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 > audit.jsonl
+  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 --output audit.jsonl
+  tagsweep audit nightly-20261122 | jq -r 'select(.outcome == "failed") | [.tag, .error] | @tsv'`,
+		Args: cobra.ExactArgs(1),
+	}, config.CmdAudit, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
+		return runAudit(ctx, w, log, cfg, args[0])
 	})
 }
 

@@ -25,7 +25,7 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS(nc, log)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)

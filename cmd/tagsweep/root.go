@@ -51,6 +51,7 @@ Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the ru
 		newCoordinatorCmd(a),
 		newWorkerCmd(a),
 		newStatusCmd(a),
+		newAuditCmd(a),
 		newSimCmd(a),
 	)
 	return root

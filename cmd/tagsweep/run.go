@@ -64,7 +64,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS(nc, log)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)

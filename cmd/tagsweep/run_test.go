@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -157,5 +158,91 @@ func TestRunAgainstRegistry(t *testing.T) {
 	}
 	if !srv.HasTag(repo, "20200101000000_prune_ci_keep_me") {
 		t.Errorf("the tag matching --keep-regex was deleted")
+	}
+}
+
+// TestRunInterruptAndResume stops a run part-way (as a signal would) and runs it again
+// with the same --run-id and --data-dir: the second run re-attaches, finishes what is
+// left, and the registry ends exactly as one uninterrupted run would leave it.
+func TestRunInterruptAndResume(t *testing.T) {
+	clearEnv(t)
+	const repo = "openshift/ci"
+	srv, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{Latency: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if err := srv.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 11, Tags: 4000, Days: 15, End: time.Now()})...); err != nil {
+		t.Fatal(err)
+	}
+	dataDir, report := t.TempDir(), filepath.Join(t.TempDir(), "report.json")
+	args := []string{"run", "--registry", srv.Addr(), "--plain-http", "--repository", repo, "--confirm",
+		"--run-id", "resume-1", "--data-dir", dataDir, "--report", report, "--workers", "2", "--slots", "2",
+		"--delete-concurrency", "4", "--ack-wait", "1s", "--log-format", "json"}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	first := make(chan result, 1)
+	go func() {
+		code, out, errOut := execute(t, ctx, args...)
+		first <- result{code, out, errOut}
+	}()
+	// Interrupt once deletes have started.
+	var r1 result
+	deadline := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case r1 = <-first:
+			t.Fatalf("first run ended before it could be interrupted (exit %d)\n%s", r1.code, r1.out)
+		case <-deadline:
+			cancel()
+			t.Fatal("no delete reached the registry within 60s")
+		case <-time.After(5 * time.Millisecond):
+			if len(srv.DeletedTags(repo)) > 0 {
+				break wait
+			}
+		}
+	}
+	cancel()
+	r1 = <-first
+	if r1.code != exitFailed || !strings.Contains(r1.out, "Resume it with --run-id resume-1") {
+		t.Fatalf("interrupted run: exit %d, want %d and a resume hint\n%s\n%s", r1.code, exitFailed, r1.out, r1.errOut)
+	}
+	if _, err := os.Stat(report); err == nil {
+		t.Errorf("an interrupted run wrote a report")
+	}
+	afterFirst := len(srv.DeletedTags(repo))
+
+	code, out, errOut := execute(t, t.Context(), args...)
+	if code != 0 {
+		t.Fatalf("resumed run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	r := readReport(t, report)
+	if r.RunID != "resume-1" {
+		t.Errorf("resumed report run_id = %q, want resume-1", r.RunID)
+	}
+	p := policy.Defaults()
+	p.Cutoff = r.Cutoff
+	rules, err := policy.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := srv.DeletedTags(repo)
+	if len(deleted) <= afterFirst {
+		t.Errorf("the resumed run deleted nothing (%d deletes before, %d after)", afterFirst, len(deleted))
+	}
+	for _, tag := range deleted {
+		if rules.Decide(tag).Verdict != policy.Delete {
+			t.Errorf("deleted %q, which the policy keeps", tag)
+		}
+	}
+	for _, tag := range srv.Tags(repo) {
+		if rules.Decide(tag).Verdict == policy.Delete {
+			t.Errorf("left %q, which the policy deletes", tag)
+		}
 	}
 }

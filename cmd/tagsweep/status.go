@@ -44,6 +44,18 @@ func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// closeNATS closes nc after a round trip to the server, so that what the process sent
+// last (a worker's Nak handing a shard back on a graceful stop) has been processed, not
+// just written: a lost Nak leaves the shard idle until its AckWait runs out.
+func closeNATS(nc *nats.Conn, log *slog.Logger) {
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(5 * time.Second); err != nil && log != nil {
+			log.Warn("flushing nats before closing", slog.Any("err", err))
+		}
+	}
+	nc.Close()
+}
+
 // redactNATSURL hides credentials in a NATS URL list for error messages.
 func redactNATSURL(url string) string {
 	return config.Config{NATSURL: url}.Redacted().NATSURL

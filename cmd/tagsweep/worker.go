@@ -22,7 +22,7 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS(nc, log)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
