@@ -1,44 +1,61 @@
 package main
 
 import (
-	"context"
 	"errors"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/telemetry"
+	"github.com/tagsweep/tagsweep/worker"
 )
 
-// meteredClient counts what a worker's registry client lists and deletes, for the
-// tagsweep_tags_* metrics the alerts watch (the worker package does not report metrics
-// itself; if it comes to, this adapter goes). Listed tags count as scanned, so a page's
-// tags past its shard's end are counted too: the rate is what the alerts need.
-type meteredClient struct {
-	registry.Client
-	m *telemetry.Metrics
+// workerMetrics records what a worker does (worker.Observer) in the metrics: tags scanned,
+// kept by reason, deleted, already gone and failed by reason, and shards in flight. Its
+// counts are the ones the shard records get, so a run's tagsweep_tags_* increases add up
+// to its report.
+type workerMetrics struct{ m *telemetry.Metrics }
+
+// StartShard implements worker.Observer.
+func (o workerMetrics) StartShard(_, _ string) func() { return o.m.StartShard() }
+
+// PageDone implements worker.Observer.
+func (o workerMetrics) PageDone(s worker.PageStats) {
+	o.m.AddScanned(s.Scanned)
+	o.m.AddDeleted(s.Deleted)
+	o.m.AddAlreadyGone(s.AlreadyGone)
+	o.m.AddKept(telemetry.KeptDryRun, s.DryRun)
+	for r, n := range s.Kept {
+		o.m.AddKept(keepReason(r), n)
+	}
+	for _, err := range s.Failed {
+		o.m.AddFailed(failReason(err), 1)
+	}
 }
 
-func (c meteredClient) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
-	p, err := c.Client.List(ctx, repo, last, n)
-	if err == nil {
-		c.m.AddScanned(len(p.Tags))
+// keepReason is the metrics' name of the policy's reason for keeping a tag.
+func keepReason(r policy.Reason) telemetry.KeepReason {
+	switch r {
+	case policy.ReasonNoPrunePattern:
+		return telemetry.KeptNotPrune
+	case policy.ReasonNotOldEnough:
+		return telemetry.KeptTooNew
+	case policy.ReasonKeepPattern:
+		return telemetry.KeptKeepRule
+	case policy.ReasonPreservationFamily:
+		return telemetry.KeptPreserved
+	case policy.ReasonInvalidTimestamp:
+		return telemetry.KeptInvalidTime
 	}
-	return p, err
+	return telemetry.KeptOther
 }
 
-func (c meteredClient) Delete(ctx context.Context, repo, tag string) error {
-	err := c.Client.Delete(ctx, repo, tag)
-	switch {
-	case err == nil:
-		c.m.AddDeleted(1)
-	case errors.Is(err, registry.ErrNotFound):
-		c.m.AddAlreadyGone(1)
-	case errors.Is(err, registry.ErrRateLimited):
-		c.m.AddFailed(telemetry.FailedRateLimited, 1)
-	default:
-		c.m.AddFailed(telemetry.FailReasonOf(err), 1)
+// failReason classifies a failed delete's error for the metrics.
+func failReason(err error) telemetry.FailReason {
+	if errors.Is(err, registry.ErrRateLimited) {
+		return telemetry.FailedRateLimited
 	}
-	return err
+	return telemetry.FailReasonOf(err)
 }
 
 // runGauges publishes the coordinator's view of its run in the run gauges the alerts read.

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/telemetry"
+	"github.com/tagsweep/tagsweep/worker"
 )
 
 // scrape returns the value of the metric sample named exactly by series (name with its
@@ -40,45 +42,44 @@ func metricsBody(t *testing.T, m *telemetry.Metrics) string {
 	return string(body)
 }
 
-// fakeClient answers List with n tags and Delete with the error named by the tag.
-type fakeClient struct{ errs map[string]error }
-
-func (f fakeClient) List(_ context.Context, _, _ string, n int) (registry.Page, error) {
-	tags := make([]string, n)
-	for i := range tags {
-		tags[i] = fmt.Sprintf("t%03d", i)
-	}
-	return registry.Page{Tags: tags}, nil
-}
-
-func (f fakeClient) Delete(_ context.Context, _, tag string) error { return f.errs[tag] }
-
-func TestMeteredClient(t *testing.T) {
+func TestWorkerMetrics(t *testing.T) {
 	m := telemetry.New()
-	c := meteredClient{Client: fakeClient{errs: map[string]error{
-		"gone":    fmt.Errorf("delete: %w", registry.ErrNotFound),
-		"limited": fmt.Errorf("delete: %w", registry.ErrRateLimited),
-		"slow":    context.DeadlineExceeded,
-		"broken":  errors.New("500"),
-	}}, m: m}
-	if _, err := c.List(t.Context(), "r", "", 7); err != nil {
-		t.Fatal(err)
-	}
-	for _, tag := range []string{"ok1", "ok2", "gone", "limited", "slow", "broken"} {
-		_ = c.Delete(t.Context(), "r", tag)
-	}
+	o := workerMetrics{m: m}
+	end := o.StartShard("r1", "s1")
+	o.StartShard("r1", "s2")()
+	o.PageDone(worker.PageStats{Scanned: 20, DryRun: 3, Deleted: 2, AlreadyGone: 1,
+		Kept: map[policy.Reason]int{policy.ReasonNoPrunePattern: 4, policy.ReasonNotOldEnough: 2, policy.ReasonKeepPattern: 1,
+			policy.ReasonPreservationFamily: 1, policy.ReasonInvalidTimestamp: 1, "made-up": 1},
+		Failed: []error{
+			fmt.Errorf("delete: %w", registry.ErrRateLimited),
+			fmt.Errorf("delete: %w", &registry.RetryAfterError{After: time.Second, Err: registry.ErrRateLimited}),
+			context.DeadlineExceeded,
+			errors.New("http 500"),
+		}})
 	body := metricsBody(t, m)
 	for series, want := range map[string]float64{
-		telemetry.MetricTagsScanned:                             7,
+		telemetry.MetricTagsScanned:                             20,
 		telemetry.MetricTagsDeleted + `{result="deleted"}`:      2,
 		telemetry.MetricTagsDeleted + `{result="already_gone"}`: 1,
-		telemetry.MetricTagsFailed + `{reason="rate_limited"}`:  1,
+		telemetry.MetricTagsKept + `{reason="dry_run"}`:         3,
+		telemetry.MetricTagsKept + `{reason="not_prune"}`:       4,
+		telemetry.MetricTagsKept + `{reason="too_new"}`:         2,
+		telemetry.MetricTagsKept + `{reason="keep_rule"}`:       1,
+		telemetry.MetricTagsKept + `{reason="preserved"}`:       1,
+		telemetry.MetricTagsKept + `{reason="invalid_time"}`:    1,
+		telemetry.MetricTagsKept + `{reason="other"}`:           1,
+		telemetry.MetricTagsFailed + `{reason="rate_limited"}`:  2,
 		telemetry.MetricTagsFailed + `{reason="timeout"}`:       1,
 		telemetry.MetricTagsFailed + `{reason="other"}`:         1,
+		telemetry.MetricShardsInFlight:                          1,
 	} {
 		if got := scrape(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
+	}
+	end()
+	if got := scrape(t, metricsBody(t, m), telemetry.MetricShardsInFlight); got != 0 {
+		t.Errorf("%s after every shard ended = %v, want 0", telemetry.MetricShardsInFlight, got)
 	}
 }
 

@@ -93,7 +93,16 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, nil, log)
+	// Every worker has its own limiter of --max-rps: the process allows their sum.
+	metrics.SetRequestRate(cfg.MaxRPS * float64(cfg.Workers))
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
+		for _, wk := range workers {
+			if err := wk.Ready(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, log)
 
 	// Workers stop when the coordinator is done (or on a signal): wctx outlives the
 	// coordinator's last write so that workers can hand back shards in hand.

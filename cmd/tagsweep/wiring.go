@@ -56,7 +56,7 @@ func connector(cfg config.Config, m *telemetry.Metrics, log *slog.Logger) func(c
 		if err != nil {
 			return nil, err
 		}
-		return meteredClient{Client: c, m: m}, nil
+		return c, nil
 	}
 }
 

@@ -28,17 +28,19 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	metrics := telemetry.New()
+	metrics.SetRequestRate(cfg.MaxRPS)
 	wk, err := worker.New(workerConfig(cfg, "", metrics, log), js, log)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Ready: connected to NATS with the consumer bound.
 	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to nats")
 		}
-		return nil
+		return wk.Ready()
 	}, log)
 	werr := wk.Run(ctx)
 	cancel()
@@ -57,5 +59,6 @@ func workerConfig(cfg config.Config, id string, m *telemetry.Metrics, log *slog.
 		SplitAfter:        cfg.SplitAfter,
 		Connect:           connector(cfg, m, log),
 		Ledger:            ledgerConfig(cfg),
+		Observer:          workerMetrics{m: m},
 	}
 }
