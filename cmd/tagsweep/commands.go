@@ -16,6 +16,7 @@ import (
 func (a *app) configured(c *cobra.Command, name string,
 	fn func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error) *cobra.Command {
 	config.Register(name, c.Flags())
+	registerCompletions(c)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, log, err := a.setup(cmd, name)
 		if err != nil {
@@ -87,7 +88,8 @@ run's shards: state, range, cursor, owner, attempts, heartbeat (stale ones flagg
 counters and last error. It only reads.`,
 		Example: `  tagsweep status --nats-url nats://nats:4222
   tagsweep status --nats-url nats://nats:4222 nightly-20261122`,
-		Args: cobra.MaximumNArgs(1),
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeRunIDs(config.CmdStatus),
 	}, config.CmdStatus, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
 		run := ""
 		if len(args) == 1 {
@@ -113,7 +115,8 @@ nor events.`,
 		Example: `  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 > audit.jsonl
   tagsweep audit --nats-url nats://nats:4222 nightly-20261122 --output audit.jsonl
   tagsweep audit nightly-20261122 | jq -r 'select(.outcome == "failed") | [.tag, .error] | @tsv'`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRunIDs(config.CmdAudit),
 	}, config.CmdAudit, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
 		return runAudit(ctx, w, log, cfg, args[0])
 	})
