@@ -87,6 +87,10 @@ type OCIConfig struct {
 	RetryDelayMax time.Duration
 	// UserAgent is sent on every request. Default "tagsweep".
 	UserAgent string
+	// RateControl paces the requests to Host adaptively (AIMD on 429, Retry-After honoured;
+	// see RateControl). Give clients of one process for the same host the same controller so
+	// that they back off together; nil means a new one with the default tuning.
+	RateControl *RateControl
 	// Logger receives regclient's warnings, with credentials redacted. Nil discards.
 	Logger *slog.Logger
 }
@@ -125,6 +129,7 @@ type OCI struct {
 	name        string // regclient's name of the host, the Registry of every ref
 	callTimeout time.Duration
 	limiter     *rate.Limiter // nil: no MaxRPS
+	control     *RateControl
 	redact      redactor
 }
 
@@ -182,7 +187,11 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 	// of a worker's CPU went to dialing at 256 deletes in flight).
 	base.MaxIdleConns = 0
 	base.MaxIdleConnsPerHost = cfg.Concurrency
-	g := &guard{base: base, host: host.Hostname}
+	control := cfg.RateControl
+	if control == nil {
+		control = NewRateControl(RateControlConfig{})
+	}
+	g := &guard{base: base, host: host.Hostname, control: control}
 
 	rc := regclient.New(
 		// Docker's entries first: each is a full host entry (TLS enabled, 3 concurrent
@@ -197,7 +206,7 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 		regclient.WithUserAgent(cfg.UserAgent),
 		regclient.WithSlog(slog.New(&redactHandler{inner: logger.Handler(), redact: red})),
 	)
-	o := &OCI{rc: rc, name: host.Name, callTimeout: cfg.CallTimeout, redact: red}
+	o := &OCI{rc: rc, name: host.Name, callTimeout: cfg.CallTimeout, control: control, redact: red}
 	if cfg.MaxRPS > 0 {
 		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
 	}
@@ -306,9 +315,19 @@ func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
 	return o.edgeError(ctx, callCtx, c, what, err)
 }
 
-// start waits for MaxRPS, then bounds one call by CallTimeout and hands its guard record to
-// the transport.
+// RateControl is the client's adaptive rate controller (for its state in logs and metrics).
+func (o *OCI) RateControl() *RateControl { return o.control }
+
+// start waits for the adaptive rate control and MaxRPS, then bounds one call by CallTimeout
+// and hands its guard record to the transport. Waiting happens here, before the call's own
+// timeouts start, so that a paced call never times out for having waited its turn;
+// regclient's retries of the call are paced by the Retry-After the guard gives them.
 func (o *OCI) start(ctx context.Context, c *call) (context.Context, context.CancelFunc, error) {
+	ticket, err := o.control.Wait(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("waiting for the adaptive request rate: %w", err)
+	}
+	c.ticket = ticket
 	if o.limiter != nil {
 		if err := o.limiter.Wait(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -383,16 +402,26 @@ type callKey struct{}
 // answered to its last attempt.
 type call struct {
 	method, path string
+	ticket       Ticket // the first attempt's pass from the rate control (OCI.start)
 
-	mu     sync.Mutex
-	status int
-	header http.Header
+	mu       sync.Mutex
+	attempts int
+	status   int
+	header   http.Header
 }
 
-func (c *call) attempt() {
+// attempt starts an attempt at the call's request and returns its rate-control ticket: the
+// call's own for the first attempt, a new one, waited for, for each of regclient's retries.
+func (c *call) attempt(ctx context.Context, rc *RateControl) (Ticket, error) {
 	c.mu.Lock()
 	c.status, c.header = 0, nil
+	c.attempts++
+	retry := c.attempts > 1
 	c.mu.Unlock()
+	if !retry {
+		return c.ticket, nil
+	}
+	return rc.Wait(ctx)
 }
 
 func (c *call) answered(status int, header http.Header) {
@@ -431,8 +460,9 @@ var errRefused = errors.New("tagsweep refused to send the request")
 // moves the Link header out of regclient's sight into the call record, so that regclient
 // never follows it.
 type guard struct {
-	base http.RoundTripper
-	host string // host[:port] of the registry in request URLs
+	base    http.RoundTripper
+	host    string // host[:port] of the registry in request URLs
+	control *RateControl
 }
 
 func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -446,12 +476,22 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return g.base.RoundTrip(req)
 	}
-	c.attempt()
+	ticket, err := c.attempt(req.Context(), g.control)
+	if err != nil {
+		return nil, err
+	}
+	g.control.Sent()
 	resp, err := g.base.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}
-	c.answered(resp.StatusCode, resp.Header.Clone())
+	c.answered(resp.StatusCode, resp.Header.Clone()) // the registry's own headers, for edgeError
+	if after, ok := g.control.Observe(ticket, resp.StatusCode, resp.Header); ok {
+		// A 429 without Retry-After: tell regclient, the one retry layer, to retry when the
+		// controller's lowered rate allows rather than escalate its own per-host backoff.
+		// regclient reads Retry-After as seconds and accepts fractions.
+		resp.Header.Set("Retry-After", after)
+	}
 	if c.method == http.MethodGet {
 		resp.Header.Del("Link")
 		resp.Body = &limitedBody{rc: resp.Body, left: maxListBody}

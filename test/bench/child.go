@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
@@ -55,7 +56,7 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cutoff, "child-cutoff", "", "internal: the run's cutoff, RFC 3339")
 	fs.StringVar(&c.result, "child-result", "", "internal: where to write the side's JSON result")
 	fs.StringVar(&c.natsURL, "child-nats", "", "internal: NATS URL for a worker process")
-	fs.BoolVar(&c.workerProcs, "worker-procs", false, "run each tagsweep worker in its own process (to measure a worker's peak RSS alone)")
+	fs.BoolVar(&c.workerProcs, "worker-procs", false, "run NATS and each tagsweep worker in a process of its own, so that the peak RSS of a worker, of NATS and of the coordinator are each their own")
 	fs.DurationVar(&c.retryDelay, "baseline-retry-delay", time.Minute, "the baseline's sleep before retrying a failed list call (the pruner's is 1 minute)")
 	fs.IntVar(&c.slots, "slots", 4, "shards each tagsweep worker processes at once")
 	fs.IntVar(&c.deleteConc, "delete-concurrency", 64, "tag deletes in flight per tagsweep worker")
@@ -104,6 +105,8 @@ func runChild(c childFlags) error {
 		err = childTagsweep(ctx, c, &res)
 	case "worker":
 		err = childWorker(ctx, c)
+	case "nats":
+		err = childNATS(ctx, c)
 	case "ceiling":
 		err = childCeiling(ctx, c, &res)
 	default:
@@ -159,6 +162,12 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
 		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(),
 	}
 	if c.workerProcs {
+		url, stopNATS, err := spawnNATS(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer func() { res.NATSPeakRSS = stopNATS() }()
+		cfg.NATSURL = url
 		cfg.WorkerProcs = func(ctx context.Context, url string) (func() []int64, error) {
 			return spawnWorkers(ctx, c, url)
 		}
@@ -222,6 +231,65 @@ func spawnWorkers(ctx context.Context, c childFlags, url string) (func() []int64
 	}
 	context.AfterFunc(ctx, func() { wait() })
 	return wait, nil
+}
+
+// spawnNATS starts the NATS server in a process of its own; stop ends it and returns its
+// peak RSS.
+func spawnNATS(ctx context.Context, c childFlags) (url string, stop func() int64, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-proc-")
+	if err != nil {
+		return "", nil, err
+	}
+	urlFile, result := filepath.Join(dir, "url"), filepath.Join(dir, "result.json")
+	cmd := exec.Command(exe, "-child", "nats", "-child-nats", urlFile, "-child-result", result, "-timeout", c.timeout.String())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() int64 {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		r, _ := readResult(result)
+		_ = os.RemoveAll(dir)
+		return r.PeakRSSBytes
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if b, err := os.ReadFile(urlFile); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+			return string(b[:len(b)-1]), stop, nil
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return "", nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	return "", nil, errors.New("the NATS process did not start within 30s")
+}
+
+// childNATS serves JetStream on a random loopback port until told to stop; it writes its
+// URL, newline-terminated, to the file c.natsURL names.
+func childNATS(ctx context.Context, c childFlags) error {
+	dir, err := os.MkdirTemp("", "tagsweep-bench-js-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := natsserver.Start(natsserver.Config{Dir: dir, Listen: "127.0.0.1:-1"})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if err := os.WriteFile(c.natsURL, []byte(ns.ClientURL()+"\n"), 0o644); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // childWorker runs one worker until it is told to stop.

@@ -34,6 +34,7 @@ type sideResult struct {
 	LongestShard  float64 `json:"longest_shard_seconds,omitempty"`
 	MedianShard   float64 `json:"median_shard_seconds,omitempty"`
 	WorkerPeakRSS []int64 `json:"worker_peak_rss_bytes,omitempty"` // with -worker-procs
+	NATSPeakRSS   int64   `json:"nats_peak_rss_bytes,omitempty"`   // with -worker-procs
 	Error         string  `json:"error,omitempty"`
 
 	// Filled in by the parent from the sim.

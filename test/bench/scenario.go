@@ -106,7 +106,16 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 		res.Rate = o.rate
 	}
 	for _, side := range sc.Sides {
-		if side == "baseline" && !o.baseline {
+		if side == "baseline" && o.reuse != "" {
+			r, err := reusedBaseline(o.reuse, res)
+			if err != nil {
+				return res, err
+			}
+			progress(fmt.Sprintf("%s: baseline taken from %s (%.1fs)", sc.Name, o.reuse, r.WallSeconds))
+			res.Sides = append(res.Sides, r)
+			continue
+		}
+		if (side == "baseline" && !o.baseline) || (side != "baseline" && side != "ceiling" && !o.tagsweep) {
 			continue
 		}
 		progress(fmt.Sprintf("%s: running %s", sc.Name, side))
@@ -120,6 +129,28 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 	}
 	res.Checks = checks(sc, o, res, ceiling)
 	return res, nil
+}
+
+// reusedBaseline finds the baseline of the same scenario, tag count and latency in an
+// earlier run's JSON output.
+func reusedBaseline(path string, res scenarioResult) (sideResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return sideResult{}, err
+	}
+	var earlier []scenarioResult
+	if err := json.Unmarshal(b, &earlier); err != nil {
+		return sideResult{}, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, e := range earlier {
+		if e.Scenario == res.Scenario && e.Tags == res.Tags && e.Latency == res.Latency && e.Rate == res.Rate {
+			if s, ok := e.side("baseline"); ok {
+				s.Side = "baseline"
+				return s, nil
+			}
+		}
+	}
+	return sideResult{}, fmt.Errorf("%s holds no baseline of %s with %d tags at %s", path, res.Scenario, res.Tags, res.Latency)
 }
 
 func errSuffix(s string) string {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
@@ -33,6 +34,7 @@ type stackConfig struct {
 	SplitAfter  time.Duration
 	MaxRPS      float64 // per worker; 0 = unlimited
 	NATSDir     string
+	NATSURL     string // a NATS server elsewhere; "" starts one in this process
 	WorkerProcs func(ctx context.Context, natsURL string) (wait func() []int64, err error) // nil: workers in process
 	Log         *slog.Logger
 }
@@ -69,17 +71,23 @@ func (c stackConfig) workerConfig(id string) worker.Config {
 // runStack runs one whole run and returns the coordinator's report and the shard records.
 func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
 	var res stackResult
-	listen := ""
-	if cfg.WorkerProcs != nil {
-		listen = "127.0.0.1:-1"
+	url := cfg.NATSURL
+	dial := func() (*nats.Conn, error) { return nats.Connect(url) }
+	if url == "" {
+		listen := ""
+		if cfg.WorkerProcs != nil {
+			listen = "127.0.0.1:-1"
+		}
+		ns, err := natsserver.Start(natsserver.Config{Dir: cfg.NATSDir, Listen: listen})
+		if err != nil {
+			return res, err
+		}
+		defer ns.Close()
+		url = ns.ClientURL()
+		dial = func() (*nats.Conn, error) { return ns.Connect() }
 	}
-	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.NATSDir, Listen: listen})
-	if err != nil {
-		return res, err
-	}
-	defer ns.Close()
 	connect := func() (jetstream.JetStream, func(), error) {
-		nc, err := ns.Connect()
+		nc, err := dial()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -109,7 +117,7 @@ func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
 		if _, err := ledger.Open(ctx, js, ledger.Config{}); err != nil {
 			return res, err
 		}
-		if waitProc, err = cfg.WorkerProcs(wctx, ns.ClientURL()); err != nil {
+		if waitProc, err = cfg.WorkerProcs(wctx, url); err != nil {
 			return res, err
 		}
 	} else {

@@ -1,0 +1,236 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tagsweep/tagsweep/registry/sim"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+
+// sendAt records n requests spread evenly over d, advancing the clock by d, and returns
+// the ticket of the last.
+func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duration) Ticket {
+	t.Helper()
+	var last Ticket
+	for range n {
+		clk.add(d / time.Duration(n))
+		tk, err := rc.Wait(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Sent()
+		last = tk
+	}
+	return last
+}
+
+func TestRateControlAIMD(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	ok200 := http.Header{}
+	tooMany := func(tk Ticket) (string, bool) { return rc.Observe(tk, http.StatusTooManyRequests, http.Header{}) }
+
+	// Unpaced until the first 429, however fast it sends: 50 requests in half a second.
+	before := sendAt(t, rc, clk, 50, 500*time.Millisecond)
+	if ra, ok := rc.Observe(before, http.StatusAccepted, ok200); ok || ra != "" || rc.Stats().Limited {
+		t.Fatalf("after a 202: retry-after %q %v, stats %+v; want unpaced", ra, ok, rc.Stats())
+	}
+
+	// The first 429 without Retry-After: 0.9 x the rate sent over the last second (50/s).
+	ra, ok := tooMany(before)
+	st := rc.Stats()
+	if !ok || ra != minRetryAfter || !st.Limited || !near(st.Rate, 0.9*50) || st.Decreases != 1 {
+		t.Fatalf("after a 429: retry-after %q %v, stats %+v; want %q and limited at 45", ra, ok, st, minRetryAfter)
+	}
+	// Another 429 to a request let through before that decrease reflects the old rate.
+	tooMany(before)
+	if got := rc.Stats(); got.Decreases != 1 || got.TooMany != 2 {
+		t.Errorf("a stale 429 decreased again: %+v", got)
+	}
+
+	// Additive increase: DefaultRateIncrease of the ceiling (50) per second without a 429.
+	clk.add(2 * time.Second)
+	rc.Observe(before, http.StatusOK, ok200)
+	if got := rc.Stats().Rate; !near(got, 45+DefaultRateIncrease*50*2) {
+		t.Errorf("rate after 2 s of successes = %.3f, want %.3f", got, 45+DefaultRateIncrease*50*2)
+	}
+	// ... bounded at four times the ceiling however long it stays quiet.
+	clk.add(time.Hour)
+	rc.Observe(before, http.StatusOK, ok200)
+	if got := rc.Stats().Rate; !near(got, 4*50) {
+		t.Errorf("rate after an hour = %.3f, want the bound 200", got)
+	}
+
+	// A 429 for a request let through after the last decrease lowers the rate again, from the
+	// lower of the allowed rate and the rate sent: 10 requests over the last second.
+	after := sendAt(t, rc, clk, 10, time.Second)
+	tooMany(after)
+	if got := rc.Stats(); got.Decreases != 2 || !near(got.Rate, 9) {
+		t.Errorf("second decrease: %+v, want rate 9", got)
+	}
+	// Never below MinRate.
+	for range 50 {
+		clk.add(time.Second)
+		tooMany(sendAt(t, rc, clk, 1, time.Millisecond))
+	}
+	if got := rc.Stats().Rate; !near(got, DefaultMinRate) {
+		t.Errorf("rate after many 429s = %.3f, want the floor %v", got, DefaultMinRate)
+	}
+}
+
+func TestRateControlRetryAfter(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	tk := sendAt(t, rc, clk, 50, time.Second)
+	h := http.Header{}
+	h.Set("Retry-After", "30")
+	if ra, ok := rc.Observe(tk, http.StatusTooManyRequests, h); ok || ra != "" {
+		t.Errorf("with the registry's Retry-After, Observe gave %q %v; want none of its own", ra, ok)
+	}
+	// Every request now waits out the 30 s: a context that ends first ends the wait.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("test over")
+	cancel(stop)
+	if _, err := rc.Wait(ctx); !errors.Is(err, stop) {
+		t.Errorf("Wait during a Retry-After pause = %v, want the context's cause", err)
+	}
+	// Once it has passed, requests go again (paced: the 429 lowered the rate too).
+	clk.add(31 * time.Second)
+	if _, err := rc.Wait(context.Background()); err != nil {
+		t.Errorf("Wait after the pause = %v", err)
+	}
+	if st := rc.Stats(); !st.Limited || st.Decreases != 1 {
+		t.Errorf("stats %+v, want limited after one decrease", st)
+	}
+}
+
+func TestRetryAfterValue(t *testing.T) {
+	now := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"2", 2 * time.Second, true},
+		{"0.25", 250 * time.Millisecond, true},
+		{"-1", 0, false},
+		{"NaN", 0, false},
+		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute, true},
+		{"soon", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := retryAfterValue(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("retryAfterValue(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// limited answers 429 without Retry-After, as Quay's nginx does, above r requests/s.
+type limited struct {
+	next     http.Handler
+	lim      *rate.Limiter
+	rejected atomic.Int64
+}
+
+func (l *limited) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !l.lim.Allow() {
+		l.rejected.Add(1)
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	l.next.ServeHTTP(w, req)
+}
+
+// TestOCIUnderRateLimit deletes tags through the OCI client, from many goroutines, against
+// a registry that answers 429 without Retry-After above its rate: every delete must succeed
+// (regclient retries, paced by the controller), and the controller must have slowed down.
+// Without the controller's Retry-After, regclient's shared backoff reaches its retry limit
+// after a handful of 429s and fails deletes.
+func TestOCIUnderRateLimit(t *testing.T) {
+	reg := sim.New(sim.Config{})
+	var tags []string
+	for i := range 400 {
+		tags = append(tags, fmt.Sprintf("20260101%06d_prune_t", i))
+	}
+	if err := reg.AddTags("openshift/ci", "", tags...); err != nil {
+		t.Fatal(err)
+	}
+	lim := &limited{next: reg, lim: rate.NewLimiter(200, 10)}
+	srv := httptest.NewServer(lim)
+	t.Cleanup(srv.Close)
+	rc := NewRateControl(RateControlConfig{})
+	c, err := NewOCI(OCIConfig{Host: strings.TrimPrefix(srv.URL, "http://"), PlainHTTP: true, Concurrency: 32,
+		RateControl: rc, DockerConfig: writeEmptyDockerConfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateControl() != rc {
+		t.Fatal("client does not use the given controller")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	work := make(chan string)
+	var failed atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for tag := range work {
+				if err := c.Delete(ctx, "openshift/ci", tag); err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	for _, tag := range tags {
+		work <- tag
+	}
+	close(work)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d deletes failed, first: %v", n, first.Load())
+	}
+	if n := reg.Len("openshift/ci"); n != 0 {
+		t.Errorf("%d tags left", n)
+	}
+	st := rc.Stats()
+	if lim.rejected.Load() == 0 || !st.Limited || st.Decreases == 0 {
+		t.Errorf("registry rejected %d requests, controller %+v: the limit was never felt", lim.rejected.Load(), st)
+	}
+	t.Logf("%d requests rejected, controller: %s", lim.rejected.Load(), rc)
+}
+
+// writeEmptyDockerConfig keeps the client away from the machine's own docker logins.
+func writeEmptyDockerConfig(t *testing.T) string {
+	t.Helper()
+	path := t.TempDir() + "/config.json"
+	if err := os.WriteFile(path, []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
