@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,7 +128,7 @@ type Ledger struct {
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
 	cfg = cfg.withDefaults()
 	l := &Ledger{js: js, cfg: cfg, now: time.Now}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:                 proto.StreamShards,
 		Description:          "tagsweep shard work queue",
 		Subjects:             []string{proto.SubjectShardsPrefix + ".>"},
@@ -143,7 +144,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", proto.StreamShards, err)
 	}
-	l.cons, err = js.CreateOrUpdateConsumer(ctx, proto.StreamShards, jetstream.ConsumerConfig{
+	l.cons, err = ensureConsumer(ctx, js, proto.StreamShards, jetstream.ConsumerConfig{
 		Durable:       proto.ConsumerWorkers,
 		Description:   "tagsweep workers (shared by every worker)",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -156,7 +157,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer %s: %w", proto.ConsumerWorkers, err)
 	}
-	l.state, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	l.state, err = ensureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      proto.BucketState,
 		Description: "tagsweep run and shard records",
 		History:     stateHistory,
@@ -166,7 +167,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", proto.BucketState, err)
 	}
-	l.leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	l.leases, err = ensureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      proto.BucketLeases,
 		Description: "tagsweep per-repository run leases",
 		History:     1,
@@ -176,7 +177,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", proto.BucketLeases, err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        proto.StreamAudit,
 		Description: "tagsweep deletion audit events",
 		Subjects:    []string{proto.SubjectAuditPrefix + ".>"},
@@ -190,6 +191,67 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 		return nil, fmt.Errorf("creating stream %s: %w", proto.StreamAudit, err)
 	}
 	return l, nil
+}
+
+// Every process of a run (coordinator, each worker, status) opens the ledger, often at the same
+// moment. Updating a stream while another process creates a consumer on it trips a data race in
+// nats-server v2.15.2 (seen under -race), and an update that changes nothing is wasted work, so
+// the ensure functions read what exists first and write only when a setting we own differs.
+
+// ensureStream creates the stream, or updates it when one of the settings in want differs.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	if st, err := js.Stream(ctx, want.Name); err == nil {
+		have := st.CachedInfo().Config
+		if have.Retention == want.Retention && have.Storage == want.Storage &&
+			max(have.Replicas, 1) == max(want.Replicas, 1) && have.MaxAge == want.MaxAge &&
+			have.Duplicates == want.Duplicates && have.Discard == want.Discard &&
+			// The server reports an unset (0) per-subject limit as -1.
+			max(have.MaxMsgsPerSubject, 0) == max(want.MaxMsgsPerSubject, 0) &&
+			have.DiscardNewPerSubject == want.DiscardNewPerSubject &&
+			slices.Equal(have.Subjects, want.Subjects) {
+			return nil
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err := js.CreateOrUpdateStream(ctx, want)
+	return err
+}
+
+// ensureConsumer binds the durable consumer, creating or updating it when a setting differs.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if c, err := js.Consumer(ctx, stream, want.Durable); err == nil {
+		have := c.CachedInfo().Config
+		if have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
+			have.MaxDeliver == want.MaxDeliver && have.MaxAckPending == want.MaxAckPending &&
+			have.FilterSubject == want.FilterSubject && max(have.Replicas, 1) == max(want.Replicas, 1) {
+			return c, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateConsumer(ctx, stream, want)
+}
+
+// ensureKeyValue binds the bucket, creating or updating it when a setting differs.
+func ensureKeyValue(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if kv, err := js.KeyValue(ctx, want.Bucket); err == nil {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		bs, known := st.(*jetstream.KeyValueBucketStatus)
+		if known && bs.StreamInfo() != nil {
+			have := bs.StreamInfo().Config
+			if int(st.History()) == int(max(want.History, 1)) && have.Storage == want.Storage &&
+				max(have.Replicas, 1) == max(want.Replicas, 1) {
+				return kv, nil
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateKeyValue(ctx, want)
 }
 
 // Config returns the ledger's configuration with defaults applied.
