@@ -34,7 +34,7 @@ type stackConfig struct {
 	SplitAfter  time.Duration
 	MaxRPS      float64 // per worker; 0 = unlimited
 	NATSDir     string
-	NATSURL     string // a NATS server elsewhere; "" starts one in this process
+	NATSURL     string                                                                     // a NATS server elsewhere; "" starts one in this process
 	WorkerProcs func(ctx context.Context, natsURL string) (wait func() []int64, err error) // nil: workers in process
 	Log         *slog.Logger
 }
