@@ -67,7 +67,7 @@ func (p *progress) RunStatus(s coordinator.Status) {
 		return
 	}
 	p.logged = now
-	p.log.Info("progress", v.attrs()...)
+	p.log.Info("progress", append([]any{slog.String("run", s.Report.RunID)}, v.attrs()...)...)
 }
 
 // Stop removes the status line (if any) and ignores later statuses. Call it before printing

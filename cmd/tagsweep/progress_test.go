@@ -108,6 +108,7 @@ func TestRateMeter(t *testing.T) {
 
 func status(total, done, failed int, scanned int64, elapsed time.Duration) coordinator.Status {
 	return coordinator.Status{Report: proto.Report{
+		RunID:           "r1",
 		Shards:          proto.ShardTotals{Total: total, Done: done, Failed: failed},
 		Tags:            proto.Counters{Scanned: scanned, Eligible: scanned / 2, Deleted: scanned / 2},
 		DurationSeconds: elapsed.Seconds(),
@@ -160,7 +161,7 @@ func TestProgressLogLines(t *testing.T) {
 	}
 	// 5 of 10 shards finished in 31s: 31s more. The rate spans the 10s window from the
 	// status at 10s (1000 tags, not logged but measured) to 5000 tags at 30s: 200/s.
-	want := map[string]any{"msg": "progress", "shards": 10.0, "shards_done": 4.0, "shards_failed": 1.0, "scanned": 5000.0,
+	want := map[string]any{"msg": "progress", "run": "r1", "shards": 10.0, "shards_done": 4.0, "shards_failed": 1.0, "scanned": 5000.0,
 		"eligible": 2500.0, "deleted": 2500.0, "tags_per_second": 200.0, "eta": "31s"}
 	for k, v := range want {
 		if second[k] != v {
