@@ -14,10 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
@@ -162,21 +159,25 @@ func errSuffix(s string) string {
 
 // runSide serves a fresh copy of tags and runs one side against it in a child process.
 func runSide(ctx context.Context, o options, sc scenario, side string, tags []string, latency time.Duration, cutoff time.Time) (sideResult, error) {
-	reg := sim.New(sim.Config{Latency: latency})
+	simCfg := sim.Config{Latency: latency}
+	if sc.Limited {
+		// One bucket for every client: they all come from 127.0.0.1, and Quay's nginx keys
+		// its HTTP/1.1 limits by client IP. Over it: 429 without Retry-After.
+		burst := o.burst
+		if burst <= 0 {
+			burst = max(1, int(o.rate/10))
+		}
+		simCfg.Faults.Limits = []sim.Limit{{PerSecond: o.rate, Burst: burst}}
+	}
+	reg := sim.New(simCfg)
 	if err := reg.AddTags(benchRepo, "", tags...); err != nil {
 		return sideResult{}, err
-	}
-	var handler http.Handler = reg
-	var lim *limiter
-	if sc.Limited {
-		lim = newLimiter(reg, o.rate, o.burst)
-		handler = lim
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return sideResult{}, err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
@@ -224,7 +225,7 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
 
-	samples := newSampler(reg, lim)
+	samples := newSampler(reg)
 	begin := time.Now()
 	runErr := cmd.Run()
 	childSecs := time.Since(begin).Seconds()
@@ -243,39 +244,9 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 	st := reg.Stats()
 	r.Lists, r.Deletes = st.Requests[sim.KindList], st.Requests[sim.KindDelete]
 	r.Requests = st.Total()
-	if lim != nil {
-		r.TooMany = lim.rejected.Load()
-		r.Requests += r.TooMany
-	}
-	r.TooMany += st.Statuses[http.StatusTooManyRequests]
+	r.TooMany = st.Statuses[http.StatusTooManyRequests]
 	r.PeakRate, r.Sustained, r.SustainedOK = samples.rates()
 	return r, nil
-}
-
-// limiter answers 429 without Retry-After, as Quay's nginx limit_req does, above rate
-// requests/s (a token bucket shared by every client: Quay's HTTP/1.1 key is the client IP).
-type limiter struct {
-	next     http.Handler
-	lim      *rate.Limiter
-	rejected atomic.Int64
-}
-
-func newLimiter(next http.Handler, r float64, burst int) *limiter {
-	if burst <= 0 {
-		burst = max(1, int(r/10))
-	}
-	return &limiter{next: next, lim: rate.NewLimiter(rate.Limit(r), burst)}
-}
-
-func (l *limiter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !l.lim.Allow() {
-		l.rejected.Add(1)
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = w.Write([]byte("<html><body><h1>429 Too Many Requests</h1></body></html>\n"))
-		return
-	}
-	l.next.ServeHTTP(w, req)
 }
 
 // sampler reads the registry's counters once a second.
@@ -287,16 +258,11 @@ type sampler struct {
 	limited []float64 // of which 429
 }
 
-func newSampler(reg *sim.Registry, lim *limiter) *sampler {
+func newSampler(reg *sim.Registry) *sampler {
 	s := &sampler{done: make(chan struct{})}
 	read := func() (total, limited int64) {
 		st := reg.Stats()
-		total, limited = st.Total(), st.Statuses[http.StatusTooManyRequests]
-		if lim != nil {
-			r := lim.rejected.Load()
-			total, limited = total+r, limited+r
-		}
-		return total, limited
+		return st.Total(), st.Statuses[http.StatusTooManyRequests]
 	}
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Second)
