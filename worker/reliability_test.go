@@ -323,3 +323,39 @@ func TestConsumerRecreated(t *testing.T) {
 	e.waitShards(t, "r1", 1)
 	checkInvariant(t, p, tags, reg, true)
 }
+
+// expiredCreds is a client whose credentials the registry refuses (a token expired or revoked
+// before the client expected).
+type expiredCreds struct{ *fakeRegistry }
+
+func (expiredCreds) List(context.Context, string, string, int) (registry.Page, error) {
+	return registry.Page{}, fmt.Errorf("list: unauthorized: %w", registry.ErrUnauthorized)
+}
+
+// A client whose credentials were refused is not reused: the next delivery connects anew (and
+// so fetches a fresh token) and the shard finishes.
+func TestRefusedCredentialsReconnect(t *testing.T) {
+	e := newEnv(t, ledger.Config{})
+	tags := tagsFor(30)
+	p := testPolicy()
+	reg := newFake(tags)
+	var connects atomic.Int64
+	cfg := worker.Config{PageSize: 10, RetryDelay: 10 * time.Millisecond, ID: "w", Ledger: e.lc,
+		Connect: func(context.Context, proto.RunRecord) (registry.Client, error) {
+			if connects.Add(1) == 1 {
+				return expiredCreds{reg}, nil
+			}
+			return reg, nil
+		}}
+	w, err := worker.New(cfg, e.connect(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.seed(t, "r1", p, whole)
+	runWorker(t, w)
+	s := e.waitShards(t, "r1", 1)[0]
+	if s.State != proto.StateDone || s.Attempt != 2 || connects.Load() != 2 {
+		t.Fatalf("shard %s at attempt %d after %d connects, want done on the second delivery with a second client", s.State, s.Attempt, connects.Load())
+	}
+	checkInvariant(t, p, tags, reg, true)
+}

@@ -432,6 +432,13 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	stopBeat := w.heartbeat(msg, l.Config().AckWait/3)
 	err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, attempt >= maxDeliver, log)
 	stopBeat()
+	if errors.Is(err, registry.ErrUnauthorized) {
+		// The client's credentials were refused after its own retries, for instance a token
+		// the registry expired or revoked before the client expected (regclient assumes 60 s
+		// and does not refresh on a 401 it thinks it has answered). The next delivery
+		// builds a fresh client, which fetches a fresh token.
+		w.forget(run.RunID, entry)
+	}
 
 	var lerr *listError
 	var derr *deleteError
@@ -622,6 +629,16 @@ func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, 
 	}
 	w.runs[run.RunID] = e
 	return e, nil
+}
+
+// forget drops the cached client of a run, if it is still e, so that the next shard of the
+// run connects anew.
+func (w *Worker) forget(runID string, e *runEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.runs[runID] == e {
+		delete(w.runs, runID)
+	}
 }
 
 func truncate(s string, n int) string {
