@@ -43,7 +43,9 @@ const (
 	DefaultPollInterval = 5 * time.Second
 	DefaultObserveEvery = time.Second
 	DefaultLeaseTTL     = 2 * time.Minute
+	DefaultRetryDelay   = time.Second
 	ledgerTimeout       = 30 * time.Second
+	planAttempts        = 5 // planning tries before a run fails for good
 )
 
 // Config describes a run. Zero values mean the documented defaults.
@@ -75,6 +77,10 @@ type Config struct {
 	PollInterval time.Duration
 	// LeaseTTL is the life of a repository lease, renewed every LeaseTTL/3 (default 2m).
 	LeaseTTL time.Duration
+	// RetryDelay is the wait before planning is tried again after a failure that may pass (a
+	// registry call that failed after the client's own retries, NATS unavailable); it doubles
+	// per attempt, for 5 attempts in all (default 1s). Planning resumes where it stopped.
+	RetryDelay time.Duration
 	// Holder names this coordinator in leases (default host/pid).
 	Holder string
 	// Ledger configures the JetStream state; it must match the workers'.
@@ -117,7 +123,7 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	if js == nil || lister == nil {
 		return nil, errors.New("coordinator: nil JetStream or lister")
 	}
-	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Width < 0 || cfg.ObserveEvery < 0 {
+	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Width < 0 || cfg.ObserveEvery < 0 || cfg.RetryDelay < 0 {
 		return nil, errors.New("coordinator: negative TTL, poll interval, observe interval, lease TTL or width")
 	}
 	if cfg.RunID == "" {
@@ -132,6 +138,7 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.ObserveEvery = cmp.Or(cfg.ObserveEvery, DefaultObserveEvery)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, DefaultLeaseTTL)
+	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
 		cfg.Holder = cmp.Or(host, "coordinator") + "/" + strconv.Itoa(os.Getpid())
@@ -201,7 +208,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 
 	log.Info("planning", slog.Any("repositories", run.Repositories), slog.Time("cutoff", rules.Cutoff()),
 		slog.String("cutoff_key", rules.CutoffKey()), slog.Bool("dry_run", run.Policy.DryRun))
-	if err := c.plan(ctx, l, run, rules.CutoffKey()); err != nil {
+	if err := c.planRetrying(ctx, l, run, rules.CutoffKey()); err != nil {
 		if ctx.Err() != nil {
 			return proto.Report{}, err
 		}
@@ -472,6 +479,30 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	}
 	c.log.Info("shards published", slog.Int("new", created), slog.Int("total", total))
 	return nil
+}
+
+// planRetrying plans, trying again after a failure that may pass, with a doubling delay.
+// Planning is resumable (it skips what earlier attempts recorded), so a retry costs only the
+// calls after the failure. A registry that breaks the keyset contract, an unknown repository
+// or refused credentials fail at once.
+func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, through string) error {
+	delay := c.cfg.RetryDelay
+	for attempt := 1; ; attempt++ {
+		err := c.plan(ctx, l, run, through)
+		if err == nil || ctx.Err() != nil || attempt == planAttempts || errors.Is(err, registry.ErrKeysetUnsupported) ||
+			errors.Is(err, registry.ErrBadPage) || errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) {
+			return err
+		}
+		c.log.Warn("planning failed; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		delay *= 2
+	}
 }
 
 // tracked is a shard record as last seen, and when it last changed.

@@ -1,13 +1,19 @@
 package coordinator_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
 )
 
 // A failed run resumed with the same run ID: its failed shards are reopened (the others stay
@@ -72,5 +78,64 @@ func TestCappedRunNotResumed(t *testing.T) {
 	rec, _, _ := e.l.Run(testCtx(t), "run1")
 	if rec.State != proto.RunFailed {
 		t.Fatalf("run state %s, want still failed", rec.State)
+	}
+}
+
+// flaky fails the list calls whose number (from 1) is in fail, as a registry does after the
+// client's own retries ran out.
+type flaky struct {
+	*lister
+	mu    sync.Mutex
+	n     int
+	fail  map[int]bool
+	fails int
+}
+
+func (f *flaky) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	f.mu.Lock()
+	f.n++
+	bad := f.fail[f.n]
+	if bad {
+		f.fails++
+	}
+	f.mu.Unlock()
+	if bad {
+		return registry.Page{}, fmt.Errorf("list tags of %s after %q: http 503: unavailable", repo, last)
+	}
+	return f.lister.List(ctx, repo, last, n)
+}
+
+// A registry failing calls during planning (after the client's retries) does not fail the run:
+// planning is tried again after a delay, resumes where it stopped, and plans each range once.
+func TestPlanningRetried(t *testing.T) {
+	e := newEnv(t)
+	tags := dayTags(8, 2)
+	inner := newLister(map[string][]string{"ci/a": tags})
+	f := &flaky{lister: inner, fail: map[int]bool{1: true, 5: true, 9: true}}
+	e.fakeWorker(t, inner, nil)
+	cfg := e.config("run1", "ci/a")
+	cfg.RetryDelay = 10 * time.Millisecond
+	c, err := coordinator.New(cfg, e.connect(t), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Run(testCtx(t))
+	if err != nil {
+		t.Fatalf("Run with a flaky registry during planning: %v", err)
+	}
+	if f.fails != 3 {
+		t.Fatalf("%d list calls failed, want 3: the test did not exercise retries", f.fails)
+	}
+	shards, _ := e.l.Shards(testCtx(t), "run1")
+	rules, _ := policy.New(cfg.Policy)
+	checkPartition(t, shards, "ci/a", rules.CutoffKey())
+	var want int64
+	for _, tag := range tags {
+		if tag <= rules.CutoffKey() {
+			want++
+		}
+	}
+	if rep.Tags.Scanned != want {
+		t.Errorf("scanned %d, want %d", rep.Tags.Scanned, want)
 	}
 }
