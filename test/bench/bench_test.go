@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
 
@@ -74,5 +75,74 @@ func TestScenarioNames(t *testing.T) {
 	all, err := scenarioNames("all")
 	if err != nil || len(all) != len(scenarios) {
 		t.Errorf("all = %v, %v; want every scenario", all, err)
+	}
+}
+
+// benchClient serves n generated tags from an in-process sim with no latency and returns a
+// registry client for it.
+func benchClient(b *testing.B, n int) (*registry.OCI, *sim.Registry, []string) {
+	b.Helper()
+	tags := sim.Generate(sim.GenConfig{Seed: 1, Tags: n, End: genEnd})
+	srv, err := sim.Start(b.Context(), "127.0.0.1:0", sim.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	if err := srv.AddTags(benchRepo, "", tags...); err != nil {
+		b.Fatal(err)
+	}
+	c, err := newClient(srv.Addr(), 8, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, srv.Registry, tags
+}
+
+// BenchmarkListTag is the client side of listing, per listed tag: one tags/list page of
+// 100 through the registry client (regclient, the guard, the page check), and the policy's
+// decision on each tag. allocs/op is per tag.
+func BenchmarkListTag(b *testing.B) {
+	c, _, tags := benchClient(b, 100_000)
+	p := policy.Defaults()
+	p.Cutoff = genEnd
+	rules, err := policy.New(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	last, listed := "", 0
+	for b.Loop() {
+		if listed%100 == 0 {
+			page, err := c.List(b.Context(), benchRepo, last, 100)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page.Tags) < 100 {
+				last = ""
+			} else {
+				last = page.Tags[len(page.Tags)-1]
+			}
+		}
+		_ = rules.Decide(tags[listed%len(tags)])
+		listed++
+	}
+}
+
+// BenchmarkDeleteTag is one tag delete through the registry client.
+func BenchmarkDeleteTag(b *testing.B) {
+	c, reg, tags := benchClient(b, 200_000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(tags) {
+			b.StopTimer()
+			_ = reg.AddTags(benchRepo, "", tags...)
+			i = 0
+			b.StartTimer()
+		}
+		if err := c.Delete(b.Context(), benchRepo, tags[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
