@@ -93,6 +93,12 @@ type OCIConfig struct {
 	RateControl *RateControl
 	// Logger receives regclient's warnings, with credentials redacted. Nil discards.
 	Logger *slog.Logger
+	// WrapTransport, if set, wraps the HTTP transport that sends the registry requests. The
+	// wrapper sits under the client's request guard: it sees every request that goes to the
+	// network (each of regclient's retries, token fetches), none that the guard refuses, and
+	// the registry's answers as sent (Link headers included). For metrics
+	// (telemetry.Metrics.Transport).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // LogValue logs the configuration without its password.
@@ -192,6 +198,9 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 		control = NewRateControl(RateControlConfig{})
 	}
 	g := &guard{base: base, host: host.Hostname, control: control}
+	if cfg.WrapTransport != nil {
+		g.base = cfg.WrapTransport(g.base)
+	}
 
 	rc := regclient.New(
 		// Docker's entries first: each is a full host entry (TLS enabled, 3 concurrent
