@@ -50,6 +50,9 @@ func writeMarkdown(w io.Writer, r scenarioResult) {
 			notes = append(notes, "worker processes' peak RSS MiB: "+strings.Join(ws, ", "))
 			notes = append(notes, fmt.Sprintf("NATS process %.0f MiB, coordinator process %.0f MiB", mib(s.NATSPeakRSS), mib(s.PeakRSSBytes)))
 		}
+		if s.InFlight > 0 {
+			notes = append(notes, fmt.Sprintf("median %.0f requests inside the registry at once", s.InFlight))
+		}
 		if s.Scanned > 0 && s.Mallocs > 0 {
 			notes = append(notes, fmt.Sprintf("%.1f allocations per listed tag (whole process)", per(float64(s.Mallocs), float64(s.Scanned))))
 		}

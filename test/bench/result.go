@@ -45,6 +45,7 @@ type sideResult struct {
 	PeakRate     float64 `json:"peak_requests_per_second"`
 	Sustained    float64 `json:"sustained_requests_per_second"` // median of the 1 s samples in the middle 80% of the run
 	SustainedOK  float64 `json:"sustained_ok_per_second"`       // the same, counting only non-429 answers
+	InFlight     float64 `json:"median_in_flight"`              // requests inside the registry, median of 100 ms samples
 	ChildSeconds float64 `json:"child_seconds"`                 // the child process's whole life, start-up included
 }
 

@@ -245,17 +245,18 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 	r.Lists, r.Deletes = st.Requests[sim.KindList], st.Requests[sim.KindDelete]
 	r.Requests = st.Total()
 	r.TooMany = st.Statuses[http.StatusTooManyRequests]
-	r.PeakRate, r.Sustained, r.SustainedOK = samples.rates()
+	r.PeakRate, r.Sustained, r.SustainedOK, r.InFlight = samples.rates()
 	return r, nil
 }
 
 // sampler reads the registry's counters once a second.
 type sampler struct {
-	done    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	total   []float64 // requests answered in each second
-	limited []float64 // of which 429
+	done     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	total    []float64 // requests answered in each second
+	limited  []float64 // of which 429
+	inflight []float64 // requests in the registry (latency included), sampled every 100 ms
 }
 
 func newSampler(reg *sim.Registry) *sampler {
@@ -265,14 +266,20 @@ func newSampler(reg *sim.Registry) *sampler {
 		return st.Total(), st.Statuses[http.StatusTooManyRequests]
 	}
 	s.wg.Go(func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		prevT, prevL := read()
-		for {
+		for tick := 1; ; tick++ {
 			select {
 			case <-s.done:
 				return
 			case <-t.C:
+			}
+			s.mu.Lock()
+			s.inflight = append(s.inflight, float64(reg.InFlight()))
+			s.mu.Unlock()
+			if tick%10 != 0 {
+				continue
 			}
 			tot, l := read()
 			s.mu.Lock()
@@ -290,11 +297,14 @@ func (s *sampler) stop() { close(s.done); s.wg.Wait() }
 // rates returns the peak one-second request rate, and the median rate of all requests and
 // of the ones not answered 429 over the middle 80% of the run (start-up and the tail left
 // out).
-func (s *sampler) rates() (peak, sustained, ok float64) {
+func (s *sampler) rates() (peak, sustained, ok, inflight float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.total) == 0 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
+	}
+	if n := len(s.inflight); n > 0 {
+		inflight = median(s.inflight[n/10 : n-n/10])
 	}
 	peak = slices.Max(s.total)
 	lo, hi := len(s.total)/10, len(s.total)-len(s.total)/10
@@ -303,7 +313,7 @@ func (s *sampler) rates() (peak, sustained, ok float64) {
 	for i := lo; i < hi; i++ {
 		okr = append(okr, s.total[i]-s.limited[i])
 	}
-	return peak, median(mid), median(okr)
+	return peak, median(mid), median(okr), inflight
 }
 
 func median(xs []float64) float64 {
