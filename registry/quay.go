@@ -15,7 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -28,13 +28,6 @@ const (
 	DefaultQuayRetryLimit    = 8
 	DefaultQuayRetryDelay    = 250 * time.Millisecond
 	DefaultQuayRetryDelayMax = 30 * time.Second
-	// DefaultQuayThrottleRPS is the rate a client falls back to at the first 429 when it had
-	// no MaxRPS: Quay's nginx allows 5 r/s per IP on /api/ (registry-apis.md §1).
-	DefaultQuayThrottleRPS = 5
-	// minQuayRPS is the floor the adaptive rate never goes below.
-	minQuayRPS = 0.2
-	// rpsStep is what each success adds to the adaptive rate: +1 r/s per 20 calls.
-	rpsStep = 0.05
 )
 
 // ErrTagImmutable: Quay refused to delete or move an immutable tag (409).
@@ -49,16 +42,20 @@ type QuayConfig struct {
 	// Token is the OAuth application token sent as "Authorization: Bearer" on every call.
 	// Required. It is never logged and never part of an error.
 	Token string
-	// MaxRPS bounds the requests started per second (retries included); 0 means no bound
-	// until Quay answers 429, after which the client paces itself (see Quay).
+	// MaxRPS bounds the requests started per second (retries included). 0 means no fixed
+	// bound: RateControl still paces the client once Quay answers 429.
 	MaxRPS float64
+	// RateControl paces the requests adaptively (see RateControl). Quay's nginx keeps one
+	// bucket for /api/ apart from /v2/'s, so give this client its own controller, shared only
+	// with other API v1 clients of the same host. Nil means a new one.
+	RateControl *RateControl
 	// Timeout bounds one HTTP exchange. Default 30s.
 	Timeout time.Duration
 	// CallTimeout bounds one call as a whole, retries and backoff waits included.
 	// Default 5m.
 	CallTimeout time.Duration
-	// RetryLimit is how often a call is retried after a 429, 500, 502, 503, 504 or a
-	// transport error. Default 8.
+	// RetryLimit is how often a call is retried after a 500, 502, 503, 504 or a transport
+	// error, and a quarter of how often after a 429 (which RateControl paces). Default 8.
 	RetryLimit int
 	// RetryDelay and RetryDelayMax bound the exponential backoff between attempts when the
 	// server sends no Retry-After. Defaults 250ms and 30s.
@@ -94,23 +91,19 @@ func (c QuayConfig) String() string { return c.LogValue().String() }
 // OFFSET pages shift under deletes) and nothing is ever deleted by digest.
 //
 // It is the only retry layer for its calls: a 429, 500, 502, 503, 504 or transport error is
-// retried with backoff, honouring Retry-After. Quay's nginx answers 429 without Retry-After,
-// so the client also paces itself: the first 429 caps its rate (MaxRPS, or
-// DefaultQuayThrottleRPS when unbounded), every 429 halves it, and every success raises it a
-// little, back up to MaxRPS; a 429 thus slows every caller of the client down rather than
-// failing their deletes.
+// retried, a 5xx or transport error after an exponential backoff, a 429 after its Retry-After.
+// Quay's nginx answers 429 without Retry-After: such a 429 is retried as soon as the client's
+// RateControl, which it has just slowed down, lets it through, so that a 429 slows every
+// caller of the client down rather than failing their deletes.
 type Quay struct {
-	cfg    QuayConfig
-	base   string // scheme://host
-	client *http.Client
-	log    *slog.Logger
-	redact redactor
-
-	mu      sync.Mutex
-	limiter *rate.Limiter // nil until MaxRPS or the first 429
-	ceiling float64       // MaxRPS, or +Inf
-	pause   time.Time     // no request starts before this (after a 429)
-	gen     uint64        // how often the rate was cut; a request remembers it when sent
+	cfg     QuayConfig
+	base    string // scheme://host
+	client  *http.Client
+	log     *slog.Logger
+	redact  redactor
+	control *RateControl
+	limiter *rate.Limiter // MaxRPS; nil when unbounded
+	logged  atomic.Int64  // RateControl's decreases when the last warning was logged
 }
 
 var _ Deleter = (*Quay)(nil)
@@ -160,12 +153,13 @@ func NewQuay(cfg QuayConfig) (*Quay, error) {
 		},
 		log:     log,
 		redact:  newRedactor([]string{cfg.Token}),
-		ceiling: cfg.MaxRPS,
+		control: cfg.RateControl,
+	}
+	if q.control == nil {
+		q.control = NewRateControl(RateControlConfig{})
 	}
 	if cfg.MaxRPS > 0 {
 		q.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
-	} else {
-		q.ceiling = float64(rate.Inf)
 	}
 	return q, nil
 }
@@ -254,45 +248,51 @@ func (q *Quay) do(ctx context.Context, what, method, path string, body []byte) (
 	callCtx, cancel := context.WithTimeout(ctx, q.cfg.CallTimeout)
 	defer cancel()
 	var lastErr error
-	for attempt := 0; ; attempt++ {
-		gen, err := q.wait(callCtx)
+	failures, throttled := 0, 0
+	for {
+		ticket, err := q.wait(callCtx)
 		if err != nil {
 			return nil, q.stopped(ctx, what, lastErr, err)
 		}
+		q.control.Sent()
 		status, header, data, err := q.send(callCtx, method, path, body)
-		var retryAfter time.Duration
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("%s: %w", what, context.Cause(ctx))
 			}
 			lastErr = errors.New(q.redact.apply(err.Error()))
-		case status >= 200 && status < 300:
-			q.succeeded()
-			return data, nil
 		case status == http.StatusTooManyRequests:
-			after, hasAfter := parseRetryAfter(header)
-			q.throttled(gen, hasAfter)
+			// Retried as soon as RateControl, slowed down by this answer, lets the request
+			// through (after the Retry-After, when there is one); not counted as a failure.
+			q.control.Observe(ticket, status, header)
 			err := error(ErrRateLimited)
-			if hasAfter {
-				retryAfter = after
+			if after, ok := parseRetryAfter(header); ok {
 				err = &RetryAfterError{After: after, Err: ErrRateLimited}
 			}
 			lastErr = fmt.Errorf("http 429: %s: %w", q.detail(data), err)
+			if throttled++; throttled > 4*q.cfg.RetryLimit {
+				return nil, fmt.Errorf("%s: %d answers 429: %w", what, throttled, lastErr)
+			}
+			if st := q.control.Stats(); q.logged.Swap(st.Decreases) != st.Decreases {
+				q.log.Warn("quay api rate limited (429): slowing down", slog.String("rate", q.control.String()))
+			}
+			continue
+		case status >= 200 && status < 300:
+			q.control.Observe(ticket, status, header)
+			return data, nil
 		case status == http.StatusInternalServerError, status == http.StatusBadGateway,
 			status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+			q.control.Observe(ticket, status, header)
 			lastErr = fmt.Errorf("http %d: %s", status, q.detail(data))
 		default:
+			q.control.Observe(ticket, status, header)
 			return nil, q.final(what, status, data)
 		}
-		if attempt >= q.cfg.RetryLimit {
-			return nil, fmt.Errorf("%s: %d attempts: %w", what, attempt+1, lastErr)
+		if failures++; failures > q.cfg.RetryLimit {
+			return nil, fmt.Errorf("%s: %d attempts: %w", what, failures+throttled, lastErr)
 		}
-		delay := retryAfter
-		if delay == 0 {
-			delay = q.backoff(attempt)
-		}
-		t := time.NewTimer(delay)
+		t := time.NewTimer(q.backoff(failures - 1))
 		select {
 		case <-t.C:
 		case <-callCtx.Done():
@@ -373,86 +373,26 @@ func (q *Quay) detail(data []byte) string {
 	return cmp.Or(s, "(no detail)")
 }
 
-// wait holds a request back until the pause after a 429 has passed and the rate allows it.
-// It returns the generation of the rate the request was scheduled under: taken before
-// waiting, since a request scheduled before a cut leaves at the old pace.
-func (q *Quay) wait(ctx context.Context) (uint64, error) {
-	q.mu.Lock()
-	pause, lim, gen := q.pause, q.limiter, q.gen
-	q.mu.Unlock()
-	if d := time.Until(pause); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return 0, context.Cause(ctx)
-		}
+// wait holds a request back until RateControl (a Retry-After pause, the adaptive rate) and
+// MaxRPS let it go.
+func (q *Quay) wait(ctx context.Context) (Ticket, error) {
+	t, err := q.control.Wait(ctx)
+	if err != nil {
+		return t, err
 	}
-	if lim != nil {
-		if err := lim.Wait(ctx); err != nil {
+	if q.limiter != nil {
+		if err := q.limiter.Wait(ctx); err != nil {
 			if ctx.Err() != nil {
-				return 0, context.Cause(ctx)
+				return t, context.Cause(ctx)
 			}
-			return 0, fmt.Errorf("waiting for the request rate: %v: %w", err, context.DeadlineExceeded)
+			return t, fmt.Errorf("waiting for the request rate: %v: %w", err, context.DeadlineExceeded)
 		}
 	}
-	return gen, nil
+	return t, nil
 }
 
-// throttled slows the client down after a 429 to a request sent under generation gen: the
-// rate is capped (first time) or halved, but only by a request scheduled after the last cut (the
-// requests in flight when the bucket ran dry all see a 429 for the same excess, as TCP cuts
-// its window once per round trip); and without Retry-After every request pauses for a moment,
-// so that they do not all hit the empty bucket again at once.
-func (q *Quay) throttled(gen uint64, hasRetryAfter bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var next float64
-	switch {
-	case q.limiter == nil:
-		next = min(DefaultQuayThrottleRPS, q.ceiling)
-		q.limiter = rate.NewLimiter(rate.Limit(next), 1)
-	case gen == q.gen:
-		next = max(float64(q.limiter.Limit())/2, minQuayRPS)
-		q.limiter.SetLimit(rate.Limit(next))
-	default:
-		next = float64(q.limiter.Limit())
-	}
-	if !hasRetryAfter {
-		if until := time.Now().Add(time.Duration(float64(time.Second) / next)); until.After(q.pause) {
-			q.pause = until
-		}
-	}
-	if gen == q.gen {
-		q.gen++
-		q.log.Warn("quay api rate limited (429): slowing down", slog.Float64("rps", next))
-	}
-}
-
-// succeeded raises the rate a little (additive increase), back towards the ceiling.
-func (q *Quay) succeeded() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.limiter == nil {
-		return
-	}
-	cur := float64(q.limiter.Limit())
-	if cur >= q.ceiling {
-		return
-	}
-	q.limiter.SetLimit(rate.Limit(min(cur+rpsStep, q.ceiling)))
-}
-
-// Rate is the client's current request rate bound (+Inf when unbounded).
-func (q *Quay) Rate() float64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.limiter == nil {
-		return float64(rate.Inf)
-	}
-	return float64(q.limiter.Limit())
-}
+// RateControl is the client's adaptive rate controller (for its state in logs and metrics).
+func (q *Quay) RateControl() *RateControl { return q.control }
 
 // backoff is the delay before retry attempt+1: exponential with full jitter.
 func (q *Quay) backoff(attempt int) time.Duration {

@@ -187,7 +187,7 @@ func TestQuayRateLimitSlowsDown(t *testing.T) {
 		{Kinds: []sim.Kind{sim.KindAPIDelete, sim.KindAPIPut, sim.KindAPIList}, PerSecond: 40, Burst: 5},
 	}}}, tags...)
 	var logs logBuffer
-	q := newQuay(t, s, registry.QuayConfig{MaxRPS: 400, RetryLimit: 30, RetryDelay: 5 * time.Millisecond,
+	q := newQuay(t, s, registry.QuayConfig{RetryLimit: 5, RetryDelay: 5 * time.Millisecond,
 		RetryDelayMax: 100 * time.Millisecond}, &logs)
 
 	var wg sync.WaitGroup
@@ -214,11 +214,11 @@ func TestQuayRateLimitSlowsDown(t *testing.T) {
 	if throttled == 0 {
 		t.Fatal("the sim never answered 429: the test tests nothing")
 	}
-	if r := q.Rate(); r >= 400 {
-		t.Errorf("the client did not slow down after 429s: rate %v", r)
+	if st := q.RateControl().Stats(); !st.Limited || st.Decreases == 0 {
+		t.Errorf("the client did not slow down after 429s: %+v", st)
 	}
-	// Without pacing, 60 concurrent deletes retried every few ms would draw hundreds of 429s.
-	t.Logf("%d answers 429, final rate %.1f r/s", throttled, q.Rate())
+	// Without pacing, 60 concurrent deletes retried at once would draw hundreds of 429s.
+	t.Logf("%d answers 429, rate control %s", throttled, q.RateControl())
 	if throttled > 3*n {
 		t.Errorf("%d answers 429 for %d deletes: the client kept hammering", throttled, n)
 	}
@@ -250,11 +250,11 @@ func TestQuayRetries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startQuay(t, sim.Config{Faults: tc.faults}, "a")
-			q := newQuay(t, s, registry.QuayConfig{RetryLimit: max(tc.limit, 1)}, nil)
+			fast := registry.NewRateControl(registry.RateControlConfig{MinRate: 500})
+			q := newQuay(t, s, registry.QuayConfig{RetryLimit: max(tc.limit, 1), RateControl: fast}, nil)
 			if tc.limit == 0 {
-				// One attempt only is not configurable (0 means the default): give the
-				// Retry-After case a call budget shorter than the Retry-After instead.
-				q = newQuay(t, s, registry.QuayConfig{RetryLimit: 1, CallTimeout: 500 * time.Millisecond}, nil)
+				// Give the Retry-After case a call budget shorter than the Retry-After.
+				q = newQuay(t, s, registry.QuayConfig{RetryLimit: 1, CallTimeout: 500 * time.Millisecond, RateControl: fast}, nil)
 			}
 			err := q.Delete(t.Context(), quayRepo, "a")
 			switch {
