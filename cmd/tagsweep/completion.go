@@ -62,7 +62,7 @@ func completeRunIDs(name string) cobra.CompletionFunc {
 		defer cancel()
 		runs, err := recordedRuns(ctx, cfg.NATSURL)
 		if err != nil {
-			cobra.CompDebugln("tagsweep: listing runs: "+err.Error(), true)
+			cobra.CompDebugln("tagsweep: listing runs: "+err.Error(), false) // BASH_COMP_DEBUG_FILE
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		return runCompletions(runs, toComplete), cobra.ShellCompDirectiveNoFileComp

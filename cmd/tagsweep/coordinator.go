@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -39,7 +40,10 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 		}
 		return nil
 	}, log)
-	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, metrics, live)
+	regs := newRegistries(metrics)
+	stopRate := regs.publishRate(ctx, 0, time.Second)
+	defer stopRate()
+	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, regs, live)
 	cancel()
 	return errors.Join(err, waitHTTP())
 }
@@ -48,19 +52,19 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 // its progress on live (nil: log lines), then prints the summary and writes the report
 // (also for a failed run).
 func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, js jetstream.JetStream,
-	host string, plainHTTP bool, m *telemetry.Metrics, live *liveLine) error {
+	host string, plainHTTP bool, regs *registries, live *liveLine) error {
 	ttl, err := cfg.TTLDuration()
 	if err != nil {
 		return withCode(exitError, &configError{err})
 	}
 	// The coordinator lists once per planned shard (n=1) and for the keyset probe.
-	lister, err := registry.NewOCI(ociConfig(cfg, host, plainHTTP, 4, log))
+	lister, err := registry.NewOCI(regs.config(cfg, host, plainHTTP, 4, log))
 	if err != nil {
 		return err
 	}
 	display := newProgress(live, log)
 	defer display.Stop()
-	gauges := runGauges{m: m}
+	gauges := runGauges{m: regs.m}
 	co, err := coordinator.New(coordinator.Config{
 		RunID:        cfg.RunID,
 		Registry:     host,

@@ -79,6 +79,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	}
 
 	metrics := telemetry.New()
+	regs := newRegistries(metrics) // shared by the workers and the coordinator
 	workerLog := log
 	if live != nil && !log.Enabled(ctx, slog.LevelDebug) {
 		workerLog = slog.New(levelFloor{log.Handler(), slog.LevelWarn})
@@ -86,7 +87,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	workers := make([]*worker.Worker, cfg.Workers)
 	for i := range workers {
 		id := "local-" + strconv.Itoa(i+1)
-		if workers[i], err = worker.New(workerConfig(cfg, id, metrics, workerLog), js, workerLog); err != nil {
+		if workers[i], err = worker.New(workerConfig(cfg, id, regs, workerLog), js, workerLog); err != nil {
 			return err
 		}
 	}
@@ -94,7 +95,8 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Every worker has its own limiter of --max-rps: the process allows their sum.
-	metrics.SetRequestRate(cfg.MaxRPS * float64(cfg.Workers))
+	stopRate := regs.publishRate(ctx, cfg.MaxRPS*float64(cfg.Workers), time.Second)
+	defer stopRate()
 	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
 		for _, wk := range workers {
 			if err := wk.Ready(); err != nil {
@@ -128,7 +130,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
-	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, metrics, live)
+	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, regs, live)
 	stopWorkers()
 	wg.Wait()
 	cancel()

@@ -68,9 +68,18 @@ func TestMetricsMatchReports(t *testing.T) {
 		t.Fatalf("reports %+v: the test needs deletes, dry-run eligible, invalid and kept tags", reports)
 	}
 
-	body, ok := waitHTTP(hctx, "http://"+httpAddr+"/metrics")
-	if !ok {
-		t.Fatal("worker /metrics did not answer")
+	// The coordinator ends when the last shard record is done; the worker lets go of the
+	// shard (acks it) just after. Its counters were all recorded before the record was.
+	var body string
+	for {
+		var ok bool
+		if body, ok = waitHTTP(hctx, "http://"+httpAddr+"/metrics"); !ok {
+			t.Fatal("worker /metrics did not answer")
+		}
+		if scrape(t, body, telemetry.MetricShardsInFlight) == 0 || hctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	kept := func(reasons ...telemetry.KeepReason) (n float64) {
 		for _, r := range reasons {
@@ -96,6 +105,13 @@ func TestMetricsMatchReports(t *testing.T) {
 		{"dry run", kept(telemetry.KeptDryRun), float64(dry.Eligible)},
 		{"delete cap", kept(telemetry.KeptDeleteCap), 0},
 		{"shards in flight", scrape(t, body, telemetry.MetricShardsInFlight), 0},
+		// Every delete reached the registry once and was accepted; lists were timed.
+		{"delete requests accepted", scrape(t, body, telemetry.MetricRequests+`{code="202",op="delete"}`), float64(sum.Deleted)},
+		{"list requests timed", scrape(t, body, telemetry.MetricRequestDuration+`_count{op="list"}`),
+			scrape(t, body, telemetry.MetricRequests+`{code="200",op="list"}`)},
+		{"some list requests", min(scrape(t, body, telemetry.MetricRequests+`{code="200",op="list"}`), 1), 1},
+		{"429s", scrape(t, body, telemetry.MetricRateLimited+`{op="list"}`) + scrape(t, body, telemetry.MetricRateLimited+`{op="delete"}`), 0},
+		{"request rate (unlimited)", scrape(t, body, telemetry.MetricRequestRate), 0},
 	} {
 		if c.got != c.want {
 			t.Errorf("worker metrics: %s = %v, the reports say %v", c.what, c.got, c.want)

@@ -44,14 +44,14 @@ var errForeignRegistry = errors.New("run names a registry this worker is not con
 // cfg.Registry is set, a run against any other host is refused, so the worker's
 // credentials only ever go to the registry they were given for (whoever can write a run
 // record could otherwise name any host).
-func connector(cfg config.Config, m *telemetry.Metrics, log *slog.Logger) func(context.Context, proto.RunRecord) (registry.Client, error) {
+func connector(cfg config.Config, regs *registries, log *slog.Logger) func(context.Context, proto.RunRecord) (registry.Client, error) {
 	return func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
 		if cfg.Registry != "" && run.Registry != cfg.Registry {
 			return nil, fmt.Errorf("run %s: registry %q, worker allows %q: %w", run.RunID, run.Registry, cfg.Registry, errForeignRegistry)
 		}
 		// The worker bounds deletes (DeleteConcurrency) and lists (one per slot) itself;
 		// the client's own bound must not be the tighter one.
-		oc := ociConfig(cfg, run.Registry, run.PlainHTTP, cfg.DeleteConc+cfg.Slots, log.With("repo_registry", run.Registry))
+		oc := regs.config(cfg, run.Registry, run.PlainHTTP, cfg.DeleteConc+cfg.Slots, log.With("repo_registry", run.Registry))
 		c, err := registry.NewOCI(oc)
 		if err != nil {
 			return nil, err

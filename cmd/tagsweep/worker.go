@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,13 +29,15 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	metrics := telemetry.New()
-	metrics.SetRequestRate(cfg.MaxRPS)
-	wk, err := worker.New(workerConfig(cfg, "", metrics, log), js, log)
+	regs := newRegistries(metrics)
+	wk, err := worker.New(workerConfig(cfg, "", regs, log), js, log)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopRate := regs.publishRate(ctx, cfg.MaxRPS, time.Second)
+	defer stopRate()
 	// Ready: connected to NATS with the consumer bound.
 	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
@@ -49,7 +52,7 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 
 // workerConfig is a worker's configuration; id "" means the worker's default
 // (host-pid-random).
-func workerConfig(cfg config.Config, id string, m *telemetry.Metrics, log *slog.Logger) worker.Config {
+func workerConfig(cfg config.Config, id string, regs *registries, log *slog.Logger) worker.Config {
 	return worker.Config{
 		ID:                id,
 		Slots:             cfg.Slots,
@@ -57,8 +60,8 @@ func workerConfig(cfg config.Config, id string, m *telemetry.Metrics, log *slog.
 		MaxRPS:            cfg.MaxRPS,
 		PageSize:          cfg.PageSize,
 		SplitAfter:        cfg.SplitAfter,
-		Connect:           connector(cfg, m, log),
+		Connect:           connector(cfg, regs, log),
 		Ledger:            ledgerConfig(cfg),
-		Observer:          workerMetrics{m: m},
+		Observer:          workerMetrics{m: regs.m},
 	}
 }
