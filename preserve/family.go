@@ -133,3 +133,28 @@ func validTag(t string) bool {
 	}
 	return true
 }
+
+// Span is the key range from the first family range's start to the last one's end: the
+// Range of a family shard's record. It also holds tags outside the family (between the
+// prefixes); a family shard lists only Ranges.
+func Span() proto.Range {
+	rs := Ranges()
+	return proto.Range{After: rs[0].After, Through: rs[len(rs)-1].Through}
+}
+
+// ComponentRange is the key range of version v's component tags: the Range of the shard
+// that preserves v.
+func ComponentRange(v string) proto.Range {
+	p := PayloadPrefix + v + ComponentInfix
+	return proto.Range{After: p, Through: p + rangeTerminator}
+}
+
+// VersionOf returns the version whose ComponentRange r is.
+func VersionOf(r proto.Range) (string, bool) {
+	rest, ok := strings.CutPrefix(r.After, PayloadPrefix)
+	v, ok2 := strings.CutSuffix(rest, ComponentInfix)
+	if !ok || !ok2 || v == "" || ComponentRange(v) != r {
+		return "", false
+	}
+	return v, true
+}

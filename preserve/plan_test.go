@@ -238,3 +238,24 @@ func TestPlanCounters(t *testing.T) {
 		t.Errorf("Counters() = %+v, want %+v", got, want)
 	}
 }
+
+func TestComponentRange(t *testing.T) {
+	for _, v := range []string{"4.22.0-0.ci-2026-01-30-070825", "x", "4.1__component__y"} {
+		r := ComponentRange(v)
+		got, ok := VersionOf(r)
+		if !ok || got != v {
+			t.Errorf("VersionOf(ComponentRange(%q)) = %q, %v", v, got, ok)
+		}
+		if !r.Contains(ComponentTag(v, "cli")) || r.Contains(PayloadTag(v)) || r.Contains(MarkerTag(v)) {
+			t.Errorf("ComponentRange(%q) = %v holds the wrong tags", v, r)
+		}
+		if !Span().Contains(ComponentTag(v, "cli")) {
+			t.Errorf("Span() does not hold %q", ComponentTag(v, "cli"))
+		}
+	}
+	for _, r := range []proto.Range{{}, {After: "rc_payload__", Through: "z"}, Span(), {After: "rc_payload____component__", Through: "rc_payload____component__~"}} {
+		if v, ok := VersionOf(r); ok {
+			t.Errorf("VersionOf(%v) = %q", r, v)
+		}
+	}
+}

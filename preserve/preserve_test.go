@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -509,8 +510,23 @@ func TestRemove(t *testing.T) {
 			if (got.Err != nil) != tc.wantErr {
 				t.Errorf("Remove() error = %v, want error %v", got.Err, tc.wantErr)
 			}
-			got.Err = nil
-			if got != tc.want {
+			wantSent := len(tc.removal.Tags)
+			if tc.removal.Request != "" && !got.RequestKept {
+				wantSent++
+			}
+			if tc.dryRun {
+				wantSent = 0
+			}
+			if len(got.Deletions) != wantSent {
+				t.Errorf("%d deletions reported, want %d", len(got.Deletions), wantSent)
+			}
+			for _, d := range got.Deletions {
+				if (d.Err == nil) != slices.Contains(f.deletes, d.Tag) {
+					t.Errorf("deletion %+v disagrees with the registry", d)
+				}
+			}
+			got.Err, got.Deletions = nil, nil
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Remove() = %+v, want %+v", got, tc.want)
 			}
 			remain := slices.DeleteFunc(slices.Sorted(maps.Keys(f.tags)), func(s string) bool { return s == "keep-me" })

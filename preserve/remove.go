@@ -25,6 +25,15 @@ type RemoveResult struct {
 	// finishes the removal.
 	RequestKept bool
 	Err         error // the failed deletes, joined
+	// Deletions are the deletes sent, in no particular order, for the audit trail.
+	Deletions []Deletion
+}
+
+// Deletion is one delete sent and its outcome: Err nil (deleted), wrapping
+// registry.ErrNotFound (already gone), or the failure.
+type Deletion struct {
+	Tag string
+	Err error
 }
 
 // Remove deletes r's tags, at most concurrency at once, then, only when every one of them is
@@ -39,7 +48,7 @@ func Remove(ctx context.Context, d Deleter, repo string, r Removal, concurrency 
 		return res
 	}
 	var errs []error
-	res.Removed, errs = deleteAll(ctx, d, repo, r.Tags, max(concurrency, 1))
+	res.Removed, res.Deletions, errs = deleteAll(ctx, d, repo, r.Tags, max(concurrency, 1))
 	res.Failed = len(errs)
 	if r.Request != "" {
 		switch {
@@ -49,7 +58,9 @@ func Remove(ctx context.Context, d Deleter, repo string, r Removal, concurrency 
 			res.RequestKept = true
 			errs = append(errs, context.Cause(ctx))
 		default:
-			if err := d.Delete(ctx, repo, r.Request); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			err := d.Delete(ctx, repo, r.Request)
+			res.Deletions = append(res.Deletions, Deletion{Tag: r.Request, Err: err})
+			if err != nil && !errors.Is(err, registry.ErrNotFound) {
 				res.Failed++
 				errs = append(errs, fmt.Errorf("delete %s: %w", r.Request, err))
 			} else {
@@ -70,12 +81,13 @@ func (r RemoveResult) Counters(orphan bool) proto.PreserveCounters {
 	return proto.PreserveCounters{RemovalRemoved: int64(r.Removed), RemovalFailed: int64(r.Failed)}
 }
 
-// deleteAll deletes tags, at most n at once, and returns how many are gone and the errors of
-// the others. It starts no delete once ctx is done.
-func deleteAll(ctx context.Context, d Deleter, repo string, tags []string, n int) (int, []error) {
+// deleteAll deletes tags, at most n at once, and returns how many are gone, the deletes sent
+// and the errors of the others. It starts no delete once ctx is done.
+func deleteAll(ctx context.Context, d Deleter, repo string, tags []string, n int) (int, []Deletion, []error) {
 	var (
 		mu      sync.Mutex
 		removed int
+		sent    []Deletion
 		errs    []error
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, n)
@@ -93,6 +105,7 @@ func deleteAll(ctx context.Context, d Deleter, repo string, tags []string, n int
 			err := d.Delete(ctx, repo, tag)
 			mu.Lock()
 			defer mu.Unlock()
+			sent = append(sent, Deletion{Tag: tag, Err: err})
 			if err != nil && !errors.Is(err, registry.ErrNotFound) {
 				errs = append(errs, fmt.Errorf("delete %s: %w", tag, err))
 				return
@@ -101,5 +114,5 @@ func deleteAll(ctx context.Context, d Deleter, repo string, tags []string, n int
 		})
 	}
 	wg.Wait()
-	return removed, errs
+	return removed, sent, errs
 }

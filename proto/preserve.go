@@ -51,3 +51,50 @@ func (c *PreserveCounters) Add(o PreserveCounters) {
 
 // IsZero reports whether nothing was counted.
 func (c PreserveCounters) IsZero() bool { return c == PreserveCounters{} }
+
+// Shard kinds of release-payload preservation.
+const (
+	// KindFamily shards list a repository's preservation-family key ranges (Range spans
+	// them; only the family's own ranges are listed), classify the tags, publish a
+	// KindPreserve shard per payload needing preservation, and carry out removal requests
+	// and orphan removals.
+	KindFamily ShardKind = "family"
+	// KindPreserve shards preserve one payload: Range is the key range of its component tags,
+	// rc_payload__<v>__component__ onwards, which names the version and is listed to find the
+	// component tags an earlier attempt wrote.
+	KindPreserve ShardKind = "preserve"
+)
+
+// PreserveSettings are a run's preservation settings, fixed by the coordinator when it
+// creates the run (at PreserveSettingsKey in BucketState), so that every worker preserves
+// alike whatever its own configuration says.
+type PreserveSettings struct {
+	V int `json:"v"`
+	// Enabled: the run plans family shards. Off, family tags are only protected.
+	Enabled bool `json:"enabled"`
+	// Aliases name repositories under other registry names in payloads' image references:
+	// "host/path" (the repository of the same path) or "host/path=repository".
+	Aliases []string `json:"aliases,omitempty"`
+}
+
+// PreserveResult is what a family or preserve shard did, at PreserveResultKey in
+// BucketState. The worker that finishes the shard writes it just before marking the shard
+// done; a redelivered shard overwrites it with its own, complete, result.
+type PreserveResult struct {
+	V        int              `json:"v"`
+	RunID    string           `json:"run"`
+	ShardID  string           `json:"shard"`
+	Counters PreserveCounters `json:"counters"`
+	// Failures names what did not succeed (payload versions and their errors, failed
+	// deletes), bounded; empty when all went well.
+	Failures []string `json:"failures,omitempty"`
+}
+
+// PreserveSettingsKey is the KV key of a run's PreserveSettings.
+func PreserveSettingsKey(runID string) string { return "preserve." + runID }
+
+// PreserveResultKey is the KV key of a shard's PreserveResult.
+func PreserveResultKey(runID, shardID string) string { return "preserve." + runID + "." + shardID }
+
+// PreserveResultPrefix is the KV key filter matching every PreserveResult of a run.
+func PreserveResultPrefix(runID string) string { return "preserve." + runID + ".*" }
