@@ -30,6 +30,11 @@ type Tagger interface {
 	Tag(ctx context.Context, repo, tag, digest string) error
 }
 
+// ErrPayload: the payload cannot be preserved as it is (its image-references is missing or
+// malformed, names no component of the repository, or names one that cannot be a tag).
+// Trying again in the same run will not help; the next run tries again.
+var ErrPayload = errors.New("payload cannot be preserved as it is")
+
 // DefaultConcurrency is how many component tags one payload's preservation writes at once.
 const DefaultConcurrency = 4
 
@@ -110,10 +115,10 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 	var res Result
 	what := fmt.Sprintf("preserve release payload %s in %s", t.Version, repo)
 	if t.Payload != PayloadTag(t.Version) {
-		return res, fmt.Errorf("%s: task names payload tag %q", what, t.Payload)
+		return res, fmt.Errorf("%s: task names payload tag %q: %w", what, t.Payload, ErrPayload)
 	}
 	if !validTag(MarkerTag(t.Version)) {
-		return res, fmt.Errorf("%s: marker tag %q is not a valid tag", what, MarkerTag(t.Version))
+		return res, fmt.Errorf("%s: marker tag %q is not a valid tag: %w", what, MarkerTag(t.Version), ErrPayload)
 	}
 	d, err := p.tagger.Digest(ctx, repo, t.Payload)
 	if err != nil {
@@ -126,10 +131,10 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 	}
 	refs, err := union(docs)
 	if err != nil {
-		return res, fmt.Errorf("%s: %w", what, err)
+		return res, fmt.Errorf("%s: %w: %w", what, ErrPayload, err)
 	}
 	if len(refs) == 0 {
-		return res, fmt.Errorf("%s: %s lists no component images", what, ImageReferencesPath)
+		return res, fmt.Errorf("%s: %s lists no component images: %w", what, ImageReferencesPath, ErrPayload)
 	}
 
 	m := newMatcher(p.cfg.Registry, repo, p.cfg.Aliases)
@@ -147,21 +152,22 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 				slog.String("tag", t.Payload), slog.String("component", r.Name))
 			continue
 		case !digestRE.MatchString(digest):
-			return res, fmt.Errorf("%s: component %s: %q is not a sha256 digest", what, r.Name, digest)
+			return res, fmt.Errorf("%s: component %s: %q is not a sha256 digest: %w", what, r.Name, digest, ErrPayload)
 		}
 		tag := ComponentTag(t.Version, r.Name)
 		if !validTag(tag) {
-			return res, fmt.Errorf("%s: component %s: %q is not a valid tag name", what, r.Name, tag)
+			return res, fmt.Errorf("%s: component %s: %q is not a valid tag name: %w", what, r.Name, tag, ErrPayload)
 		}
 		if role, v, c := Classify(tag); role != RoleComponent || v != t.Version || c != r.Name {
-			return res, fmt.Errorf("%s: component tag %q would not read back as component %q of %q", what, tag, r.Name, t.Version)
+			return res, fmt.Errorf("%s: component tag %q would not read back as component %q of %q: %w", what, tag, r.Name,
+				t.Version, ErrPayload)
 		}
 		jobs = append(jobs, job{tag: tag, digest: digest})
 	}
 	res.Components = len(jobs)
 	if len(jobs) == 0 {
-		return res, fmt.Errorf("%s: none of its %d components is in %s/%s or an alias of it (%d by tag only)",
-			what, len(refs), p.cfg.Registry, repo, res.ByTag)
+		return res, fmt.Errorf("%s: none of its %d components is in %s/%s or an alias of it (%d by tag only): %w",
+			what, len(refs), p.cfg.Registry, repo, res.ByTag, ErrPayload)
 	}
 
 	existing := make(map[string]bool, len(t.Existing))

@@ -178,6 +178,7 @@ func TestPreserve(t *testing.T) {
 		res        Result            // Digest is filled in
 		noMarker   bool
 		writesZero bool // nothing at all written
+		permanent  bool // the error wraps ErrPayload
 	}
 	tests_ := []struct {
 		name      string
@@ -233,7 +234,7 @@ func TestPreserve(t *testing.T) {
 				{"cli": "quay.io/openshift/ci@" + cli},
 				{"cli": "quay.io/openshift/ci@" + arm},
 			},
-			want: want{err: "different images on different platforms", noMarker: true, writesZero: true},
+			want: want{err: "different images on different platforms", noMarker: true, writesZero: true, permanent: true},
 		},
 		{
 			name:      "a component tag fails: no marker",
@@ -258,12 +259,12 @@ func TestPreserve(t *testing.T) {
 		{
 			name:      "nothing in this repository: refused",
 			platforms: []map[string]string{{"cli": "quay.io/openshift/ci-public@" + cli}},
-			want:      want{err: "none of its 1 components", res: Result{Elsewhere: 1}, noMarker: true, writesZero: true},
+			want:      want{err: "none of its 1 components", res: Result{Elsewhere: 1}, noMarker: true, writesZero: true, permanent: true},
 		},
 		{
 			name:      "empty image-references",
 			platforms: []map[string]string{{}},
-			want:      want{err: "lists no component images", noMarker: true, writesZero: true},
+			want:      want{err: "lists no component images", noMarker: true, writesZero: true, permanent: true},
 		},
 		{
 			name:      "unreadable payload",
@@ -280,12 +281,12 @@ func TestPreserve(t *testing.T) {
 		{
 			name:      "a bad digest",
 			platforms: []map[string]string{{"cli": "quay.io/openshift/ci@sha256:XYZ"}},
-			want:      want{err: "is not a sha256 digest", noMarker: true, writesZero: true},
+			want:      want{err: "is not a sha256 digest", noMarker: true, writesZero: true, permanent: true},
 		},
 		{
 			name:      "a component name that makes no tag",
 			platforms: []map[string]string{{"cli/../x": "quay.io/openshift/ci@" + cli}},
-			want:      want{err: "is not a valid tag name", noMarker: true, writesZero: true},
+			want:      want{err: "is not a valid tag name", noMarker: true, writesZero: true, permanent: true},
 		},
 		{
 			name:      "dry run writes nothing",
@@ -330,6 +331,8 @@ func TestPreserve(t *testing.T) {
 				t.Fatalf("Preserve() error = %v", err)
 			case tc.want.err != "" && (err == nil || !strings.Contains(err.Error(), tc.want.err)):
 				t.Fatalf("Preserve() error = %v, want one containing %q", err, tc.want.err)
+			case tc.want.err != "" && errors.Is(err, ErrPayload) != tc.want.permanent:
+				t.Errorf("Preserve() error %v: wraps ErrPayload %v, want %v", err, errors.Is(err, ErrPayload), tc.want.permanent)
 			}
 			wantRes := tc.want.res
 			if _, ok := before[PayloadTag(version)]; ok {
