@@ -21,6 +21,11 @@ const (
 	DefaultMinRate      = 1.0
 	rateWindow          = time.Second // the send rate is measured over this
 	rateBuckets         = 10
+	// floorShare: the rate never falls below this share of the best rate of answers that
+	// were not 429 seen over a window. A registry limit caps that rate, so the floor sits
+	// far below any limit; 429s that come whatever the rate (a registry that throttles at
+	// random) would otherwise drive the rate down to MinRate.
+	floorShare = 1.0 / 8
 )
 
 // RateControlConfig tunes a RateControl. Zero values mean the documented defaults.
@@ -43,7 +48,8 @@ type RateControlConfig struct {
 // RateControl paces one registry host's requests with additive-increase,
 // multiplicative-decrease (AIMD), so that under a server's rate limit a client settles just
 // below it instead of hammering it and failing requests. Until the first 429 it does not
-// pace at all. A 429 without Retry-After (Quay's nginx sends none) lowers the allowed rate
+// pace at all. The rate never falls below an eighth of the best rate of successful answers
+// seen, so that 429s unrelated to the rate (random throttling) cannot stall the client. A 429 without Retry-After (Quay's nginx sends none) lowers the allowed rate
 // multiplicatively, once per round: answers to requests let through before the last
 // decrease reflect the old rate and do not lower it again. Every answer that is not a 429 raises the
 // rate additively with the time since the last raise. A Retry-After holds every request
@@ -68,8 +74,9 @@ type RateControl struct {
 	gen          uint64        // rate generation: one more with each decrease
 	lastIncrease time.Time
 	pauseUntil   time.Time
-	buckets      [rateBuckets]int64 // requests sent, per rateWindow/rateBuckets slot
-	bucketAt     [rateBuckets]int64 // the slot number each bucket counts
+	sent         window // requests sent
+	answered     window // answers that were not 429
+	bestAnswered float64
 	decreases    int64
 	limited      int64
 }
@@ -162,23 +169,35 @@ func (rc *RateControl) Sent() {
 		return
 	}
 	now := rc.now()
-	slot := now.UnixNano() / int64(rateWindow/rateBuckets)
 	rc.mu.Lock()
-	i := slot % rateBuckets
-	if rc.bucketAt[i] != slot {
-		rc.bucketAt[i], rc.buckets[i] = slot, 0
-	}
-	rc.buckets[i]++
+	rc.sent.add(now)
 	rc.mu.Unlock()
 }
 
-// sentRate is the requests/s sent over the last rateWindow. Callers hold rc.mu.
-func (rc *RateControl) sentRate(now time.Time) float64 {
-	slot := now.UnixNano() / int64(rateWindow/rateBuckets)
+// window counts events over the last rateWindow in rateBuckets slots.
+type window struct {
+	n    [rateBuckets]int64
+	slot [rateBuckets]int64 // the slot number each bucket counts
+}
+
+func slotOf(t time.Time) int64 { return t.UnixNano() / int64(rateWindow/rateBuckets) }
+
+func (w *window) add(t time.Time) {
+	s := slotOf(t)
+	i := s % rateBuckets
+	if w.slot[i] != s {
+		w.slot[i], w.n[i] = s, 0
+	}
+	w.n[i]++
+}
+
+// rate is the events per second over the last rateWindow.
+func (w *window) rate(t time.Time) float64 {
+	s := slotOf(t)
 	var n int64
 	for i := range rateBuckets {
-		if slot-rc.bucketAt[i] < rateBuckets {
-			n += rc.buckets[i]
+		if s-w.slot[i] < rateBuckets {
+			n += w.n[i]
 		}
 	}
 	return float64(n) / rateWindow.Seconds()
@@ -195,6 +214,8 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if status != http.StatusTooManyRequests {
+		rc.answered.add(now)
+		rc.bestAnswered = max(rc.bestAnswered, rc.answered.rate(now))
 		rc.increase(now)
 		return "", false
 	}
@@ -219,7 +240,7 @@ const minRetryAfter = "0.001"
 
 // decrease lowers the rate multiplicatively. Callers hold rc.mu.
 func (rc *RateControl) decrease(now time.Time) {
-	base := rc.sentRate(now)
+	base := rc.sent.rate(now)
 	if rc.limiter != nil && (base == 0 || rc.rate < base) {
 		base = rc.rate
 	}
@@ -248,11 +269,11 @@ func (rc *RateControl) increase(now time.Time) {
 	// of it); never more than a few times what is being sent, so that a quiet stretch does
 	// not leave an unbounded allowance behind.
 	next := rc.rate + rc.cfg.Increase*max(rc.ceiling, rc.rate)*dt
-	rc.setRate(now, min(next, max(4*rc.ceiling, 2*rc.sentRate(now))))
+	rc.setRate(now, min(next, max(4*rc.ceiling, 2*rc.sent.rate(now))))
 }
 
 func (rc *RateControl) setRate(now time.Time, r float64) {
-	r = max(r, rc.cfg.MinRate)
+	r = max(r, rc.cfg.MinRate, floorShare*rc.bestAnswered)
 	rc.rate = r
 	// A burst of 20 ms worth of requests (at least one): enough to absorb scheduling jitter,
 	// too little to overrun a server's bucket.

@@ -234,3 +234,36 @@ func writeEmptyDockerConfig(t *testing.T) string {
 	}
 	return path
 }
+
+// TestRateControlRandomThrottling: 429s that come whatever the rate (one answer in ten)
+// must not drive the rate to the floor: it stays at least an eighth of the best rate of
+// successful answers.
+func TestRateControlRandomThrottling(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	// The test sends on the fake clock whatever the controller allows: a cancelled context
+	// makes Wait return its ticket at once instead of sleeping for real.
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	best := 0.0
+	for i := range 6000 { // a minute of 100 requests/s, answered as they are sent
+		clk.add(10 * time.Millisecond)
+		tk, _ := rc.Wait(now)
+		rc.Sent()
+		status := http.StatusAccepted
+		if i%10 == 9 {
+			status = http.StatusTooManyRequests
+		}
+		rc.Observe(tk, status, http.Header{})
+		if i < 100 {
+			best = 90 // 90 answers a second that were not 429
+		}
+	}
+	st := rc.Stats()
+	if !st.Limited || st.Decreases < 10 {
+		t.Fatalf("stats %+v: want a controller that kept lowering the rate", st)
+	}
+	if st.Rate < best/8-1e-9 {
+		t.Errorf("rate %.2f after a minute of random 429s, want at least %.2f", st.Rate, best/8)
+	}
+}
