@@ -59,6 +59,25 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 	repo := rec.Repository
 	cursor := rec.Resume()
 	budgetStart := time.Now()
+	list := func(last string) (registry.Page, error) {
+		if err := w.wait(ctx); err != nil {
+			return registry.Page{}, err
+		}
+		page, err := e.client.List(ctx, repo, last, w.cfg.PageSize)
+		if err == nil {
+			err = registry.CheckPage(last, page.Tags)
+		}
+		return page, err
+	}
+	// The next page is listed while this page's deletes run (keyset listing after the page's
+	// last tag is not affected by deleting tags up to it), so that a page costs the longer of
+	// a list and its deletes rather than both. next is the outstanding prefetch, if any.
+	var next chan prefetched
+	defer func() {
+		if next != nil {
+			<-next // never leave a List running behind
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -69,12 +88,18 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			}
 			budgetStart = time.Now()
 		}
-		if err := w.wait(ctx); err != nil {
-			return err
-		}
-		page, err := e.client.List(ctx, repo, cursor, w.cfg.PageSize)
-		if err == nil {
-			err = registry.CheckPage(cursor, page.Tags)
+		var page registry.Page
+		var err error
+		if next != nil {
+			p := <-next
+			next = nil
+			if p.last == cursor {
+				page, err = p.page, p.err
+			} else { // cannot happen: the checkpoint ends where the prefetch started
+				page, err = list(cursor)
+			}
+		} else {
+			page, err = list(cursor)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -87,6 +112,14 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 		end := len(page.Tags) == 0 || (!page.More && len(page.Tags) < w.cfg.PageSize)
 		if i := slices.IndexFunc(in, func(t string) bool { return t > through }); i >= 0 {
 			in, end = in[:i], true
+		}
+		if !end {
+			ch, last := make(chan prefetched, 1), page.Tags[len(page.Tags)-1]
+			next = ch
+			go func() {
+				p, err := list(last)
+				ch <- prefetched{last: last, page: p, err: err}
+			}()
 		}
 		if len(in) > 0 {
 			n, delta, err := w.page(ctx, grace, hard, claim, e, run, l, in, final, log)
@@ -113,6 +146,13 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			return nil
 		}
 	}
+}
+
+// prefetched is a page listed ahead, after last.
+type prefetched struct {
+	last string
+	page registry.Page
+	err  error
 }
 
 // split cuts off the second half of what is left of the shard for another worker.
