@@ -300,7 +300,7 @@ func (r *Rules) Decide(tag string) Decision {
 	if IsPreservationFamily(tag) {
 		return Decision{Verdict: Keep, Reason: ReasonPreservationFamily}
 	}
-	if !validTag(tag) {
+	if !proto.ValidTag(tag) {
 		return Decision{Verdict: Keep, Reason: ReasonNoPrunePattern}
 	}
 	var ts string
@@ -380,24 +380,6 @@ func parseDigits14(ts string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
-}
-
-// validTag reports whether tag is a well-formed OCI tag name: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
-// A listed name that is not cannot be a tag this rule was written for, so it is kept.
-func validTag(tag string) bool {
-	if len(tag) == 0 || len(tag) > 128 {
-		return false
-	}
-	for i := range len(tag) {
-		c := tag[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
-		case (c == '.' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // ParseTTL parses a time-to-live: a Go duration ("36h", "90m") optionally preceded by whole

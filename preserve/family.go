@@ -28,7 +28,6 @@ const (
 	MarkerPrefix    = "preserved__rc_payload__"
 	RemovalPrefix   = "remove__rc_payload__"
 	ComponentInfix  = "__component__"
-	maxTagLength    = 128
 	rangeTerminator = "~" // sorts after every byte a tag may hold ([A-Za-z0-9._-])
 )
 
@@ -115,23 +114,6 @@ func Ranges() []proto.Range {
 		out[i] = proto.Range{After: p, Through: p + rangeTerminator}
 	}
 	return out
-}
-
-// validTag reports whether t matches the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
-func validTag(t string) bool {
-	if len(t) == 0 || len(t) > maxTagLength {
-		return false
-	}
-	for i := range len(t) {
-		c := t[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
-		case (c == '.' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Span is the key range from the first family range's start to the last one's end: the

@@ -117,7 +117,7 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 	if t.Payload != PayloadTag(t.Version) {
 		return res, fmt.Errorf("%s: task names payload tag %q: %w", what, t.Payload, ErrPayload)
 	}
-	if !validTag(MarkerTag(t.Version)) {
+	if !proto.ValidTag(MarkerTag(t.Version)) {
 		return res, fmt.Errorf("%s: marker tag %q is not a valid tag: %w", what, MarkerTag(t.Version), ErrPayload)
 	}
 	d, err := p.tagger.Digest(ctx, repo, t.Payload)
@@ -155,7 +155,7 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 			return res, fmt.Errorf("%s: component %s: %q is not a sha256 digest: %w", what, r.Name, digest, ErrPayload)
 		}
 		tag := ComponentTag(t.Version, r.Name)
-		if !validTag(tag) {
+		if !proto.ValidTag(tag) {
 			return res, fmt.Errorf("%s: component %s: %q is not a valid tag name: %w", what, r.Name, tag, ErrPayload)
 		}
 		if role, v, c := Classify(tag); role != RoleComponent || v != t.Version || c != r.Name {
