@@ -332,7 +332,7 @@ func (o *OCI) RateControl() *RateControl { return o.control }
 // timeouts start, so that a paced call never times out for having waited its turn;
 // regclient's retries of the call are paced by the Retry-After the guard gives them.
 func (o *OCI) start(ctx context.Context, c *call) (context.Context, context.CancelFunc, error) {
-	ticket, err := o.control.Wait(ctx)
+	ticket, err := o.control.WaitClass(ctx, c.class())
 	if err != nil {
 		return nil, nil, fmt.Errorf("waiting for the adaptive request rate: %w", err)
 	}
@@ -430,7 +430,16 @@ func (c *call) attempt(ctx context.Context, rc *RateControl) (Ticket, error) {
 	if !retry {
 		return c.ticket, nil
 	}
-	return rc.Wait(ctx)
+	return rc.WaitClass(ctx, c.class())
+}
+
+// class is the call's class of request for the rate control: registries limit tags/list and
+// manifests separately.
+func (c *call) class() string {
+	if c.method == http.MethodGet {
+		return "list"
+	}
+	return "delete"
 }
 
 func (c *call) answered(status int, header http.Header) {
@@ -489,7 +498,7 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.control.Sent()
+	g.control.SentClass(c.class())
 	resp, err := g.base.RoundTrip(req)
 	if err != nil {
 		return nil, err

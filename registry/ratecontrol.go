@@ -61,24 +61,45 @@ type RateControlConfig struct {
 // every request of the host further apart with each 429 and fails requests outright after
 // RetryLimit of them).
 //
+// Each class of request (the OCI client uses "list" and "delete"; Wait and Sent use the
+// default class "") has a rate of its own,
+// because registries limit endpoints separately (Quay: tags/list 5 requests/s per IP,
+// manifests 50): a 429 on lists must not slow deletes down. A Retry-After holds every
+// class.
+//
 // One RateControl is shared by all the requests a process sends to one host. It is safe for
 // concurrent use. A nil *RateControl paces nothing.
 type RateControl struct {
 	cfg RateControlConfig
 	now func() time.Time
 
-	mu           sync.Mutex
+	mu         sync.Mutex
+	pauseUntil time.Time
+	classes    map[string]*aimd
+}
+
+// aimd is the state of one class of request. The controller's mutex guards it.
+type aimd struct {
 	limiter      *rate.Limiter // nil until the first 429
 	rate         float64       // allowed requests/s, when limiter != nil
 	ceiling      float64       // the rate that drew the last 429
 	gen          uint64        // rate generation: one more with each decrease
 	lastIncrease time.Time
-	pauseUntil   time.Time
 	sent         window // requests sent
 	answered     window // answers that were not 429
 	bestAnswered float64
 	decreases    int64
 	limited      int64
+}
+
+// class returns the state of a class, creating it. Callers hold rc.mu.
+func (rc *RateControl) class(name string) *aimd {
+	a := rc.classes[name]
+	if a == nil {
+		a = &aimd{}
+		rc.classes[name] = a
+	}
+	return a
 }
 
 // NewRateControl returns a controller that does not pace until the first 429.
@@ -92,43 +113,77 @@ func NewRateControl(cfg RateControlConfig) *RateControl {
 	if now == nil {
 		now = time.Now
 	}
-	return &RateControl{cfg: cfg, now: now}
+	return &RateControl{cfg: cfg, now: now, classes: make(map[string]*aimd)}
 }
 
-// RateStats is a snapshot of a controller.
+// RateStats is a snapshot of a controller or of one class of it.
 type RateStats struct {
-	// Limited reports whether the controller paces requests (it has seen a 429).
+	// Limited reports whether requests are paced (a 429 was seen).
 	Limited bool
-	// Rate is the allowed requests/s while Limited.
+	// Rate is the allowed requests/s of the paced classes.
 	Rate float64
-	// Decreases counts the times the rate was lowered; TooMany the 429 answers observed.
+	// Decreases counts the times a rate was lowered; TooMany the 429 answers observed.
 	Decreases int64
 	TooMany   int64
 }
 
-// Stats returns the controller's state.
+// Stats returns the state of the whole controller: the sum over its classes.
 func (rc *RateControl) Stats() RateStats {
 	if rc == nil {
 		return RateStats{}
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	return RateStats{Limited: rc.limiter != nil, Rate: rc.rate, Decreases: rc.decreases, TooMany: rc.limited}
+	var st RateStats
+	for _, a := range rc.classes {
+		st.add(a)
+	}
+	return st
+}
+
+// ClassStats returns the state of one class of request.
+func (rc *RateControl) ClassStats(class string) RateStats {
+	if rc == nil {
+		return RateStats{}
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var st RateStats
+	if a := rc.classes[class]; a != nil {
+		st.add(a)
+	}
+	return st
+}
+
+func (st *RateStats) add(a *aimd) {
+	if a.limiter != nil {
+		st.Limited = true
+		st.Rate += a.rate
+	}
+	st.Decreases += a.decreases
+	st.TooMany += a.limited
 }
 
 // Ticket is a request's pass from Wait, handed back to Observe with the answer.
-type Ticket struct{ gen uint64 }
+type Ticket struct {
+	class string
+	gen   uint64
+}
 
-// Wait blocks until a request may be sent: past any Retry-After pause and, once limited,
-// within the allowed rate. It returns early with ctx's cause.
-func (rc *RateControl) Wait(ctx context.Context) (Ticket, error) {
+// Wait is WaitClass for the default class "".
+func (rc *RateControl) Wait(ctx context.Context) (Ticket, error) { return rc.WaitClass(ctx, "") }
+
+// WaitClass blocks until a request of class may be sent: past any Retry-After pause and,
+// once the class is limited, within its allowed rate. It returns early with ctx's cause.
+func (rc *RateControl) WaitClass(ctx context.Context, class string) (Ticket, error) {
 	if rc == nil {
-		return Ticket{}, nil
+		return Ticket{class: class}, nil
 	}
 	for {
 		rc.mu.Lock()
 		pause := rc.pauseUntil.Sub(rc.now())
-		lim, t := rc.limiter, Ticket{rc.gen}
+		a := rc.class(class)
+		lim, t := a.limiter, Ticket{class: class, gen: a.gen}
 		rc.mu.Unlock()
 		if pause > 0 {
 			timer := time.NewTimer(pause)
@@ -163,14 +218,18 @@ func (rc *RateControl) Wait(ctx context.Context) (Ticket, error) {
 	}
 }
 
-// Sent records that a request is being sent now, for the measure of the rate sent.
-func (rc *RateControl) Sent() {
+// Sent is SentClass for the default class "".
+func (rc *RateControl) Sent() { rc.SentClass("") }
+
+// SentClass records that a request of class is being sent now, for the measure of the rate
+// sent.
+func (rc *RateControl) SentClass(class string) {
 	if rc == nil {
 		return
 	}
 	now := rc.now()
 	rc.mu.Lock()
-	rc.sent.add(now)
+	rc.class(class).sent.add(now)
 	rc.mu.Unlock()
 }
 
@@ -213,19 +272,20 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 	now := rc.now()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	a := rc.class(t.class)
 	if status != http.StatusTooManyRequests {
-		rc.answered.add(now)
-		rc.bestAnswered = max(rc.bestAnswered, rc.answered.rate(now))
-		rc.increase(now)
+		a.answered.add(now)
+		a.bestAnswered = max(a.bestAnswered, a.answered.rate(now))
+		a.increase(rc.cfg, now)
 		return "", false
 	}
-	rc.limited++
+	a.limited++
 	after, hasAfter := retryAfterValue(header.Get("Retry-After"), now)
 	if hasAfter && now.Add(after).After(rc.pauseUntil) {
 		rc.pauseUntil = now.Add(after)
 	}
-	if t.gen == rc.gen {
-		rc.decrease(now)
+	if t.gen == a.gen {
+		a.decrease(rc.cfg, now)
 	}
 	if hasAfter {
 		return "", false
@@ -238,52 +298,52 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 // then waits for the controller in the transport.
 const minRetryAfter = "0.001"
 
-// decrease lowers the rate multiplicatively. Callers hold rc.mu.
-func (rc *RateControl) decrease(now time.Time) {
-	base := rc.sent.rate(now)
-	if rc.limiter != nil && (base == 0 || rc.rate < base) {
-		base = rc.rate
+// decrease lowers the rate multiplicatively. Callers hold the controller's mutex.
+func (a *aimd) decrease(cfg RateControlConfig, now time.Time) {
+	base := a.sent.rate(now)
+	if a.limiter != nil && (base == 0 || a.rate < base) {
+		base = a.rate
 	}
 	if base == 0 { // nothing measured yet: the first requests drew the 429
-		base = rc.cfg.MinRate / rc.cfg.Decrease
+		base = cfg.MinRate / cfg.Decrease
 	}
-	rc.ceiling = base
-	rc.setRate(now, base*rc.cfg.Decrease)
-	rc.lastIncrease = now
-	rc.gen++
-	rc.decreases++
+	a.ceiling = base
+	a.setRate(cfg, now, base*cfg.Decrease)
+	a.lastIncrease = now
+	a.gen++
+	a.decreases++
 }
 
-// increase raises the rate additively. Callers hold rc.mu.
-func (rc *RateControl) increase(now time.Time) {
-	if rc.limiter == nil {
+// increase raises the rate additively. Callers hold the controller's mutex.
+func (a *aimd) increase(cfg RateControlConfig, now time.Time) {
+	if a.limiter == nil {
 		return
 	}
-	dt := now.Sub(rc.lastIncrease).Seconds()
+	dt := now.Sub(a.lastIncrease).Seconds()
 	if dt <= 0 {
 		return
 	}
-	rc.lastIncrease = now
+	a.lastIncrease = now
 	// Linear up to the level that drew the last 429, compounding past it (the registry's
 	// limit may have risen, or the first 429 came in a start-up burst that was no measure
 	// of it); never more than a few times what is being sent, so that a quiet stretch does
 	// not leave an unbounded allowance behind.
-	next := rc.rate + rc.cfg.Increase*max(rc.ceiling, rc.rate)*dt
-	rc.setRate(now, min(next, max(4*rc.ceiling, 2*rc.sent.rate(now))))
+	next := a.rate + cfg.Increase*max(a.ceiling, a.rate)*dt
+	a.setRate(cfg, now, min(next, max(4*a.ceiling, 2*a.sent.rate(now))))
 }
 
-func (rc *RateControl) setRate(now time.Time, r float64) {
-	r = max(r, rc.cfg.MinRate, floorShare*rc.bestAnswered)
-	rc.rate = r
+func (a *aimd) setRate(cfg RateControlConfig, now time.Time, r float64) {
+	r = max(r, cfg.MinRate, floorShare*a.bestAnswered)
+	a.rate = r
 	// A burst of 20 ms worth of requests (at least one): enough to absorb scheduling jitter,
 	// too little to overrun a server's bucket.
 	burst := max(1, int(math.Ceil(r/50)))
-	if rc.limiter == nil {
-		rc.limiter = rate.NewLimiter(rate.Limit(r), burst)
+	if a.limiter == nil {
+		a.limiter = rate.NewLimiter(rate.Limit(r), burst)
 		return
 	}
-	rc.limiter.SetLimitAt(now, rate.Limit(r))
-	rc.limiter.SetBurstAt(now, burst)
+	a.limiter.SetLimitAt(now, rate.Limit(r))
+	a.limiter.SetBurstAt(now, burst)
 }
 
 // retryAfterValue reads a Retry-After value: delay-seconds or an HTTP date.

@@ -267,3 +267,31 @@ func TestRateControlRandomThrottling(t *testing.T) {
 		t.Errorf("rate %.2f after a minute of random 429s, want at least %.2f", st.Rate, best/8)
 	}
 }
+
+// TestRateControlClasses: registries limit endpoints separately, so a 429 on one class of
+// request paces that class only; a Retry-After holds them all.
+func TestRateControlClasses(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	for range 20 {
+		clk.add(10 * time.Millisecond)
+		rc.SentClass("list")
+		rc.SentClass("delete")
+	}
+	tk, err := rc.WaitClass(context.Background(), "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Observe(tk, http.StatusTooManyRequests, http.Header{})
+	if l, d := rc.ClassStats("list"), rc.ClassStats("delete"); !l.Limited || d.Limited || d.Decreases != 0 {
+		t.Errorf("after a 429 on lists: list %+v, delete %+v; want only lists paced", l, d)
+	}
+	h := http.Header{}
+	h.Set("Retry-After", "60")
+	rc.Observe(tk, http.StatusTooManyRequests, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := rc.WaitClass(ctx, "delete"); err == nil {
+		t.Error("a delete went through during a Retry-After pause drawn by a list")
+	}
+}
