@@ -517,23 +517,54 @@ type tracked struct {
 func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, through string, leaseLost <-chan error) ([]proto.ShardRecord, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	updates, err := l.Watch(wctx, run.RunID)
-	if err != nil {
-		return nil, err
-	}
-	var mu sync.Mutex // guards seen against the watch goroutine
+	// The watch is started in the background: creating it can hang while a clustered stream
+	// changes leader, and re-listing every PollInterval sees every change meanwhile.
+	var updates <-chan proto.ShardRecord
+	watching := make(chan (<-chan proto.ShardRecord), 1)
+	go func() {
+		u, err := l.Watch(wctx, run.RunID)
+		if err != nil {
+			if wctx.Err() == nil {
+				c.log.Warn("watching shard records; relying on re-listing", slog.Any("err", err))
+			}
+			return
+		}
+		watching <- u
+	}()
+	var mu sync.Mutex // guards seen and live against the watch goroutine
 	seen := make(map[string]*tracked)
+	// live counts the shards in seen that are not terminal. Every checkpoint is an update, so
+	// the loop below must not walk every shard per update (that is shards x pages).
+	live := 0
 	observe := func(rec proto.ShardRecord) {
 		mu.Lock()
 		defer mu.Unlock()
 		t, ok := seen[rec.ShardID]
 		if !ok {
 			seen[rec.ShardID] = &tracked{rec: rec, changed: c.now()}
+			if !rec.State.Terminal() {
+				live++
+			}
 			return
 		}
 		if rec != t.rec {
+			switch was, is := t.rec.State.Terminal(), rec.State.Terminal(); {
+			case was && !is:
+				live++
+			case !was && is:
+				live--
+			}
 			t.rec, t.changed = rec, c.now()
 		}
+	}
+	snapshot := func() []proto.ShardRecord {
+		mu.Lock()
+		defer mu.Unlock()
+		all := make([]proto.ShardRecord, 0, len(seen))
+		for _, t := range seen {
+			all = append(all, t.rec)
+		}
+		return all
 	}
 	tick := time.NewTicker(c.cfg.PollInterval)
 	defer tick.Stop()
@@ -547,25 +578,27 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		}
 		return nil
 	}
-	if err := relist(); err != nil {
-		return nil, err
+	// The first listing must succeed: with nothing seen, the run would look finished.
+	for err := relist(); err != nil; err = relist() {
+		c.log.Warn("listing shard records; trying again", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(c.cfg.PollInterval):
+		}
 	}
 	lc := l.Config()
 	var observed time.Time // last Observer call
 	for {
 		mu.Lock()
-		all := make([]proto.ShardRecord, 0, len(seen))
-		finished := true
-		for _, t := range seen {
-			all = append(all, t.rec)
-			finished = finished && t.rec.State.Terminal()
-		}
+		finished := live == 0
 		mu.Unlock()
 		if c.cfg.Observer != nil && !finished && c.now().Sub(observed) >= c.cfg.ObserveEvery {
-			c.observe(run, all, time.Time{})
+			c.observe(run, snapshot(), time.Time{})
 			observed = c.now()
 		}
 		if finished {
+			all := snapshot()
 			gaps := coverageGaps(all, run.Repositories, through)
 			if len(gaps) == 0 {
 				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
@@ -584,6 +617,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 			continue
 		}
 		select {
+		case updates = <-watching:
 		case rec, ok := <-updates:
 			if !ok {
 				if ctx.Err() != nil {
@@ -604,7 +638,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 			}
 			c.poke(ctx, l, seen, &mu, lc)
 			if c.cfg.Progress != nil {
-				c.cfg.Progress(c.report(run, all, time.Time{}))
+				c.cfg.Progress(c.report(run, snapshot(), time.Time{}))
 			}
 			observed = time.Time{} // at least every PollInterval, even with no record changing
 		}
@@ -693,7 +727,7 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 			failed++
 		}
 	}
-	rec, err := l.ModifyRun(ctx, runID, func(r *proto.RunRecord) error {
+	change := func(r *proto.RunRecord) error {
 		r.Totals, r.FinishedAt = totals, c.now().UTC()
 		if len(shards) > r.Shards {
 			r.Shards = len(shards)
@@ -713,7 +747,17 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 			r.State = proto.RunFailed
 		}
 		return nil
-	})
+	}
+	// The summary decides the exit code: try again while NATS is briefly unavailable.
+	rec, err := l.ModifyRun(ctx, runID, change)
+	for err != nil && ctx.Err() == nil {
+		c.log.Warn("writing run summary; trying again", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			rec, err = l.ModifyRun(ctx, runID, change)
+		}
+	}
 	if err != nil {
 		c.log.Error("writing run summary", slog.Any("err", err))
 		rec, _, _ = l.Run(ctx, runID)
