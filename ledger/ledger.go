@@ -260,8 +260,21 @@ func (l *Ledger) Config() Config { return l.cfg }
 // Consumer returns the durable pull consumer that every worker takes shard messages from.
 func (l *Ledger) Consumer() jetstream.Consumer { return l.cons }
 
+// opTimeout bounds one JetStream request of the ledger whatever the caller's deadline. A
+// request can go unanswered (a clustered stream changing leader may drop it, a server may
+// stop mid-request); without a bound, a caller with a long deadline (a run's) would hang on
+// it, where a bounded one fails and retries.
+const opTimeout = 5 * time.Second
+
+// opContext bounds one request by opTimeout.
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, opTimeout)
+}
+
 // get reads key from kv and decodes it into v, returning the revision.
 func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, fmt.Errorf("%s: %w", key, ErrNotFound)
@@ -294,6 +307,8 @@ func decode(data []byte, v any) error {
 
 // update is one compare-and-swap write; a revision mismatch becomes ErrFenced.
 func update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) (uint64, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	data, err := json.Marshal(v)
 	if err != nil {
 		return 0, fmt.Errorf("encoding %s: %w", key, err)
@@ -310,6 +325,8 @@ func update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev u
 
 // create writes key only if it does not exist; an existing key becomes ErrExists.
 func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	data, err := json.Marshal(v)
 	if err != nil {
 		return 0, fmt.Errorf("encoding %s: %w", key, err)

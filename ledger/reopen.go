@@ -30,11 +30,13 @@ func (l *Ledger) ReopenShard(ctx context.Context, runID, shardID string) (bool, 
 	// A failed shard has no live message: nothing can be working on one. Purge first, so that
 	// a crash after the update leaves a pending record without a message, which the
 	// coordinator re-publishes, never a pending record behind a dead message.
-	stream, err := l.js.Stream(ctx, proto.StreamShards)
+	sctx, cancel := opContext(ctx)
+	defer cancel()
+	stream, err := l.js.Stream(sctx, proto.StreamShards)
 	if err != nil {
 		return false, fmt.Errorf("reopening %s: %w", key, err)
 	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(proto.ShardSubject(runID, shardID))); err != nil {
+	if err := stream.Purge(sctx, jetstream.WithPurgeSubject(proto.ShardSubject(runID, shardID))); err != nil {
 		return false, fmt.Errorf("reopening %s: removing its old message: %w", key, err)
 	}
 	rec.State, rec.Owner, rec.Attempt = proto.StatePending, "", 0
@@ -57,11 +59,13 @@ func (l *Ledger) ReopenShard(ctx context.Context, runID, shardID string) (bool, 
 // that is no longer pending is left alone: someone else has it.
 func (l *Ledger) Requeue(ctx context.Context, runID, shardID string, oldSeq uint64) error {
 	key := proto.ShardKey(runID, shardID)
-	stream, err := l.js.Stream(ctx, proto.StreamShards)
+	sctx, cancel := opContext(ctx)
+	defer cancel()
+	stream, err := l.js.Stream(sctx, proto.StreamShards)
 	if err != nil {
 		return fmt.Errorf("requeueing %s: %w", key, err)
 	}
-	if err := stream.DeleteMsg(ctx, oldSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) &&
+	if err := stream.DeleteMsg(sctx, oldSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) &&
 		!errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
 		return fmt.Errorf("requeueing %s: removing message %d: %w", key, oldSeq, err)
 	}

@@ -68,6 +68,8 @@ func (l *Ledger) publish(ctx context.Context, runID, shardID, msgID string) erro
 	if err != nil {
 		return fmt.Errorf("encoding shard message: %w", err)
 	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	_, err = l.js.Publish(ctx, proto.ShardSubject(runID, shardID), data,
 		jetstream.WithMsgID(msgID),
 		jetstream.WithExpectStream(proto.StreamShards))
@@ -95,6 +97,8 @@ func (l *Ledger) Shard(ctx context.Context, runID, shardID string) (proto.ShardR
 
 // Shards returns every shard record of a run, in key order.
 func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
+	defer cancel()
 	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
@@ -282,17 +286,42 @@ func (c *Claim) flushAudit(ctx context.Context) error {
 	pending := c.audit
 	c.audit = nil
 	c.mu.Unlock()
+	// Wait for the acknowledgements together, up to opTimeout; an event not acknowledged by
+	// then (its publish lost, as in a leader change) is published again, synchronously. The
+	// message ID makes the stream store each event at most once.
+	deadline := time.NewTimer(opTimeout)
+	defer deadline.Stop()
+	expired := false
 	for i, f := range pending {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if _, err2 := c.l.js.PublishMsg(ctx, f.Msg()); err2 != nil {
+		var asyncErr error
+		if !expired {
+			select {
+			case <-f.Ok():
+				continue
+			case asyncErr = <-f.Err():
+			case <-deadline.C:
+				expired = true
+			case <-ctx.Done():
 				c.requeueAudit(pending[i:])
-				return fmt.Errorf("storing audit event (async: %v): %w", err, err2)
+				return fmt.Errorf("storing audit events: %w", ctx.Err())
 			}
-		case <-ctx.Done():
+		} else {
+			select {
+			case <-f.Ok():
+				continue
+			case asyncErr = <-f.Err():
+			default:
+			}
+		}
+		if asyncErr == nil {
+			asyncErr = errors.New("no acknowledgement")
+		}
+		pctx, cancel := opContext(ctx)
+		_, err := c.l.js.PublishMsg(pctx, f.Msg())
+		cancel()
+		if err != nil {
 			c.requeueAudit(pending[i:])
-			return fmt.Errorf("storing audit events: %w", ctx.Err())
+			return fmt.Errorf("storing audit event (async: %v): %w", asyncErr, err)
 		}
 	}
 	return nil
