@@ -45,6 +45,10 @@ const (
 	maxCachedRuns            = 64
 	openRetryMin             = 500 * time.Millisecond // first wait before reopening the queue
 	openRetryMax             = 30 * time.Second       // longest wait between reopening attempts
+	// pullExpiry bounds a pull request. A request parked on a consumer leader that died is
+	// lost, and the client notices by missing two heartbeats (half the expiry each): the
+	// default of 30s left workers idle for as long after a NATS node was lost.
+	pullExpiry = 5 * time.Second
 )
 
 // StopBound is the longest a worker takes to stop once its context ends: shards in hand
@@ -267,7 +271,7 @@ func transient(err error) bool {
 // consume pulls messages, one per free slot, and hands each to handle in its own goroutine
 // (counted in wg), until ctx ends or the message stream breaks.
 func (w *Worker) consume(ctx, grace, hard context.Context, l *ledger.Ledger, sem chan struct{}, wg *sync.WaitGroup) error {
-	iter, err := l.Consumer().Messages(jetstream.PullMaxMessages(1))
+	iter, err := l.Consumer().Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("starting message iterator: %w", err)
 	}
