@@ -23,6 +23,7 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/test/invariant"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -214,6 +215,7 @@ func TestEndToEnd(t *testing.T) {
 				time.Since(began).Round(time.Millisecond), dry)
 
 			deleted := s.reg.DeletedTags(repo)
+			invariant.Check(t, invariant.State{Policy: p, Initial: tags, Deleted: deleted, Remaining: s.reg.Tags(repo), ExitOK: true})
 			if len(deleted) != len(slices.Compact(sorted(deleted))) {
 				t.Errorf("a tag was deleted twice")
 			}
@@ -365,6 +367,14 @@ func TestEdges(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	gone := slices.Concat(vanished, emptied)
+	var ours []string
+	for _, d := range s.reg.DeletedTags(repo) {
+		if !slices.Contains(gone, d) {
+			ours = append(ours, d)
+		}
+	}
+	invariant.Check(t, invariant.State{Policy: p, Initial: tags, Deleted: ours, Gone: gone, Remaining: s.reg.Tags(repo), ExitOK: true})
 	if len(vanished) < 3 || len(emptied) != 8 {
 		t.Fatalf("%d tags vanished between pages, %d emptied: the edges were not exercised", len(vanished), len(emptied))
 	}

@@ -28,6 +28,7 @@ func TestCheck(t *testing.T) {
 	tests := []struct {
 		name string
 		s    State
+		dry  bool
 		want bool
 	}{
 		{name: "exact", want: true, s: State{Deleted: []string{old3, old1, old2}, Remaining: []string{young, other}, ExitOK: true}},
@@ -41,10 +42,13 @@ func TestCheck(t *testing.T) {
 		{name: "deleted a non-prune tag", s: State{Deleted: []string{other}}},
 		{name: "deleted twice", s: State{Deleted: []string{old1, old1}}},
 		{name: "registry disagrees", s: State{Deleted: []string{old1}, Remaining: []string{old3, young, other}}},
+		{name: "dry run", want: true, dry: true, s: State{Remaining: initial, ExitOK: true}},
+		{name: "dry run that deleted", dry: true, s: State{Deleted: []string{old1}, ExitOK: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.s.Policy, tc.s.Initial = p, initial
+			tc.s.Policy.DryRun = tc.dry
 			r := &recorder{TB: t}
 			if got := Check(r, tc.s); got != tc.want || (len(r.errors) == 0) != tc.want {
 				t.Errorf("Check = %v with errors %q, want %v", got, r.errors, tc.want)
