@@ -71,6 +71,9 @@ type Config struct {
 	SimDays    int           `mapstructure:"days"`
 	SimLatency time.Duration `mapstructure:"latency"`
 	SimSeed    int64         `mapstructure:"seed"`
+	SimAdmin   bool          `mapstructure:"admin"`
+
+	StaleAfter time.Duration `mapstructure:"stale-after"`
 }
 
 // Secret is a string that never prints: fmt, slog and JSON all show "REDACTED".
@@ -336,7 +339,8 @@ func (c Config) values() map[string]any {
 		"ack-wait": c.AckWait, "max-deliver": c.MaxDeliver, "nats-replicas": c.NATSReplicas,
 		"data-dir": c.DataDir, "http-addr": c.HTTPAddr, "demo": c.Demo, "demo-tags": c.DemoTags,
 		"demo-days": c.DemoDays, "demo-latency": c.DemoLatency, "addr": c.SimAddr, "tags": c.SimTags,
-		"days": c.SimDays, "latency": c.SimLatency, "seed": c.SimSeed,
+		"days": c.SimDays, "latency": c.SimLatency, "seed": c.SimSeed, "admin": c.SimAdmin,
+		"stale-after": c.StaleAfter,
 	}
 }
 

@@ -173,7 +173,7 @@ func Flags() []Flag {
 		{Name: "output", Kind: KindString, Commands: []string{CmdAudit},
 			Usage: "write the JSON lines to this `file` (replaced only once the export is complete) instead of stdout"},
 		{Name: "run-id", Kind: KindString, Commands: allPruning,
-			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished run resumes it; empty = generated"},
+			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors); empty = generated"},
 		{Name: "shard-by", Kind: KindString, Default: "day", Commands: allPruning,
 			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
 		{Name: "prune-regex", Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning,
@@ -243,6 +243,12 @@ func Flags() []Flag {
 			Usage: "simulated latency per request (a `duration`)"},
 		{Name: "seed", Kind: KindInt64, Default: int64(1), Commands: []string{CmdSim},
 			Usage: "random `seed` of the generated namespace"},
+		{Name: "admin", Kind: KindBool, Default: false, Commands: []string{CmdSim},
+			Usage: "also serve /_sim/ to loopback clients: the tags, deletions, list requests and counters, tag loading and fault injection (for tests)"},
+
+		// status.
+		{Name: "stale-after", Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
+			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = twice --ack-wait"},
 	}
 	for i := range t {
 		if len(t[i].Env) == 0 {

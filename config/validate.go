@@ -138,6 +138,9 @@ func (c Config) Validate() error {
 	if takes("split-after") && c.SplitAfter < 0 {
 		bad("split-after", "%s is negative", c.SplitAfter)
 	}
+	if takes("stale-after") && c.StaleAfter < 0 {
+		bad("stale-after", "%s is negative", c.StaleAfter)
+	}
 	if takes("ack-wait") && c.AckWait < time.Second {
 		bad("ack-wait", "%s is below 1s", c.AckWait)
 	}
@@ -176,6 +179,11 @@ func (c Config) Validate() error {
 		if c.SimLatency < 0 {
 			bad("latency", "%s is negative", c.SimLatency)
 		}
+		if c.SimAdmin {
+			if host, _, err := net.SplitHostPort(c.SimAddr); err == nil && !loopback(host) {
+				bad("admin", "the admin endpoint is for loopback only; --addr %s is not a loopback address", c.SimAddr)
+			}
+		}
 		if c.SimSeed < 0 {
 			bad("seed", "%d is negative", c.SimSeed)
 		}
@@ -209,4 +217,13 @@ func checkHost(s string) error {
 		return fmt.Errorf("%q is not host[:port]", s)
 	}
 	return nil
+}
+
+// loopback reports whether host is a loopback name or address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
