@@ -34,7 +34,10 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics := telemetry.New()
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
+	// The server outlives the signal until the coordinator has returned.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	waitHTTP := serveTelemetry(httpCtx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to nats")
 		}
@@ -44,7 +47,7 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	stopRate := regs.publishRate(ctx, 0, time.Second)
 	defer stopRate()
 	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, regs, live)
-	cancel()
+	stopHTTP()
 	return errors.Join(err, waitHTTP())
 }
 
@@ -87,6 +90,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	switch {
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
 		printSummary(w, rep)
+		if len(rep.FailedShards) > 0 {
+			fmt.Fprintf(w, "Resume the failed shards from their cursors: run the coordinator again with --run-id %s.\n", rep.RunID)
+		}
 		if cfg.Report != "" {
 			if werr := writeReport(cfg.Report, rep); werr != nil {
 				return errors.Join(withCode(exitFailed, err), werr)

@@ -40,6 +40,9 @@ func startSim(ctx context.Context, addr string, ns simNamespace, log *slog.Logge
 
 // runSim serves a simulated registry until ctx ends.
 func runSim(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
+	if cfg.SimAdmin {
+		return runSimAdmin(ctx, w, log, cfg)
+	}
 	srv, err := startSim(ctx, cfg.SimAddr, simNamespace{
 		repos: cfg.Repositories, tags: cfg.SimTags, days: cfg.SimDays,
 		seed: uint64(cfg.SimSeed), end: time.Now(), latency: cfg.SimLatency,

@@ -23,11 +23,11 @@ import (
 // connectNATS connects to the NATS servers at url. name identifies the process to
 // the server (nats server's connz). Reconnects are unbounded: a worker outlives a
 // NATS rolling restart.
-func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
+func connectNATS(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.Timeout(10*time.Second),
 		nats.MaxReconnects(-1),
@@ -37,7 +37,7 @@ func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nats at %s: %w", redactNATSURL(url), err)
 	}
@@ -85,7 +85,10 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("opening bucket %s: %w", proto.BucketState, err)
 	}
-	staleAfter := 2 * cfg.AckWait
+	staleAfter := cfg.StaleAfter
+	if staleAfter <= 0 {
+		staleAfter = 2 * cfg.AckWait
+	}
 	if runID == "" {
 		runs, err := readRecords[proto.RunRecord](ctx, kv, "run.*")
 		if err != nil {
@@ -215,6 +218,11 @@ func printRun(w io.Writer, r proto.RunRecord, shards []proto.ShardRecord, now ti
 			truncate(s.LastError, 80))
 	}
 	tw.Flush()
+	if stale > 0 {
+		fmt.Fprintf(w, "\n%d running shards were not written for more than %s (stale): their worker may be gone. JetStream "+
+			"redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed as abandoned, and "+
+			"running the coordinator again with --run-id %s resumes it from its cursor.\n", stale, staleAfter, r.RunID)
+	}
 }
 
 // isStale reports whether a running shard's holder has gone quiet for longer than

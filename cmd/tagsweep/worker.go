@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
@@ -19,7 +20,9 @@ import (
 // and metrics on cfg.HTTPAddr. A stop (ctx done) is graceful: shards in hand are
 // checkpointed and handed back, and it returns nil.
 func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Config) error {
-	nc, err := connectNATS(cfg.NATSURL, "tagsweep-worker", log)
+	// A worker outlives NATS being away, at its start too: it waits for a server, and its
+	// Run reopens the queue once one answers.
+	nc, err := connectNATS(cfg.NATSURL, "tagsweep-worker", log, nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
@@ -38,15 +41,19 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 	defer cancel()
 	stopRate := regs.publishRate(ctx, cfg.MaxRPS, time.Second)
 	defer stopRate()
-	// Ready: connected to NATS with the consumer bound.
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
+	// Ready: connected to NATS with the consumer bound. The server outlives the signal: it
+	// stops only once the worker has handed its shards back (metrics and probes keep working
+	// during the stop bound).
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	waitHTTP := serveTelemetry(httpCtx, cancel, cfg.HTTPAddr, metrics, func() error {
 		if !nc.IsConnected() {
 			return errors.New("not connected to nats")
 		}
 		return wk.Ready()
 	}, log)
 	werr := wk.Run(ctx)
-	cancel()
+	stopHTTP()
 	return errors.Join(werr, waitHTTP())
 }
 
