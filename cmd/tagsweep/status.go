@@ -29,7 +29,7 @@ func connectNATS(url, name string, log *slog.Logger, opts ...nats.Option) (*nats
 	}
 	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
-		nats.Timeout(10*time.Second),
+		nats.Timeout(10 * time.Second),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
