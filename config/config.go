@@ -51,6 +51,9 @@ type Config struct {
 	DockerConfig string        `mapstructure:"docker-config"`
 	Token        Secret        `mapstructure:"token"`
 	MaxRPS       float64       `mapstructure:"max-rps"`
+	DeleteAPI    string        `mapstructure:"delete-api"`
+	Preserve     bool          `mapstructure:"preserve-payloads"`
+	RepoAliases  []string      `mapstructure:"repository-alias"`
 	Workers      int           `mapstructure:"workers"`
 	Slots        int           `mapstructure:"slots"`
 	DeleteConc   int           `mapstructure:"delete-concurrency"`
@@ -335,6 +338,7 @@ func (c Config) values() map[string]any {
 		"shard-by": c.ShardBy, "prune-regex": c.PruneRegex, "keep-regex": c.KeepRegex,
 		"tag-timezone": c.TagTimezone, "max-deletes": c.MaxDeletes, "page-size": c.PageSize,
 		"docker-config": c.DockerConfig, "token": c.Token.mask(), "max-rps": c.MaxRPS,
+		"delete-api": c.DeleteAPI, "preserve-payloads": c.Preserve, "repository-alias": c.RepoAliases,
 		"workers": c.Workers, "slots": c.Slots, "delete-concurrency": c.DeleteConc, "split-after": c.SplitAfter,
 		"ack-wait": c.AckWait, "max-deliver": c.MaxDeliver, "nats-replicas": c.NATSReplicas,
 		"data-dir": c.DataDir, "http-addr": c.HTTPAddr, "demo": c.Demo, "demo-tags": c.DemoTags,

@@ -184,6 +184,11 @@ func Flags() []Flag {
 			Usage: "IANA time `zone` the tag timestamps are written in"},
 		{Name: "max-deletes", Kind: KindInt64, Default: int64(0), Commands: allPruning,
 			Usage: "delete at most `N` tags in the run; a run that reaches the cap stops and fails (exit 2); 0 = no cap"},
+		{Name: "preserve-payloads", Kind: KindBool, Default: true, Commands: allPruning,
+			Usage: "preserve release payloads (rc_payload__ tags) and carry out their removal requests, as the existing pruner does"},
+		{Name: "repository-alias", Kind: KindStrings, EnvSep: ",", Commands: allPruning,
+			Usage: "another `host/path` under which release payloads name a pruned repository (quay-proxy.ci.openshift.org/openshift/ci), " +
+				"or host/path=repository; repeat the flag for several"},
 
 		// How to talk to the registry.
 		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allWorking,
@@ -194,6 +199,9 @@ func Flags() []Flag {
 		{Name: "token", Kind: KindString, Commands: allRegistry, Secret: true,
 			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
 			Usage: "Quay OAuth `token` sent as a bearer token; never logged (prefer the environment to the command line)"},
+		{Name: "delete-api", Kind: KindString, Default: "v2", Commands: allWorking,
+			Usage: "`api` tags are deleted through: v2 (DELETE /v2/<repo>/manifests/<tag>) or quay-v1 " +
+				"(DELETE /api/v1/repository/<repo>/tag/<tag> with --token; Quay allows it about a tenth of v2's rate)"},
 		{Name: "max-rps", Kind: KindFloat, Default: 0.0, Commands: allWorking,
 			Usage: "registry requests per second (`rate`) per worker process; 0 = unlimited"},
 

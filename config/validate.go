@@ -14,6 +14,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -23,6 +24,12 @@ import (
 var repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 
 var hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$`)
+
+// Values of --delete-api.
+const (
+	DeleteAPIV2     = "v2"
+	DeleteAPIQuayV1 = "quay-v1"
+)
 
 // MaxPageSize is the largest tags/list page tagsweep asks for (registries may cap it lower).
 const MaxPageSize = 1000
@@ -121,6 +128,24 @@ func (c Config) Validate() error {
 			bad("docker-config", "%v", err)
 		} else if st.IsDir() {
 			bad("docker-config", "%s is a directory", c.DockerConfig)
+		}
+	}
+	if takes("delete-api") {
+		switch c.DeleteAPI {
+		case DeleteAPIV2, "": // "" is the default, v2
+		case DeleteAPIQuayV1:
+			if c.Token == "" {
+				bad("delete-api", "quay-v1 needs --token (QUAY_OAUTH_TOKEN)")
+			}
+		default:
+			bad("delete-api", "%q is not v2 or quay-v1", c.DeleteAPI)
+		}
+	}
+	if takes("repository-alias") {
+		for _, a := range c.RepoAliases {
+			if _, err := preserve.ParseAlias(a); err != nil {
+				bad("repository-alias", "%v", err)
+			}
 		}
 	}
 	if takes("max-rps") && c.MaxRPS < 0 {
