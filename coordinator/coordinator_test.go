@@ -577,12 +577,24 @@ func TestObserver(t *testing.T) {
 				t.Errorf("final status report = %+v, Run returned %+v", last.Report, res.rep)
 			}
 
-			// Re-attaching to the finished run reports it once more, as final.
+			// Re-attaching to the finished run reports it again, ending with a final status. A
+			// run that failed reopens its failed shards from their cursors on re-attach, so it
+			// may report progress before its final status; a run that succeeded reports only
+			// the final status.
 			again := &statuses{}
 			cfg.Observer = again
 			rep, _ := run(t, e, cfg, f)
-			if st := again.get(); len(st) != 1 || !st[0].Final || st[0].Report.Tags != rep.Tags {
-				t.Errorf("re-attached statuses = %+v, want one final status", st)
+			st := again.get()
+			if len(st) == 0 || !st[len(st)-1].Final || st[len(st)-1].Report.Tags != rep.Tags {
+				t.Fatalf("re-attached statuses = %+v, want them to end with one final status", st)
+			}
+			for i, s := range st[:len(st)-1] {
+				if s.Final {
+					t.Errorf("re-attached status %d of %d is final", i, len(st))
+				}
+			}
+			if tc.wantFailed == 0 && len(st) != 1 {
+				t.Errorf("re-attached to a done run: statuses = %+v, want only the final one", st)
 			}
 		})
 	}
