@@ -47,6 +47,8 @@ type childFlags struct {
 	cpuProfile  string
 	memProfile  string
 	verbose     bool
+	rcDecrease  float64
+	rcIncrease  float64
 }
 
 func (c *childFlags) register(fs *flag.FlagSet) {
@@ -62,6 +64,8 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.deleteConc, "delete-concurrency", 64, "tag deletes in flight per tagsweep worker")
 	fs.IntVar(&c.concurrency, "ceiling-concurrency", 64, "requests in flight in the ceiling measurement")
 	fs.BoolVar(&c.verbose, "v", false, "log the tagsweep side's warnings to stderr")
+	fs.Float64Var(&c.rcDecrease, "rc-decrease", 0, "workers' adaptive rate control: multiplicative decrease (0 = registry.DefaultRateDecrease)")
+	fs.Float64Var(&c.rcIncrease, "rc-increase", 0, "workers' adaptive rate control: additive increase (0 = registry.DefaultRateIncrease)")
 }
 
 func (c childFlags) rules() (*policy.Rules, proto.Policy, error) {
@@ -160,6 +164,7 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
 	cfg := stackConfig{
 		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
 		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(),
+		RateControl: registry.RateControlConfig{Decrease: c.rcDecrease, Increase: c.rcIncrease},
 	}
 	if c.workerProcs {
 		url, stopNATS, err := spawnNATS(ctx, c)
@@ -200,7 +205,8 @@ func spawnWorkers(ctx context.Context, c childFlags, url string) (func() []int64
 		args := []string{"-child", "worker", "-child-registry", c.registry, "-child-repo", c.repo,
 			"-child-nats", url, "-child-result", path, "-slots", strconv.Itoa(c.slots),
 			"-delete-concurrency", strconv.Itoa(c.deleteConc), "-split-after", c.splitAfter.String(),
-			"-child-cutoff", c.cutoff, "-timeout", c.timeout.String()}
+			"-child-cutoff", c.cutoff, "-timeout", c.timeout.String(),
+			"-rc-decrease", fmt.Sprint(c.rcDecrease), "-rc-increase", fmt.Sprint(c.rcIncrease)}
 		if c.verbose {
 			args = append(args, "-v")
 		}
@@ -303,7 +309,8 @@ func childWorker(ctx context.Context, c childFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg := stackConfig{Registry: c.registry, Slots: c.slots, DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, Log: c.logger()}
+	cfg := stackConfig{Registry: c.registry, Slots: c.slots, DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, Log: c.logger(),
+		RateControl: registry.RateControlConfig{Decrease: c.rcDecrease, Increase: c.rcIncrease}}
 	w, err := worker.New(cfg.workerConfig(fmt.Sprintf("bench-proc-%d", os.Getpid())), js, cfg.Log)
 	if err != nil {
 		return err

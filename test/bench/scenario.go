@@ -197,7 +197,8 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 		"-workers", strconv.Itoa(o.workers), "-split-after", splitAfter.String(), "-timeout", o.timeout.String(),
 		"-slots", strconv.Itoa(o.child.slots), "-delete-concurrency", strconv.Itoa(o.child.deleteConc),
 		"-ceiling-concurrency", strconv.Itoa(o.child.concurrency),
-		"-baseline-retry-delay", o.child.retryDelay.String()}
+		"-baseline-retry-delay", o.child.retryDelay.String(),
+		"-rc-decrease", fmt.Sprint(o.child.rcDecrease), "-rc-increase", fmt.Sprint(o.child.rcIncrease)}
 	if o.child.workerProcs {
 		args = append(args, "-worker-procs")
 	}

@@ -32,7 +32,8 @@ type stackConfig struct {
 	Slots       int
 	DeleteConc  int
 	SplitAfter  time.Duration
-	MaxRPS      float64 // per worker; 0 = unlimited
+	MaxRPS      float64                    // per worker; 0 = unlimited
+	RateControl registry.RateControlConfig // each worker's adaptive rate control
 	NATSDir     string
 	NATSURL     string                                                                     // a NATS server elsewhere; "" starts one in this process
 	WorkerProcs func(ctx context.Context, natsURL string) (wait func() []int64, err error) // nil: workers in process
@@ -48,7 +49,12 @@ type stackResult struct {
 
 // newClient returns the registry client a worker (or the coordinator) uses.
 func newClient(host string, concurrency int, log *slog.Logger) (*registry.OCI, error) {
-	return registry.NewOCI(registry.OCIConfig{Host: host, PlainHTTP: true, Concurrency: concurrency, Logger: log})
+	return newClientRC(host, concurrency, registry.RateControlConfig{}, log)
+}
+
+func newClientRC(host string, concurrency int, rc registry.RateControlConfig, log *slog.Logger) (*registry.OCI, error) {
+	return registry.NewOCI(registry.OCIConfig{Host: host, PlainHTTP: true, Concurrency: concurrency, Logger: log,
+		RateControl: registry.NewRateControl(rc)})
 }
 
 // workerConfig is the configuration of every benchmark worker.
@@ -63,7 +69,7 @@ func (c stackConfig) workerConfig(id string) worker.Config {
 			if run.Registry != c.Registry {
 				return nil, fmt.Errorf("run names registry %q, the benchmark serves %q", run.Registry, c.Registry)
 			}
-			return newClient(run.Registry, max(c.DeleteConc, worker.DefaultDeleteConcurrency)+max(c.Slots, worker.DefaultSlots), c.Log)
+			return newClientRC(run.Registry, max(c.DeleteConc, worker.DefaultDeleteConcurrency)+max(c.Slots, worker.DefaultSlots), c.RateControl, c.Log)
 		},
 	}
 }
