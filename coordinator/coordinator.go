@@ -29,6 +29,7 @@ import (
 	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 )
@@ -85,6 +86,14 @@ type Config struct {
 	Holder string
 	// Ledger configures the JetStream state; it must match the workers'.
 	Ledger ledger.Config
+	// PreservePayloads plans, for each repository, a family shard that preserves its release
+	// payloads and carries out their removal requests (package preserve). It is recorded
+	// with the run: a coordinator re-attaching to a run keeps the run's setting.
+	PreservePayloads bool
+	// RepositoryAliases name the repositories under other registry names in payloads' image
+	// references ("host/path" or "host/path=repository", see preserve.ParseAlias), recorded
+	// with the run for the workers.
+	RepositoryAliases []string
 }
 
 // Status is the state of a run's shards as the coordinator last saw them.
@@ -133,6 +142,11 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	}
 	if !proto.ValidToken(cfg.RunID) {
 		return nil, fmt.Errorf("coordinator: run id %q: want 1-64 of [A-Za-z0-9_-]", cfg.RunID)
+	}
+	for _, a := range cfg.RepositoryAliases {
+		if _, err := preserve.ParseAlias(a); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
 	}
 	cfg.Width = cmp.Or(cfg.Width, keyspace.Day)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
@@ -329,6 +343,11 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (proto.RunRe
 		State:        proto.RunRunning,
 		StartedAt:    start,
 	}
+	// The settings go first: a worker may take the run's first shard as soon as the run
+	// record exists.
+	if err := c.saveSettings(ctx, run.RunID); err != nil {
+		return proto.RunRecord{}, err
+	}
 	if _, err := l.CreateRun(ctx, run); errors.Is(err, ledger.ErrExists) {
 		return c.attach(ctx, l) // another coordinator created it just now
 	} else if err != nil {
@@ -420,12 +439,28 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	for _, s := range existing {
 		byRepo[s.Repository] = append(byRepo[s.Repository], s)
 	}
+	settings, err := c.settings(ctx, run.RunID)
+	if err != nil {
+		return err
+	}
 	total, created := len(existing), 0
 	for i, repo := range run.Repositories {
 		log := c.log.With(slog.String("repo", repo))
+		if settings.Enabled {
+			isNew, err := l.CreateShard(ctx, familyShard(run.RunID, i, repo))
+			if err != nil {
+				return err
+			}
+			if isNew {
+				total++
+				created++
+			}
+		}
 		covered := ""
 		for _, s := range byRepo[repo] {
-			covered = max(covered, s.Range.Through)
+			if isPrune(s) {
+				covered = max(covered, s.Range.Through)
+			}
 			if s.State == proto.StatePending {
 				if _, err := l.CreateShard(ctx, s); err != nil { // re-publish if its message is missing
 					return err
@@ -687,7 +722,7 @@ func coverageGaps(all []proto.ShardRecord, repos []string, through string) []pro
 		var rs []proto.Range
 		var runID string
 		for _, s := range all {
-			if s.Repository == repo {
+			if s.Repository == repo && isPrune(s) {
 				rs, runID = append(rs, s.Range), s.RunID
 			}
 		}
@@ -719,6 +754,12 @@ func coverageGaps(all []proto.ShardRecord, repos []string, through string) []pro
 func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.ShardRecord, reason string) proto.RunRecord {
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
+	preserveReason := ""
+	if pc, failures, err := c.preservation(ctx, runID); err != nil {
+		c.log.Warn("reading preservation results", slog.Any("err", err))
+	} else {
+		preserveReason = preservationReason(pc, failures)
+	}
 	var totals proto.Counters
 	failed := 0
 	for _, s := range shards {
@@ -741,6 +782,11 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 		// run lists the tag again and retries it.
 		if totals.DeleteFailed > 0 && r.Reason == "" {
 			r.Reason = fmt.Sprintf("%d eligible tags could not be deleted", totals.DeleteFailed)
+		}
+		// Likewise a payload left unpreserved or a removal left half done: reported, and
+		// the next run tries again.
+		if r.Reason == "" {
+			r.Reason = preserveReason
 		}
 		r.State = proto.RunDone
 		if r.Reason != "" {

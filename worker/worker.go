@@ -29,6 +29,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 )
@@ -89,6 +90,12 @@ type Config struct {
 	// Observer is told the shards the worker holds and what became of each page's tags
 	// (metrics). nil means none.
 	Observer Observer
+	// Preserver returns what preserves a run's release payloads (package preserve): it reads
+	// payload images and writes component tags and markers on run.Registry, recognising the
+	// run's repository aliases. Called once per run, on its first preserve shard. nil: this
+	// worker fails preserve shards (family shards, which only list and delete through
+	// Connect's client, still run).
+	Preserver func(ctx context.Context, run proto.RunRecord, aliases []preserve.Alias) (*preserve.Preserver, error)
 }
 
 // Worker prunes shards. Create it with New and start it with Run.
@@ -114,6 +121,9 @@ type Worker struct {
 type runEntry struct {
 	rules  *policy.Rules
 	client registry.Client
+
+	pmu  sync.Mutex
+	pres *preservation // built on the run's first preserve shard (preservationFor)
 }
 
 // New checks cfg, applies defaults and returns a worker. log may be nil (discard).
@@ -413,7 +423,9 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		fail(fmt.Errorf("run %s stopped: %s", run.RunID, cmp.Or(run.Reason, string(run.State))))
 		return
 	}
-	if rec.Kind != proto.KindPrune {
+	switch rec.Kind {
+	case proto.KindPrune, proto.KindFamily, proto.KindPreserve:
+	default:
 		fail(fmt.Errorf("shard kind %q is not supported by this worker", rec.Kind))
 		return
 	}
@@ -434,7 +446,14 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	log.Info("shard claimed", slog.String("after", rec.Range.After), slog.String("through", rec.Range.Through),
 		slog.String("resume", rec.Resume()))
 	stopBeat := w.heartbeat(msg, l.Config().AckWait/3)
-	err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, attempt >= maxDeliver, log)
+	switch rec.Kind {
+	case proto.KindFamily:
+		err = w.family(ctx, hard, claim, entry, run, l, log)
+	case proto.KindPreserve:
+		err = w.preserveOne(ctx, hard, claim, entry, run, attempt >= maxDeliver, log)
+	default:
+		err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, attempt >= maxDeliver, log)
+	}
 	stopBeat()
 	if errors.Is(err, registry.ErrUnauthorized) {
 		// The client's credentials were refused after its own retries, for instance a token
@@ -447,6 +466,7 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	var lerr *listError
 	var derr *deleteError
 	var perm *permanentError
+	var rerr *retryError
 	switch {
 	case err == nil:
 		c, cancel := lctx()
@@ -483,6 +503,8 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, lerr.err)
 	case errors.As(err, &derr):
 		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, derr)
+	case errors.As(err, &rerr):
+		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, rerr.err)
 	default: // a ledger write failed (not fenced): the record still names us; let it be redelivered
 		log.Warn("shard interrupted", slog.Any("err", err))
 		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
@@ -555,14 +577,23 @@ func (w *Worker) retryOrFail(hard context.Context, log *slog.Logger, msg jetstre
 	_ = msg.NakWithDelay(delay)
 }
 
+// unauthorizedRetryDelay is the first redelivery delay after refused credentials.
+const unauthorizedRetryDelay = time.Second
+
 // retryDelay is the redelivery delay after attempt failed with err: the registry's Retry-After
-// if it gave one, else RetryDelay doubled per attempt, capped.
+// if it gave one, else RetryDelay (at most unauthorizedRetryDelay after refused credentials)
+// doubled per attempt, capped.
 func (w *Worker) retryDelay(attempt int, err error) time.Duration {
 	var ra *registry.RetryAfterError
 	if errors.As(err, &ra) && ra.After > 0 {
 		return min(ra.After, maxRetryDelay)
 	}
 	d := w.cfg.RetryDelay
+	if errors.Is(err, registry.ErrUnauthorized) {
+		// The client was rebuilt (see handle): a fresh one fetches a fresh token at once, so
+		// a token the registry expired early costs a second, not a full retry delay.
+		d = min(d, unauthorizedRetryDelay)
+	}
 	for i := 1; i < attempt && d < maxRetryDelay; i++ {
 		d *= 2
 	}

@@ -1,0 +1,305 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/preserve"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+)
+
+// Release-payload preservation shards (see package preserve): a family shard lists a
+// repository's family key ranges, publishes a preserve shard for each payload needing
+// preservation and carries out removal requests and orphan removals; a preserve shard
+// preserves one payload. Their outcomes are PreserveResults in KV (proto.PreserveResultKey),
+// not shard counters, which stay the prune rule's.
+
+// maxFailures bounds the failures a PreserveResult names.
+const maxFailures = 20
+
+// preservation is what a run's preservation shards share in a worker: the run's settings and
+// the Preserver built from them.
+type preservation struct {
+	settings  proto.PreserveSettings
+	preserver *preserve.Preserver
+}
+
+// preservationFor returns the run's preservation settings and Preserver, building them on
+// first use (cached in the run's entry).
+func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.RunRecord) (*preservation, error) {
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	if e.pres != nil {
+		return e.pres, nil
+	}
+	if w.cfg.Preserver == nil {
+		return nil, &permanentError{errors.New("this worker is not configured for release payload preservation")}
+	}
+	kv, err := w.js.KeyValue(ctx, proto.BucketState)
+	if err != nil {
+		return nil, fmt.Errorf("opening the state bucket: %w", err)
+	}
+	var s proto.PreserveSettings
+	entry, err := kv.Get(ctx, proto.PreserveSettingsKey(run.RunID))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(entry.Value(), &s); err != nil || s.V > proto.Version {
+			return nil, &permanentError{fmt.Errorf("run %s: unreadable preservation settings: %v", run.RunID, err)}
+		}
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, &permanentError{fmt.Errorf("run %s has no preservation settings", run.RunID)}
+	default:
+		return nil, fmt.Errorf("reading the run's preservation settings: %w", err)
+	}
+	var aliases []preserve.Alias
+	for _, a := range s.Aliases {
+		al, err := preserve.ParseAlias(a)
+		if err != nil {
+			return nil, &permanentError{fmt.Errorf("run %s: %w", run.RunID, err)}
+		}
+		aliases = append(aliases, al)
+	}
+	p, err := w.cfg.Preserver(ctx, run, aliases)
+	if err != nil {
+		return nil, fmt.Errorf("preparing preservation: %w", err)
+	}
+	e.pres = &preservation{settings: s, preserver: p}
+	return e.pres, nil
+}
+
+// listRange lists every tag of r, page by page.
+func (w *Worker) listRange(ctx context.Context, client registry.Lister, repo string, r proto.Range, each func(tag string)) (int, error) {
+	n, last := 0, r.After
+	for {
+		if err := w.wait(ctx); err != nil {
+			return n, err
+		}
+		page, err := client.List(ctx, repo, last, w.cfg.PageSize)
+		if err == nil {
+			err = registry.CheckPage(last, page.Tags)
+		}
+		if err != nil {
+			return n, &listError{err}
+		}
+		end := len(page.Tags) == 0 || (!page.More && len(page.Tags) < w.cfg.PageSize)
+		for _, t := range page.Tags {
+			if t > r.Through {
+				return n, nil
+			}
+			each(t)
+			n++
+		}
+		if end {
+			return n, nil
+		}
+		last = page.Tags[len(page.Tags)-1]
+	}
+}
+
+// family works a family shard. It returns nil when done, or an error for handle to act on.
+func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
+	l *ledger.Ledger, log *slog.Logger) error {
+	rec := claim.Record()
+	if rec.Range != preserve.Span() {
+		return &permanentError{fmt.Errorf("family shard range %v is not the family's span", rec.Range)}
+	}
+	var fs preserve.Families
+	scanned := 0
+	for _, r := range preserve.Ranges() {
+		n, err := w.listRange(ctx, e.client, rec.Repository, r, func(t string) { fs.Add(t) })
+		scanned += n
+		if err != nil {
+			return err
+		}
+	}
+	actions := preserve.Plan(fs.List())
+	res := proto.PreserveResult{V: proto.Version, RunID: rec.RunID, ShardID: rec.ShardID, Counters: actions.Counters()}
+	res.Counters.FamilyTags = int64(scanned)
+	log.Info("release payloads listed", slog.Int("family_tags", scanned), slog.Int("versions", fs.Len()),
+		slog.Int("preserved", actions.Preserved), slog.Int("needing_preservation", len(actions.Preserve)),
+		slog.Int("removal_requests", len(actions.Remove)), slog.Int("orphaned_versions", len(actions.Orphans)))
+
+	// One preserve shard per payload, recorded before this shard is done, so that the
+	// coordinator waits for them.
+	for _, t := range actions.Preserve {
+		child := proto.ShardRecord{RunID: rec.RunID, ShardID: preserveShardID(rec.ShardID, t.Version), Kind: proto.KindPreserve,
+			Repository: rec.Repository, Range: preserve.ComponentRange(t.Version), Parent: rec.ShardID}
+		lctx, cancel := w.ledgerCtx(hard)
+		_, err := l.CreateShard(lctx, child)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publishing the preservation of %s: %w", t.Version, err)
+		}
+	}
+
+	dry := run.Policy.DryRun
+	del := &auditedDeleter{client: e.client, w: w, dry: dry}
+	conc := max(1, min(w.cfg.DeleteConcurrency, 16))
+	do := func(rm preserve.Removal, orphan bool) {
+		r := preserve.Remove(ctx, del, rec.Repository, rm, conc, dry)
+		res.Counters.Add(r.Counters(orphan))
+		if dry {
+			for _, tag := range append(slices.Clone(rm.Tags), rm.Request) {
+				if tag != "" {
+					del.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeDryRun})
+				}
+			}
+		}
+		if r.Err != nil {
+			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", rm.Version, r.Err))
+			log.Warn("release payload removal incomplete", slog.String("tag", preserve.PayloadTag(rm.Version)),
+				slog.Bool("request_kept", r.RequestKept), slog.Any("err", r.Err))
+		}
+	}
+	for _, rm := range actions.Remove {
+		do(rm, false)
+	}
+	for _, o := range actions.Orphans {
+		do(o, true)
+	}
+	for _, ev := range del.take() {
+		if err := claim.Audit(ev); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.saveResult(hard, res)
+}
+
+// preserveOne works a preserve shard: it preserves one payload.
+func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
+	final bool, log *slog.Logger) error {
+	rec := claim.Record()
+	v, ok := preserve.VersionOf(rec.Range)
+	if !ok {
+		return &permanentError{fmt.Errorf("preserve shard range %v names no payload version", rec.Range)}
+	}
+	pres, err := w.preservationFor(ctx, e, run)
+	if err != nil {
+		return err
+	}
+	task := preserve.Task{Version: v, Payload: preserve.PayloadTag(v)}
+	if _, err := w.listRange(ctx, e.client, rec.Repository, rec.Range, func(t string) {
+		if role, tv, c := preserve.Classify(t); role == preserve.RoleComponent && tv == v {
+			task.Existing = append(task.Existing, c)
+		}
+	}); err != nil {
+		return err
+	}
+	r, err := pres.preserver.Preserve(ctx, rec.Repository, task, run.Policy.DryRun)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	permanent := errors.Is(err, preserve.ErrPayload) || errors.Is(err, registry.ErrNotFound) ||
+		errors.Is(err, registry.ErrNoImageReferences)
+	if err != nil && !permanent && !final {
+		return &retryError{err}
+	}
+	res := proto.PreserveResult{V: proto.Version, RunID: rec.RunID, ShardID: rec.ShardID, Counters: r.Counters(err)}
+	if err != nil {
+		res.Failures = []string{fmt.Sprintf("%s: %v", v, err)}
+		log.Error("release payload not preserved; the next run tries again", slog.String("tag", task.Payload), slog.Any("err", err))
+	} else {
+		log.Info("release payload preserved", slog.String("tag", task.Payload), slog.Int("components", r.Components),
+			slog.Int("tagged", r.Tagged), slog.Int("already_tagged", r.Present), slog.Int("elsewhere", r.Elsewhere),
+			slog.Bool("dry_run", run.Policy.DryRun))
+	}
+	return w.saveResult(hard, res)
+}
+
+// retryError is a preservation that failed in a way a later delivery may mend.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// saveResult writes a shard's PreserveResult, replacing an earlier attempt's.
+func (w *Worker) saveResult(hard context.Context, res proto.PreserveResult) error {
+	ctx, cancel := w.ledgerCtx(hard)
+	defer cancel()
+	kv, err := w.js.KeyValue(ctx, proto.BucketState)
+	if err != nil {
+		return fmt.Errorf("opening the state bucket: %w", err)
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encoding preservation result: %w", err)
+	}
+	if _, err := kv.Put(ctx, proto.PreserveResultKey(res.RunID, res.ShardID), data); err != nil {
+		return fmt.Errorf("recording preservation result: %w", err)
+	}
+	return nil
+}
+
+// preserveShardID names the shard preserving version v, published by family shard parent:
+// derived, so that a redelivered family shard names the same shards.
+func preserveShardID(parent, v string) string {
+	return ledger.ChildID(parent, preserve.PayloadTag(v))
+}
+
+func appendBounded(list []string, s string) []string {
+	if len(list) < maxFailures {
+		return append(list, truncate(s, 500))
+	}
+	return list
+}
+
+// auditedDeleter deletes family tags through the worker's rate bound and records an audit
+// event per delete. It refuses any tag outside the preservation family.
+type auditedDeleter struct {
+	client registry.Deleter
+	w      *Worker
+	dry    bool
+
+	mu     sync.Mutex
+	events []proto.AuditEvent
+}
+
+func (d *auditedDeleter) Delete(ctx context.Context, repo, tag string) error {
+	if !preserve.Protected(tag) {
+		err := fmt.Errorf("refused to delete %s: not a release payload family tag", tag)
+		d.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeFailed, Error: err.Error()})
+		return err
+	}
+	if err := d.w.wait(ctx); err != nil {
+		return err
+	}
+	err := d.client.Delete(ctx, repo, tag)
+	ev := proto.AuditEvent{Tag: tag, Time: time.Now().UTC()}
+	switch {
+	case err == nil:
+		ev.Outcome = proto.OutcomeDeleted
+	case errors.Is(err, registry.ErrNotFound):
+		ev.Outcome = proto.OutcomeAlreadyGone
+	default:
+		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
+	}
+	d.record(ev)
+	return err
+}
+
+func (d *auditedDeleter) record(ev proto.AuditEvent) {
+	d.mu.Lock()
+	d.events = append(d.events, ev)
+	d.mu.Unlock()
+}
+
+func (d *auditedDeleter) take() []proto.AuditEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.events
+	d.events = nil
+	return out
+}
