@@ -80,7 +80,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 			gauges.RunStatus(s)
 			display.RunStatus(s)
 		}),
-		Ledger: ledgerConfig(cfg),
+		Ledger:            ledgerConfig(cfg),
+		PreservePayloads:  cfg.Preserve,
+		RepositoryAliases: cfg.RepoAliases,
 	}, js, lister, log)
 	if err != nil {
 		return err
@@ -89,12 +91,21 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	display.Stop() // before anything is printed
 	switch {
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
+		full := runReport{Report: rep}
+		pc, failures, perr := co.Preservation(ctx)
+		if perr != nil {
+			log.Warn("reading the run's preservation results", slog.Any("err", perr))
+		}
 		printSummary(w, rep)
+		if perr == nil && !pc.IsZero() {
+			printPreservation(w, rep.DryRun, pc, failures)
+			full.Preservation, full.PreservationFailures = &pc, failures
+		}
 		if len(rep.FailedShards) > 0 {
 			fmt.Fprintf(w, "Resume the failed shards from their cursors: run the coordinator again with --run-id %s.\n", rep.RunID)
 		}
 		if cfg.Report != "" {
-			if werr := writeReport(cfg.Report, rep); werr != nil {
+			if werr := writeReport(cfg.Report, full); werr != nil {
 				return errors.Join(withCode(exitFailed, err), werr)
 			}
 		}

@@ -45,7 +45,7 @@ func printSummary(w io.Writer, r proto.Report) {
 }
 
 // writeReport writes r as JSON to path, atomically: a reader never sees half a report.
-func writeReport(path string, r proto.Report) error {
+func writeReport(path string, r any) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding report: %w", err)

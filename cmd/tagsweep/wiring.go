@@ -56,6 +56,13 @@ func connector(cfg config.Config, regs *registries, log *slog.Logger) func(conte
 		if err != nil {
 			return nil, err
 		}
+		if cfg.DeleteAPI == config.DeleteAPIQuayV1 {
+			q, err := regs.quayClient(cfg, run.Registry, run.PlainHTTP, log.With("repo_registry", run.Registry))
+			if err != nil {
+				return nil, err
+			}
+			return quayDeletes{Lister: c, Quay: q}, nil
+		}
 		return c, nil
 	}
 }

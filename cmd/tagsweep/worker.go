@@ -68,6 +68,7 @@ func workerConfig(cfg config.Config, id string, regs *registries, log *slog.Logg
 		PageSize:          cfg.PageSize,
 		SplitAfter:        cfg.SplitAfter,
 		Connect:           connector(cfg, regs, log),
+		Preserver:         preserver(cfg, regs, log),
 		Ledger:            ledgerConfig(cfg),
 		Observer:          workerMetrics{m: regs.m},
 	}
