@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/test/invariant"
@@ -358,4 +361,55 @@ func TestRefusedCredentialsReconnect(t *testing.T) {
 		t.Fatalf("shard %s at attempt %d after %d connects, want done on the second delivery with a second client", s.State, s.Attempt, connects.Load())
 	}
 	checkInvariant(t, p, tags, reg, true)
+}
+
+// A worker started before NATS is up (the CLI connects with RetryOnFailedConnect) waits for
+// it and opens the queue once it answers, instead of exiting.
+func TestWorkerStartsBeforeNATS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	nc, err := nats.Connect("nats://"+addr, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(time.Second)) // fail the first attempt sooner
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := tagsFor(20)
+	reg := newFake(tags)
+	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 3 * time.Second, MaxDeliver: 5}
+	logs := &logCapture{}
+	w, err := worker.New(worker.Config{ID: "early", PageSize: 10, Ledger: lc,
+		Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return reg, nil }}, js, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	logs.waitFor(t, "opening the shard queue; retrying")
+
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), Listen: addr, MaxMemory: 64 << 20, MaxStore: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	logs.waitFor(t, "worker started")
+	e := &env{srv: srv, lc: lc}
+	e.js = e.connect(t)
+	if e.l, err = ledger.Open(testCtx(t), e.js, lc); err != nil {
+		t.Fatal(err)
+	}
+	p := testPolicy()
+	e.seed(t, "r1", p, whole)
+	e.waitShards(t, "r1", 1)
+	checkInvariant(t, p, tags, reg, true)
+	if err := stop(); err != nil { // before the server's cleanup closes it
+		t.Errorf("Run = %v", err)
+	}
 }
