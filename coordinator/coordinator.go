@@ -544,7 +544,7 @@ func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run pr
 type tracked struct {
 	rec     proto.ShardRecord
 	changed time.Time
-	pokedAt time.Time // last re-publish or abandonment check
+	pokedAt time.Time // last ledger.Rescue
 }
 
 // track follows the run's shard records until every one is terminal and the shards cover
@@ -680,34 +680,33 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 	}
 }
 
-// poke re-publishes pending shards that sat unchanged for an ack wait (a publication lost
-// between record and message; a queued message makes this a no-op) and fails shards that no
-// delivery will ever reach again (ledger.FailAbandoned).
+// poke has the ledger rescue every shard whose record sat unchanged for an ack wait
+// (ledger.Rescue): a pending shard whose message was lost, or ran out of deliveries without a
+// claim, is queued afresh, and a shard whose holder died on its message's last delivery is
+// failed. Whether a delivery will still reach a shard is read from the shard queue, never
+// guessed from the record's attempt count, so a shard whose message waits in a long queue is
+// left to wait.
 func (c *Coordinator) poke(ctx context.Context, l *ledger.Ledger, seen map[string]*tracked, mu *sync.Mutex, lc ledger.Config) {
 	now := c.now()
 	mu.Lock()
-	var pending, abandoned []proto.ShardRecord
+	var quiet []proto.ShardRecord
 	for _, t := range seen {
 		if t.rec.State.Terminal() || now.Sub(t.changed) < lc.AckWait || now.Sub(t.pokedAt) < lc.AckWait {
 			continue
 		}
 		t.pokedAt = now
-		if t.rec.Attempt >= lc.MaxDeliver {
-			abandoned = append(abandoned, t.rec)
-		} else if t.rec.State == proto.StatePending {
-			pending = append(pending, t.rec)
-		}
+		quiet = append(quiet, t.rec)
 	}
 	mu.Unlock()
-	for _, s := range pending {
-		if _, err := l.CreateShard(ctx, s); err != nil {
-			c.log.Warn("re-publishing pending shard", slog.String("shard", s.ShardID), slog.Any("err", err))
-		}
-	}
-	for _, s := range abandoned {
-		if ok, err := l.FailAbandoned(ctx, s.RunID, s.ShardID); err != nil {
-			c.log.Warn("checking abandoned shard", slog.String("shard", s.ShardID), slog.Any("err", err))
-		} else if ok {
+	for _, s := range quiet {
+		got, err := l.Rescue(ctx, s.RunID, s.ShardID)
+		switch {
+		case err != nil:
+			c.log.Warn("checking a quiet shard", slog.String("shard", s.ShardID), slog.Any("err", err))
+		case got == ledger.RescueRequeued:
+			c.log.Warn("no delivery would reach the shard; queued it afresh", slog.String("shard", s.ShardID),
+				slog.String("state", string(s.State)), slog.Int("attempt", s.Attempt))
+		case got == ledger.RescueFailed:
 			c.log.Error("shard abandoned on its last delivery; failed it", slog.String("shard", s.ShardID))
 		}
 	}

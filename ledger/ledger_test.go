@@ -19,11 +19,29 @@ import (
 // testLedger starts an in-process JetStream server and opens a memory-backed ledger on it.
 func testLedger(t *testing.T) (*Ledger, jetstream.JetStream) {
 	t.Helper()
+	l, js, _ := testLedgerServer(t)
+	return l, js
+}
+
+// testLedgerServer is testLedger, also returning the server.
+func testLedgerServer(t *testing.T) (*Ledger, jetstream.JetStream, *natsserver.Server) {
+	t.Helper()
 	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
 	if err != nil {
 		t.Fatalf("natsserver.Start: %v", err)
 	}
 	t.Cleanup(srv.Close)
+	js := connect(t, srv)
+	l, err := Open(ctx(t), js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return l, js, srv
+}
+
+// connect opens a JetStream client on its own connection to srv, closed when the test ends.
+func connect(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
+	t.Helper()
 	nc, err := srv.Connect()
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
@@ -33,11 +51,7 @@ func testLedger(t *testing.T) (*Ledger, jetstream.JetStream) {
 	if err != nil {
 		t.Fatalf("jetstream.New: %v", err)
 	}
-	l, err := Open(ctx(t), js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return l, js
+	return js
 }
 
 func ctx(t *testing.T) context.Context {
@@ -553,6 +567,7 @@ func TestFailAbandoned(t *testing.T) {
 	c := ctx(t)
 	for _, id := range []string{"last", "early", "done"} {
 		mustCreate(t, l, newShard("r1", id, "", "2026"))
+		nextMsg(t, l) // delivered (a message waiting in the queue is never abandoned)
 	}
 	if _, err := l.Claim(c, "r1", "last", "w", l.cfg.MaxDeliver); err != nil {
 		t.Fatal(err)

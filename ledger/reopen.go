@@ -51,34 +51,6 @@ func (l *Ledger) ReopenShard(ctx context.Context, runID, shardID string) (bool, 
 	return true, l.publish(ctx, runID, shardID, fmt.Sprintf("%s/r%d", proto.ShardMsgID(runID, shardID), rev))
 }
 
-// Requeue replaces a pending shard's message with a fresh one, which JetStream delivers
-// MaxDeliver times again. A worker that gives a shard back on the message's last delivery uses
-// it (after Release and Term): a Nak would strand the shard, as JetStream delivers that message
-// no more. oldSeq is the stream sequence of the message being replaced; it is deleted first,
-// because Term is processed asynchronously and the subject holds one message only. A shard
-// that is no longer pending is left alone: someone else has it.
-func (l *Ledger) Requeue(ctx context.Context, runID, shardID string, oldSeq uint64) error {
-	key := proto.ShardKey(runID, shardID)
-	sctx, cancel := opContext(ctx)
-	defer cancel()
-	stream, err := l.js.Stream(sctx, proto.StreamShards)
-	if err != nil {
-		return fmt.Errorf("requeueing %s: %w", key, err)
-	}
-	if err := stream.DeleteMsg(sctx, oldSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) &&
-		!errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
-		return fmt.Errorf("requeueing %s: removing message %d: %w", key, oldSeq, err)
-	}
-	rec, rev, err := l.Shard(ctx, runID, shardID)
-	if err != nil {
-		return err
-	}
-	if rec.State != proto.StatePending {
-		return nil
-	}
-	return l.publish(ctx, runID, shardID, fmt.Sprintf("%s/r%d", proto.ShardMsgID(runID, shardID), rev))
-}
-
 // Reserved returns how many deletions the run's workers have reserved against its cap so far
 // (0 when none, or when the run has no cap).
 func (l *Ledger) Reserved(ctx context.Context, runID string) (int64, error) {

@@ -164,37 +164,6 @@ func (l *Ledger) Watch(ctx context.Context, runID string) (<-chan proto.ShardRec
 	return out, nil
 }
 
-// FailAbandoned fails a shard that no delivery will ever reach again: its record is pending
-// or running at attempt >= MaxDeliver (JetStream delivers its message no more) and has not
-// been written for StaleAfter. It is how a worker that died on a shard's last delivery is
-// noticed. It reports whether it failed the shard.
-func (l *Ledger) FailAbandoned(ctx context.Context, runID, shardID string) (bool, error) {
-	rec, rev, err := l.Shard(ctx, runID, shardID)
-	if err != nil {
-		return false, err
-	}
-	now := l.now().UTC()
-	last := rec.Heartbeat
-	if last.IsZero() {
-		last = rec.CreatedAt
-	}
-	if rec.State.Terminal() || rec.Attempt < l.cfg.MaxDeliver || now.Sub(last) < l.cfg.StaleAfter {
-		return false, nil
-	}
-	why := fmt.Sprintf("abandoned after %d deliveries (no update since %s)", rec.Attempt, last.Format(time.RFC3339))
-	if rec.LastError != "" {
-		why += "; last error: " + rec.LastError
-	}
-	rec.State, rec.LastError, rec.FinishedAt = proto.StateFailed, why, now
-	if _, err := update(ctx, l.state, proto.ShardKey(runID, shardID), rec, rev); err != nil {
-		if errors.Is(err, ErrFenced) { // it moved: not abandoned after all
-			return false, nil
-		}
-		return false, err
-	}
-	return true, nil
-}
-
 // Claim is a worker's hold on one shard for one delivery of its message. Every method is one
 // compare-and-swap of the whole record; once one fails with ErrFenced the claim is lost and
 // every later call returns ErrFenced without writing. A Claim is used by one goroutine at a

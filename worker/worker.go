@@ -345,6 +345,7 @@ func (w *Worker) stopContexts(ctx context.Context) (grace, hard context.Context,
 // shard was taken over (fenced). ctx ends when the worker stops; grace and hard outlive it
 // (see stopContexts).
 func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg jetstream.Msg) {
+	received := time.Now()
 	var m proto.ShardMessage
 	if err := json.Unmarshal(msg.Data(), &m); err != nil || m.V > proto.Version || !proto.ValidToken(m.RunID) || !proto.ValidToken(m.ShardID) {
 		w.log.Error("dropping undecodable shard message", slog.String("subject", msg.Subject()), slog.Any("err", err))
@@ -358,10 +359,6 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		_ = msg.TermWithReason("no metadata")
 		return
 	}
-	if ctx.Err() != nil { // handed out while stopping: give it straight back
-		_ = msg.Nak()
-		return
-	}
 	attempt := int(md.NumDelivered)
 	maxDeliver := l.Config().MaxDeliver
 	if info := l.Consumer().CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
@@ -369,6 +366,14 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	}
 	// lctx bounds one ledger write; every write gets its own, as a shard may run for long.
 	lctx := func() (context.Context, context.CancelFunc) { return w.ledgerCtx(hard) }
+	// giveBack returns the message of a shard this delivery did not claim.
+	giveBack := func(delay time.Duration, cause error) {
+		w.giveBack(hard, log, l, msg, m, md.Sequence.Stream, received, attempt >= maxDeliver, delay, cause)
+	}
+	if ctx.Err() != nil { // handed out while stopping: give it straight back
+		giveBack(0, nil)
+		return
+	}
 
 	run, _, err := l.Run(ctx, m.RunID)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -377,7 +382,8 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		return
 	}
 	if err != nil {
-		w.giveBack(ctx, log, msg, attempt, fmt.Errorf("reading run record: %w", err))
+		err = fmt.Errorf("reading run record: %w", err)
+		giveBack(w.retryDelay(attempt, err), err)
 		return
 	}
 	claim, err := l.Claim(ctx, m.RunID, m.ShardID, w.cfg.ID, attempt)
@@ -393,11 +399,11 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		_ = msg.TermWithReason("no shard record")
 		return
 	case errors.Is(err, ledger.ErrBusy):
-		log.Warn("shard held by a live worker; retrying later", slog.Any("err", err))
-		_ = msg.NakWithDelay(l.Config().AckWait)
+		giveBack(l.Config().AckWait, err)
 		return
 	case err != nil:
-		w.giveBack(ctx, log, msg, attempt, fmt.Errorf("claiming shard: %w", err))
+		err = fmt.Errorf("claiming shard: %w", err)
+		giveBack(w.retryDelay(attempt, err), err)
 		return
 	}
 	rec := claim.Record()
@@ -539,15 +545,37 @@ func (w *Worker) release(hard context.Context, log *slog.Logger, l *ledger.Ledge
 	}
 }
 
-// giveBack returns a message whose shard was not claimed: at once when stopping, else after
-// a delay.
-func (w *Worker) giveBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, attempt int, err error) {
-	if ctx.Err() != nil {
+// giveBack returns the message of a shard this delivery did not claim, after delay (0: at
+// once; cause says why, nil for a stop). On the message's last delivery a Nak would strand the
+// shard (JetStream keeps the message but delivers it no more, and the message refuses a new
+// one on the shard's subject), so the message is termed and the shard requeued with a fresh
+// message instead; a shard that is not pending is left to whoever has it. Otherwise the
+// message is naked, unless this delivery is old enough that JetStream may have handed the
+// message to another worker since (a nak would then take it from that worker): it then comes
+// back after its AckWait by itself.
+func (w *Worker) giveBack(hard context.Context, log *slog.Logger, l *ledger.Ledger, msg jetstream.Msg, m proto.ShardMessage,
+	seq uint64, received time.Time, final bool, delay time.Duration, cause error) {
+	if cause != nil {
+		log.Warn("shard not started; retrying later", slog.Any("err", cause), slog.Bool("last_delivery", final))
+	}
+	if final {
+		_ = msg.TermWithReason("given back unclaimed on its last delivery; requeued")
+		ctx, cancel := w.ledgerCtx(hard)
+		defer cancel()
+		if err := l.Requeue(ctx, m.RunID, m.ShardID, seq); err != nil {
+			log.Warn("requeueing shard given back on its last delivery; the coordinator will", slog.Any("err", err))
+		}
+		return
+	}
+	if time.Since(received) > l.Config().AckWait/2 {
+		log.Warn("shard not started for long; leaving its message to be redelivered")
+		return
+	}
+	if delay <= 0 {
 		_ = msg.Nak()
 		return
 	}
-	log.Warn("shard not started; retrying later", slog.Any("err", err))
-	_ = msg.NakWithDelay(w.retryDelay(attempt, err))
+	_ = msg.NakWithDelay(delay)
 }
 
 // retryOrFail gives a shard back for a later delivery, or fails it on its last delivery.
