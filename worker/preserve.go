@@ -145,6 +145,7 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	dry := run.Policy.DryRun
 	del := &auditedDeleter{client: e.client, w: w, dry: dry}
 	conc := max(1, min(w.cfg.DeleteConcurrency, 16))
+	var refused error // a removal the registry refused for our credentials
 	do := func(rm preserve.Removal, orphan bool) {
 		r := preserve.Remove(ctx, del, rec.Repository, rm, conc, dry)
 		res.Counters.Add(r.Counters(orphan))
@@ -154,6 +155,9 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 					del.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeDryRun})
 				}
 			}
+		}
+		if r.Err != nil && errors.Is(r.Err, registry.ErrUnauthorized) && refused == nil {
+			refused = r.Err
 		}
 		if r.Err != nil {
 			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", rm.Version, r.Err))
@@ -174,6 +178,13 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if refused != nil {
+		// The credentials were refused (a token the registry expired before the client
+		// expected): the next delivery lists the family again with a fresh client and repeats
+		// the removals, which are idempotent (a tag already gone counts as removed). On the
+		// last delivery retryOrFail fails the shard with this error.
+		return &retryError{fmt.Errorf("removing release payload tags: %w", refused)}
 	}
 	return w.saveResult(hard, res)
 }
