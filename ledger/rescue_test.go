@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -178,5 +180,55 @@ func TestRescue(t *testing.T) {
 	}
 	for _, id := range []string{"lost", "emptied"} {
 		deliver(id) // requeued: delivered again
+	}
+}
+
+// A write of a claim that fails without being fenced may or may not have been stored; Verify
+// tells from the record which, and whether another writer has the shard.
+func TestClaimVerify(t *testing.T) {
+	l, _ := testLedger(t)
+	c := ctx(t)
+	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
+	a, err := l.Claim(c, "r1", "s1", "worker-a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, cancel := context.WithCancel(c)
+	cancel()
+	// Lost: the record is as the claim last wrote it.
+	if err := a.Checkpoint(dead, "2001", proto.Counters{Scanned: 1}); err == nil || errors.Is(err, ErrFenced) {
+		t.Fatalf("Checkpoint with a dead context = %v, want a failure that is not fencing", err)
+	}
+	if landed, err := a.Verify(c); landed || err != nil {
+		t.Fatalf("Verify after a lost write = %v, %v, want not landed, still ours", landed, err)
+	}
+	// Stored although it failed: the record is as the failed write would have left it.
+	if err := a.Checkpoint(dead, "2002", proto.Counters{Scanned: 2}); err == nil {
+		t.Fatal("Checkpoint with a dead context succeeded")
+	}
+	if _, err := update(c, l.state, proto.ShardKey("r1", "s1"), *a.tried, a.rev); err != nil {
+		t.Fatal(err)
+	}
+	if landed, err := a.Verify(c); !landed || err != nil {
+		t.Fatalf("Verify after a stored write = %v, %v, want landed", landed, err)
+	}
+	if err := a.Checkpoint(c, "2003", proto.Counters{Scanned: 3}); err != nil {
+		t.Fatalf("Checkpoint after a verified write: %v", err)
+	}
+	if r := a.Record(); r.Cursor != "2003" || r.Counters.Scanned != 5 {
+		t.Fatalf("record %+v, want cursor 2003 and the stored write's counts with this one's", r)
+	}
+	// Another writer: fenced for good.
+	if err := a.Checkpoint(dead, "2004", proto.Counters{}); err == nil {
+		t.Fatal("Checkpoint with a dead context succeeded")
+	}
+	if _, err := l.Claim(c, "r1", "s1", "worker-b", 2); err != nil {
+		t.Fatal(err)
+	}
+	if landed, err := a.Verify(c); landed || !errors.Is(err, ErrFenced) {
+		t.Fatalf("Verify after a takeover = %v, %v, want ErrFenced", landed, err)
+	}
+	if err := a.Checkpoint(c, "2005", proto.Counters{}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Checkpoint after a fenced Verify = %v, want ErrFenced", err)
 	}
 }

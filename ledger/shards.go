@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -164,7 +165,7 @@ func (l *Ledger) Watch(ctx context.Context, runID string) (<-chan proto.ShardRec
 	return out, nil
 }
 
-// Claim is a worker's hold on one shard for one delivery of its message. Every method is one
+// Claim is a worker's hold on one shard for one delivery of its message. Every write is one
 // compare-and-swap of the whole record; once one fails with ErrFenced the claim is lost and
 // every later call returns ErrFenced without writing. A Claim is used by one goroutine at a
 // time, except Audit, which is safe to call concurrently.
@@ -173,6 +174,9 @@ type Claim struct {
 	rec proto.ShardRecord
 	rev uint64
 	err error // sticky: set once fenced
+	// tried is the record of the last write that failed without being fenced (it may have
+	// been stored all the same); nil after a write that succeeded. Verify compares with it.
+	tried *proto.ShardRecord
 
 	mu    sync.Mutex
 	audit []jetstream.PubAckFuture
@@ -321,10 +325,51 @@ func (c *Claim) write(ctx context.Context, change func(*proto.ShardRecord) error
 		c.err = err
 	}
 	if err != nil {
+		c.tried = &rec
 		return err
 	}
-	c.rec, c.rev = rec, rev
+	c.rec, c.rev, c.tried = rec, rev, nil
 	return nil
+}
+
+// Verify finds out from the record itself, after a write of this claim failed without being
+// fenced (a timeout: the write may or may not have been stored), whether the shard is still
+// this claim's. It is what a worker asks before it touches the message after such a failure:
+// JetStream applies an ack, nak or term to the message's current delivery, whoever holds it.
+//
+// The record as this claim last wrote it means the write was lost (landed false); as the failed
+// write would have left it, that the write was stored (landed true, and the claim goes on from
+// it). Anything else means another writer changed it: the claim is fenced for good
+// (ErrFenced), and its holder must leave the message alone. Any other error means Verify could
+// not tell.
+func (c *Claim) Verify(ctx context.Context) (landed bool, err error) {
+	if c.err != nil {
+		return false, c.err
+	}
+	key := proto.ShardKey(c.rec.RunID, c.rec.ShardID)
+	var rec proto.ShardRecord
+	rev, err := get(ctx, c.l.state, key, &rec)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		c.err = fmt.Errorf("verifying %s: record gone: %w", key, ErrFenced)
+		return false, c.err
+	case err != nil:
+		return false, fmt.Errorf("verifying %s: %w", key, err)
+	case rev == c.rev:
+		return false, nil
+	case c.tried != nil && sameRecord(rec, *c.tried):
+		c.rec, c.rev, c.tried = rec, rev, nil
+		return true, nil
+	}
+	c.err = fmt.Errorf("verifying %s: changed by %s at attempt %d: %w", key, rec.Owner, rec.Attempt, ErrFenced)
+	return false, c.err
+}
+
+// sameRecord compares records by their encoding, as stored.
+func sameRecord(a, b proto.ShardRecord) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // Checkpoint records that every tag up to and including cursor is finished, adding delta to

@@ -1,8 +1,10 @@
 package worker_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +36,16 @@ func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// deliveries is how many deliveries the workers' consumer has made in all.
+func deliveries(t *testing.T, e *env) uint64 {
+	t.Helper()
+	info, err := e.l.Consumer().Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Delivered.Consumer
 }
 
 // A shard whose last delivery is given back before it is claimed (here: the run record cannot
@@ -75,4 +87,100 @@ func TestUnclaimedLastDeliveryRequeued(t *testing.T) {
 		t.Fatalf("shard %s (%s), want done", rec.State, rec.LastError)
 	}
 	checkInvariant(t, p, tags, reg, true)
+}
+
+// A worker that lost its shard to a newer delivery while frozen, and whose ledger write then
+// fails without being fenced (here: the state bucket refuses writes), must not touch the
+// message: JetStream applies a nak to the message's current delivery, the new holder's. It
+// reads the record back, sees the new holder and leaves the message alone; the new holder
+// keeps its delivery and finishes on it.
+func TestStaleWorkerLeavesNewDeliveryAlone(t *testing.T) {
+	e := newEnv(t, ledger.Config{AckWait: time.Second})
+	tags := tagsFor(80)
+	p := testPolicy()
+	e.seed(t, "r1", p, whole)
+	obs := &recorder{}
+	stale := e.newWorker(t, "stale", worker.Config{Slots: 1, PageSize: 10, RetryDelay: 10 * time.Millisecond, Observer: obs},
+		newFake(tags), nil)
+	at, thawOnce := worker.Freeze(stale)
+	var thawed sync.Once
+	thaw := func() { thawed.Do(thawOnce) }
+	runWorker(t, stale)
+	t.Cleanup(thaw) // before the worker is stopped
+	select {
+	case <-at:
+	case <-testCtx(t).Done():
+		t.Fatal("worker never reached a checkpoint")
+	}
+	// The frozen worker sends no heartbeat: after AckWait the message goes to another worker,
+	// whose listing then waits until the test lets it go.
+	holder := newFake(tags)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var enter, let sync.Once
+	letGo := func() { let.Do(func() { close(release) }) }
+	holder.onList = func(string) error {
+		enter.Do(func() { close(entered) })
+		<-release
+		return nil
+	}
+	e.startWorkers(t, 1, worker.Config{PageSize: 10}, holder, nil)
+	t.Cleanup(letGo) // before the workers are stopped
+	select {
+	case <-entered:
+	case <-testCtx(t).Done():
+		t.Fatal("the message was never redelivered")
+	}
+	before := deliveries(t, e)
+	rec, _, err := e.l.Shard(testCtx(t), "r1", "s000")
+	if err != nil || rec.Owner != "w0" || rec.Attempt != 2 {
+		t.Fatalf("record %+v (%v), want held by w0 at attempt 2", rec, err)
+	}
+	restore := refuseStateWrites(t, e)
+	thaw()
+	poll(t, 20*time.Second, "the stale worker to end its shard", func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.started["r1/s000"] == 1 && obs.inFlight == 0
+	})
+	// A nak would have the message redelivered at once (another slot of w0 takes it).
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if n := deliveries(t, e); n != before {
+			t.Fatalf("the stale worker's message ops reached the new holder's delivery: %d deliveries, want %d", n, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restore()
+	letGo()
+	s := e.waitShards(t, "r1", 1)[0]
+	if s.State != proto.StateDone || s.Owner != "w0" || s.Attempt != 2 {
+		t.Fatalf("shard %s by %q at attempt %d, want done by w0 on the delivery it held", s.State, s.Owner, s.Attempt)
+	}
+}
+
+// refuseStateWrites makes the state bucket refuse every write (reads still work) until the
+// returned function is called: a ledger write then fails without being fenced.
+func refuseStateWrites(t *testing.T, e *env) (restore func()) {
+	t.Helper()
+	ctx := testCtx(t)
+	s, err := e.js.Stream(ctx, "KV_"+proto.BucketState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	tight := old
+	tight.MaxMsgSize = 8
+	if _, err := e.js.UpdateStream(ctx, tight); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if _, err := e.js.UpdateStream(context.WithoutCancel(ctx), old); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
 }

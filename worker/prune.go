@@ -129,10 +129,7 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 					last = in[n-1]
 				}
 				w.freeze.wait(claim.Record().ShardID)
-				lctx, cancel := w.ledgerCtx(hard)
-				cerr := claim.Checkpoint(lctx, last, delta)
-				cancel()
-				if cerr != nil {
+				if _, cerr := w.settle(hard, claim, func(c context.Context) error { return claim.Checkpoint(c, last, delta) }); cerr != nil {
 					return cerr
 				}
 				_ = msg.InProgress()

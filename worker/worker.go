@@ -43,6 +43,8 @@ const (
 	maxRetryDelay            = 5 * time.Minute
 	minPageTimeout           = 5 * time.Minute  // bounds a page's deletes once started (see pageTimeout)
 	ledgerTimeout            = 30 * time.Second // bounds one ledger write
+	settleTries              = 3                // tries of a ledger write that failed unfenced and was not stored
+	settleDelay              = 200 * time.Millisecond
 	maxCachedRuns            = 64
 	openRetryMin             = 500 * time.Millisecond // first wait before reopening the queue
 	openRetryMax             = 30 * time.Second       // longest wait between reopening attempts
@@ -342,8 +344,13 @@ func (w *Worker) stopContexts(ctx context.Context) (grace, hard context.Context,
 }
 
 // handle ends msg in exactly one of Ack, Nak, NakWithDelay or Term, or in nothing when the
-// shard was taken over (fenced). ctx ends when the worker stops; grace and hard outlive it
-// (see stopContexts).
+// shard was taken over (fenced) or may have been. ctx ends when the worker stops; grace and
+// hard outlive it (see stopContexts).
+//
+// JetStream applies an ack, nak or term to the message's current delivery, whoever holds it,
+// so a worker that may have lost its delivery must not send one: after a ledger write that
+// failed without being fenced (a timeout), the record is read back (Claim.Verify) and the
+// message is touched only while the record still names this delivery.
 func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg jetstream.Msg) {
 	received := time.Now()
 	var m proto.ShardMessage
@@ -364,11 +371,12 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	if info := l.Consumer().CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
 		maxDeliver = info.Config.MaxDeliver
 	}
+	final := attempt >= maxDeliver
 	// lctx bounds one ledger write; every write gets its own, as a shard may run for long.
 	lctx := func() (context.Context, context.CancelFunc) { return w.ledgerCtx(hard) }
 	// giveBack returns the message of a shard this delivery did not claim.
 	giveBack := func(delay time.Duration, cause error) {
-		w.giveBack(hard, log, l, msg, m, md.Sequence.Stream, received, attempt >= maxDeliver, delay, cause)
+		w.giveBack(hard, log, l, msg, m, md.Sequence.Stream, received, final, delay, cause)
 	}
 	if ctx.Err() != nil { // handed out while stopping: give it straight back
 		giveBack(0, nil)
@@ -411,18 +419,20 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	defer w.cfg.Observer.StartShard(m.RunID, m.ShardID)()
 
 	fail := func(cause error) {
-		c, cancel := lctx()
-		defer cancel()
-		if err := claim.Fail(c, cause); err != nil {
-			if errors.Is(err, ledger.ErrFenced) {
-				log.Warn("lost the shard while failing it", slog.Any("err", err))
-				return
-			}
+		ours, err := w.settle(hard, claim, func(c context.Context) error { return claim.Fail(c, cause) })
+		switch {
+		case !ours:
+			w.leave(log, "failing", err)
+			return
+		case err != nil && !final:
 			log.Error("recording shard failure", slog.Any("err", err), slog.Any("cause", cause))
 			_ = msg.NakWithDelay(w.retryDelay(attempt, err))
 			return
+		case err != nil: // the record names us on the last delivery: the coordinator fails it as abandoned
+			log.Error("recording shard failure", slog.Any("err", err), slog.Any("cause", cause))
+		default:
+			log.Error("shard failed", slog.Any("err", cause))
 		}
-		log.Error("shard failed", slog.Any("err", cause))
 		_ = msg.TermWithReason(truncate(cause.Error(), 200))
 	}
 	if ledger.Stopped(run) {
@@ -442,25 +452,26 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		fail(err)
 		return
 	case err != nil && ctx.Err() != nil:
-		w.release(hard, log, l, msg, md, claim, attempt, maxDeliver)
+		w.release(hard, log, l, msg, md, claim, final)
 		return
 	case err != nil:
-		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, err)
+		w.retryOrFail(hard, log, msg, claim, attempt, final, err)
 		return
 	}
 
 	log.Info("shard claimed", slog.String("after", rec.Range.After), slog.String("through", rec.Range.Through),
 		slog.String("resume", rec.Resume()))
-	stopBeat := w.heartbeat(msg, l.Config().AckWait/3)
+	// The heartbeat goes on until the message is settled: the ledger writes after the work
+	// may take a while, and the delivery must stay this worker's meanwhile.
+	defer w.heartbeat(msg, l.Config().AckWait/3)()
 	switch rec.Kind {
 	case proto.KindFamily:
 		err = w.family(ctx, hard, claim, entry, run, l, log)
 	case proto.KindPreserve:
-		err = w.preserveOne(ctx, hard, claim, entry, run, attempt >= maxDeliver, log)
+		err = w.preserveOne(ctx, hard, claim, entry, run, final, log)
 	default:
-		err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, attempt >= maxDeliver, log)
+		err = w.prune(ctx, grace, hard, claim, entry, run, l, msg, final, log)
 	}
-	stopBeat()
 	if errors.Is(err, registry.ErrUnauthorized) {
 		// The client's credentials were refused after its own retries, for instance a token
 		// the registry expired or revoked before the client expected (regclient assumes 60 s
@@ -475,13 +486,12 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	var rerr *retryError
 	switch {
 	case err == nil:
-		c, cancel := lctx()
-		defer cancel()
-		if err := claim.Done(c); err != nil {
-			if errors.Is(err, ledger.ErrFenced) {
-				log.Warn("lost the shard at its end", slog.Any("err", err))
-				return
-			}
+		ours, err := w.settle(hard, claim, claim.Done)
+		if !ours {
+			w.leave(log, "finishing", err)
+			return
+		}
+		if err != nil {
 			log.Warn("recording shard done", slog.Any("err", err))
 			_ = msg.NakWithDelay(w.retryDelay(attempt, err))
 			return
@@ -489,6 +499,8 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		r := claim.Record()
 		log.Info("shard done", slog.Int64("scanned", r.Counters.Scanned), slog.Int64("eligible", r.Counters.Eligible),
 			slog.Int64("deleted", r.Counters.Deleted), slog.Int64("delete_failed", r.Counters.DeleteFailed))
+		c, cancel := lctx()
+		defer cancel()
 		if err := msg.DoubleAck(c); err != nil {
 			log.Warn("acking finished shard; it may be redelivered and will be acked then", slog.Any("err", err))
 		}
@@ -504,17 +516,73 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	case errors.As(err, &perm):
 		fail(perm.err)
 	case ctx.Err() != nil: // graceful stop: finished pages are checkpointed
-		w.release(hard, log, l, msg, md, claim, attempt, maxDeliver)
+		w.release(hard, log, l, msg, md, claim, final)
 	case errors.As(err, &lerr):
-		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, lerr.err)
+		w.retryOrFail(hard, log, msg, claim, attempt, final, lerr.err)
 	case errors.As(err, &derr):
-		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, derr)
+		w.retryOrFail(hard, log, msg, claim, attempt, final, derr)
 	case errors.As(err, &rerr):
-		w.retryOrFail(hard, log, msg, claim, attempt, maxDeliver, rerr.err)
-	default: // a ledger write failed (not fenced): the record still names us; let it be redelivered
+		w.retryOrFail(hard, log, msg, claim, attempt, final, rerr.err)
+	default: // a ledger call failed, not fenced: go on only if the record still names us
+		c, cancel := lctx()
+		_, verr := claim.Verify(c)
+		cancel()
+		if verr != nil {
+			w.leave(log, "working on", errors.Join(err, verr))
+			return
+		}
 		log.Warn("shard interrupted", slog.Any("err", err))
-		_ = msg.NakWithDelay(w.retryDelay(attempt, err))
+		w.retryOrFail(hard, log, msg, claim, attempt, final, err)
 	}
+}
+
+// settle makes one ledger write of claim (op). Should it fail without being fenced (a
+// timeout: the write may or may not have been stored), it asks the record which
+// (Claim.Verify), and makes the write again while it was lost, settleTries times in all.
+//
+// ours reports whether the record still names this claim, so that its message may be acked,
+// naked or termed: with err nil the write is stored; with err set it could not be. !ours means
+// the shard may be someone else's (fenced, or the record could not be read): the message must
+// be left alone.
+func (w *Worker) settle(hard context.Context, claim *ledger.Claim, op func(context.Context) error) (ours bool, err error) {
+	ctx, cancel := w.ledgerCtx(hard)
+	defer cancel()
+	for try := 1; ; try++ {
+		err = op(ctx)
+		if err == nil {
+			return true, nil
+		}
+		if errors.Is(err, ledger.ErrFenced) {
+			return false, err
+		}
+		landed, verr := claim.Verify(ctx)
+		switch {
+		case verr != nil:
+			return false, errors.Join(err, verr)
+		case landed:
+			return true, nil
+		case try == settleTries:
+			return true, err
+		}
+		t := time.NewTimer(time.Duration(try) * settleDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return true, err
+		}
+	}
+}
+
+// leave logs why a shard's message is left alone: the shard was lost (fenced), or could be.
+// JetStream redelivers the message after its AckWait unless the shard's holder settles it.
+func (w *Worker) leave(log *slog.Logger, doing string, err error) {
+	if errors.Is(err, ledger.ErrFenced) {
+		log.Warn("lost the shard while "+doing+" it; leaving its message alone", slog.Any("err", err))
+		return
+	}
+	log.Warn("cannot tell whether the shard is still ours after a ledger error; leaving its message alone",
+		slog.String("while", doing), slog.Any("err", err))
 }
 
 // release gives a shard back on a graceful stop, so that another worker resumes it from its
@@ -522,26 +590,28 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 // shard (JetStream delivers that message no more), so the message is replaced by a fresh one
 // instead (Term, then ledger.Requeue).
 func (w *Worker) release(hard context.Context, log *slog.Logger, l *ledger.Ledger, msg jetstream.Msg, md *jetstream.MsgMetadata,
-	claim *ledger.Claim, attempt, maxDeliver int) {
-	ctx, cancel := w.ledgerCtx(hard)
-	defer cancel()
-	if err := claim.Release(ctx); err != nil {
-		if errors.Is(err, ledger.ErrFenced) {
-			log.Warn("lost the shard while releasing it", slog.Any("err", err))
-			return
-		}
-		// The record still names us; the next delivery takes it over (a newer attempt).
+	claim *ledger.Claim, final bool) {
+	ours, err := w.settle(hard, claim, claim.Release)
+	if !ours {
+		w.leave(log, "releasing", err)
+		return
+	}
+	if err != nil {
+		// The record still names us: the next delivery takes it over (a newer attempt), and
+		// after a requeue the coordinator gives it back once it is stale.
 		log.Warn("releasing shard", slog.Any("err", err))
 	}
 	log.Info("shard released for another worker", slog.String("cursor", claim.Record().Cursor))
-	if attempt < maxDeliver {
+	if !final {
 		_ = msg.Nak()
 		return
 	}
 	_ = msg.TermWithReason("released on its last delivery; requeued")
+	ctx, cancel := w.ledgerCtx(hard)
+	defer cancel()
 	rec := claim.Record()
 	if err := l.Requeue(ctx, rec.RunID, rec.ShardID, md.Sequence.Stream); err != nil {
-		log.Warn("requeueing released shard; the coordinator re-publishes it", slog.Any("err", err))
+		log.Warn("requeueing released shard; the coordinator will", slog.Any("err", err))
 	}
 }
 
@@ -579,25 +649,26 @@ func (w *Worker) giveBack(hard context.Context, log *slog.Logger, l *ledger.Ledg
 }
 
 // retryOrFail gives a shard back for a later delivery, or fails it on its last delivery.
-func (w *Worker) retryOrFail(hard context.Context, log *slog.Logger, msg jetstream.Msg, claim *ledger.Claim, attempt, maxDeliver int, cause error) {
-	ctx, cancel := w.ledgerCtx(hard)
-	defer cancel()
-	if attempt >= maxDeliver {
-		if err := claim.Fail(ctx, cause); err != nil {
-			if errors.Is(err, ledger.ErrFenced) {
-				log.Warn("lost the shard while failing it", slog.Any("err", err))
-				return
-			}
+func (w *Worker) retryOrFail(hard context.Context, log *slog.Logger, msg jetstream.Msg, claim *ledger.Claim, attempt int, final bool, cause error) {
+	if final {
+		ours, err := w.settle(hard, claim, func(c context.Context) error { return claim.Fail(c, cause) })
+		if !ours {
+			w.leave(log, "failing", err)
+			return
+		}
+		if err != nil { // the record names us: the coordinator fails it as abandoned
 			log.Error("recording shard failure", slog.Any("err", err), slog.Any("cause", cause))
 		}
 		log.Error("shard failed on its last delivery", slog.Any("err", cause))
 		_ = msg.TermWithReason(truncate(cause.Error(), 200))
 		return
 	}
-	if err := claim.Retry(ctx, cause); errors.Is(err, ledger.ErrFenced) {
-		log.Warn("lost the shard while giving it back", slog.Any("err", err))
+	ours, err := w.settle(hard, claim, func(c context.Context) error { return claim.Retry(c, cause) })
+	if !ours {
+		w.leave(log, "giving back", err)
 		return
-	} else if err != nil {
+	}
+	if err != nil {
 		log.Warn("recording shard error", slog.Any("err", err))
 	}
 	delay := w.retryDelay(attempt, cause)
