@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/proto"
@@ -178,8 +179,9 @@ type Claim struct {
 	// been stored all the same); nil after a write that succeeded. Verify compares with it.
 	tried *proto.ShardRecord
 
-	mu    sync.Mutex
-	audit []jetstream.PubAckFuture
+	mu     sync.Mutex
+	audit  []jetstream.PubAckFuture
+	unsent []*nats.Msg // audit events whose asynchronous publish was refused at once
 }
 
 // Claim takes a shard for owner at attempt (the message's NumDelivered), in one update that
@@ -221,7 +223,10 @@ func (c *Claim) Record() proto.ShardRecord { return c.rec }
 
 // Audit appends an event to the run's audit stream asynchronously; the claim's next write
 // (Checkpoint, Split, Done, Fail, Retry, Release) first waits until every event appended so
-// far is stored. Run, shard and repository default to the claim's.
+// far is stored, and fails (keeping the events for the write after it) while one cannot be.
+// An event the client refuses to send at once (too many in flight, connection lost) is kept
+// and sent by that wait: Audit never drops an event. Run, shard and repository default to
+// the claim's.
 func (c *Claim) Audit(ev proto.AuditEvent) error {
 	ev.V = proto.Version
 	if ev.RunID == "" {
@@ -243,12 +248,17 @@ func (c *Claim) Audit(ev proto.AuditEvent) error {
 	id := fmt.Sprintf("%s/%s/%d/%s", ev.RunID, ev.ShardID, c.rec.Attempt, ev.Tag)
 	f, err := c.l.js.PublishAsync(proto.AuditSubject(ev.RunID), data,
 		jetstream.WithMsgID(id), jetstream.WithExpectStream(proto.StreamAudit))
-	if err != nil {
-		return fmt.Errorf("appending audit event: %w", err)
-	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		m := nats.NewMsg(proto.AuditSubject(ev.RunID))
+		m.Data = data
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		m.Header.Set(jetstream.ExpectedStreamHeader, proto.StreamAudit)
+		c.unsent = append(c.unsent, m)
+		return nil
+	}
 	c.audit = append(c.audit, f)
-	c.mu.Unlock()
 	return nil
 }
 
@@ -295,6 +305,21 @@ func (c *Claim) flushAudit(ctx context.Context) error {
 		if err != nil {
 			c.requeueAudit(pending[i:])
 			return fmt.Errorf("storing audit event (async: %v): %w", asyncErr, err)
+		}
+	}
+	c.mu.Lock()
+	unsent := c.unsent
+	c.unsent = nil
+	c.mu.Unlock()
+	for i, m := range unsent {
+		pctx, cancel := opContext(ctx)
+		_, err := c.l.js.PublishMsg(pctx, m)
+		cancel()
+		if err != nil {
+			c.mu.Lock()
+			c.unsent = append(unsent[i:], c.unsent...)
+			c.mu.Unlock()
+			return fmt.Errorf("storing audit event: %w", err)
 		}
 	}
 	return nil

@@ -197,7 +197,9 @@ func (w *Worker) wait(ctx context.Context) error {
 //
 // The finished prefix ends before the first tag that must be tried again. Its counters also
 // count the tags after it that were deleted (or found gone) anyway: they are gone from the
-// listing the next delivery sees, so they are counted here or never.
+// listing the next delivery sees, so they are counted here or never. For the same reason every
+// deletion's audit event is appended, whatever else failed: an event that cannot be appended
+// fails the page after the rest (its error is returned with the finished prefix and counters).
 func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
 	l *ledger.Ledger, tags []string, final bool, log *slog.Logger) (int, proto.Counters, error) {
 	rules := e.rules
@@ -292,6 +294,7 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 	for _, tag := range tags[:n] {
 		count(tag)
 	}
+	var auditErr error
 	for k, ev := range outcomes {
 		after := retry >= 0 && k >= retry // past the finished prefix
 		switch ev.Outcome {
@@ -311,13 +314,16 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 		if after && (ev.Outcome == proto.OutcomeDeleted || ev.Outcome == proto.OutcomeAlreadyGone) {
 			count(ev.Tag)
 		}
-		if err := claim.Audit(ev); err != nil {
-			return 0, proto.Counters{}, err
+		if err := claim.Audit(ev); err != nil && auditErr == nil {
+			auditErr = err
 		}
 	}
 	stats.Scanned = int(delta.Scanned)
 	stats.Deleted, stats.AlreadyGone = int(delta.Deleted), int(delta.AlreadyGone)
 	w.cfg.Observer.PageDone(stats)
+	if auditErr != nil {
+		return n, delta, auditErr
+	}
 	return n, delta, stopErr
 }
 
