@@ -1,0 +1,119 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/registry/registrytest"
+	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/worker"
+)
+
+// TestDistributionRun runs tagsweep against the CNCF Distribution registry in process (not our
+// simulator): a few thousand tags on one manifest, a confirmed run, and afterwards the registry
+// holds exactly the tags the policy keeps. Every tag shares one manifest, so a delete by digest
+// anywhere would wipe them all.
+func TestDistributionRun(t *testing.T) {
+	n := 3000
+	if testing.Short() {
+		n = 600
+	}
+	end := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	tags := sim.Generate(sim.GenConfig{Seed: 7, Tags: n, Days: 20, End: end, Floating: 40, Signatures: 5})
+	host := registrytest.StartDistribution(t)
+	registrytest.CreateTags(t, host, repo, tags...)
+
+	p := policy.Defaults()
+	p.Cutoff = end.AddDate(0, 0, -5)
+	eligible, keep, _ := expect(t, p, tags)
+	if len(eligible) == 0 || len(keep) == 0 {
+		t.Fatalf("namespace has %d eligible and %d kept tags: the test needs both", len(eligible), len(keep))
+	}
+
+	client, err := registry.NewOCI(registry.OCIConfig{Host: host, PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 128 << 20, MaxStore: 128 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
+	connect := func() jetstream.JetStream {
+		nc, err := srv.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Ledger: lc,
+			Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connect(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("worker %d: %v", i, err)
+			}
+		}
+	})
+
+	c, err := coordinator.New(coordinator.Config{RunID: "dist1", Registry: host, PlainHTTP: true,
+		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connect(), client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Run(testCtx(t, 3*time.Minute))
+	if err != nil {
+		t.Fatalf("Run: %v (report %+v)", err, rep)
+	}
+	if rep.Tags.Deleted+rep.Tags.AlreadyGone != int64(len(eligible)) || rep.Tags.DeleteFailed != 0 {
+		t.Errorf("report tags %+v, want %d deleted", rep.Tags, len(eligible))
+	}
+
+	var left []string
+	last := ""
+	for {
+		page, err := client.List(testCtx(t, time.Minute), repo, last, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, page.Tags...)
+		if len(page.Tags) == 0 {
+			break
+		}
+		last = page.Tags[len(page.Tags)-1]
+	}
+	if left = sorted(left); !slices.Equal(left, keep) {
+		t.Fatalf("tags left in the registry differ from the policy's keep set: %s", diff(left, keep))
+	}
+}
