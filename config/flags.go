@@ -166,8 +166,9 @@ func Flags() []Flag {
 			Usage: "prune tags dated more than this `duration` before the run start (36h, 5d); conflicts with an explicitly set --ttl-days"},
 		{Name: "confirm", Kind: KindBool, Default: false, Commands: allPruning,
 			Usage: "actually delete tags; without it the run is a dry run that only counts what would be pruned"},
-		{Name: "plain-http", Kind: KindBool, Default: false, Commands: allPruning,
-			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only)"},
+		{Name: "plain-http", Kind: KindBool, Default: false, Commands: allRegistry,
+			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only); a worker holding " +
+				"credentials (--token, --docker-config) refuses a run that asks for plain HTTP unless it is given this too"},
 		{Name: "report", Kind: KindString, Commands: allPruning,
 			Usage: "write the run's JSON report to this `file` at the end"},
 		{Name: "output", Kind: KindString, Commands: []string{CmdAudit},

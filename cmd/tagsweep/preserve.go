@@ -55,8 +55,8 @@ func (q quayDeletes) Delete(ctx context.Context, repo, tag string) error {
 // the manifest (v2) or, with --delete-api quay-v1, through API v1 as the existing pruner did.
 func preserver(cfg config.Config, regs *registries, log *slog.Logger) func(context.Context, proto.RunRecord, []preserve.Alias) (*preserve.Preserver, error) {
 	return func(_ context.Context, run proto.RunRecord, aliases []preserve.Alias) (*preserve.Preserver, error) {
-		if cfg.Registry != "" && run.Registry != cfg.Registry {
-			return nil, fmt.Errorf("run %s: registry %q, worker allows %q: %w", run.RunID, run.Registry, cfg.Registry, errForeignRegistry)
+		if err := allowed(cfg, run); err != nil {
+			return nil, err
 		}
 		clog := log.With("repo_registry", run.Registry)
 		reader, err := registry.NewPayload(registry.PayloadConfig{

@@ -46,7 +46,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		}
 		defer srv.Close()
 		host, plainHTTP = srv.Addr(), true
-		cfg.Registry = host // workers only talk to this registry
+		cfg.Registry, cfg.PlainHTTP = host, true // workers only talk to this registry, as the run does
 		fmt.Fprintf(w, "Demo: simulated registry at %s with %d tags in %v (%d days, %s latency per request)\n",
 			host, cfg.DemoTags, cfg.Repositories, cfg.DemoDays, cfg.DemoLatency)
 	}

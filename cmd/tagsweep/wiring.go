@@ -40,14 +40,19 @@ func ociConfig(cfg config.Config, host string, plainHTTP bool, concurrency int, 
 // errForeignRegistry: a run names a registry other than the one this worker may talk to.
 var errForeignRegistry = errors.New("run names a registry this worker is not configured for")
 
+// errPlainHTTP: a run asks for plain HTTP, and this worker holds credentials it was not
+// allowed to send in the clear.
+var errPlainHTTP = errors.New("run asks for plain HTTP; this worker sends its credentials over HTTPS only unless given --plain-http")
+
 // connector returns the worker's Connect: a registry client for a run's registry. When
 // cfg.Registry is set, a run against any other host is refused, so the worker's
 // credentials only ever go to the registry they were given for (whoever can write a run
-// record could otherwise name any host).
+// record could otherwise name any host). Likewise a worker holding credentials talks plain
+// HTTP only when it was given --plain-http itself, whatever the run record asks for.
 func connector(cfg config.Config, regs *registries, log *slog.Logger) func(context.Context, proto.RunRecord) (registry.Client, error) {
 	return func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
-		if cfg.Registry != "" && run.Registry != cfg.Registry {
-			return nil, fmt.Errorf("run %s: registry %q, worker allows %q: %w", run.RunID, run.Registry, cfg.Registry, errForeignRegistry)
+		if err := allowed(cfg, run); err != nil {
+			return nil, err
 		}
 		// The worker bounds deletes (DeleteConcurrency) and lists (one per slot) itself;
 		// the client's own bound must not be the tighter one.
@@ -65,6 +70,18 @@ func connector(cfg config.Config, regs *registries, log *slog.Logger) func(conte
 		}
 		return c, nil
 	}
+}
+
+// allowed checks that this worker may talk to run's registry as the run asks: the registry it
+// was given (if any), and plain HTTP only if it was given --plain-http or holds no credentials.
+func allowed(cfg config.Config, run proto.RunRecord) error {
+	if cfg.Registry != "" && run.Registry != cfg.Registry {
+		return fmt.Errorf("run %s: registry %q, worker allows %q: %w", run.RunID, run.Registry, cfg.Registry, errForeignRegistry)
+	}
+	if run.PlainHTTP && !cfg.PlainHTTP && (cfg.Token.Reveal() != "" || cfg.DockerConfig != "") {
+		return fmt.Errorf("run %s: registry %q: %w", run.RunID, run.Registry, errPlainHTTP)
+	}
+	return nil
 }
 
 // serveTelemetry serves /healthz, /readyz and /metrics on addr until ctx ends, in the

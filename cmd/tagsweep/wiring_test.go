@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry/sim"
+)
+
+// A worker's credentials go over plain HTTP only if the worker itself was given --plain-http:
+// whoever can write a run record must not be able to have them sent in the clear.
+func TestAllowedPlainHTTP(t *testing.T) {
+	const host = "registry.test:5000"
+	plain := proto.RunRecord{RunID: "r1", Registry: host, PlainHTTP: true}
+	tls := proto.RunRecord{RunID: "r1", Registry: host}
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		run  proto.RunRecord
+		want error
+	}{
+		{"token, plain run", config.Config{Registry: host, Token: "s3cret"}, plain, errPlainHTTP},
+		{"docker config, plain run", config.Config{DockerConfig: "/etc/auth.json"}, plain, errPlainHTTP},
+		{"token and --plain-http, plain run", config.Config{Registry: host, Token: "s3cret", PlainHTTP: true}, plain, nil},
+		{"token, TLS run", config.Config{Registry: host, Token: "s3cret"}, tls, nil},
+		{"no credentials, plain run", config.Config{}, plain, nil},
+		{"token, other registry", config.Config{Registry: "quay.io", Token: "s3cret", PlainHTTP: true}, plain, errForeignRegistry},
+	} {
+		if err := allowed(tc.cfg, tc.run); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: allowed = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A worker given a token but not --plain-http does not send it in the clear because a run
+// record asks for plain HTTP: the run's shards fail and the registry sees no delete.
+func TestWorkerRefusesPlainHTTPWithToken(t *testing.T) {
+	clearEnv(t)
+	const repo = "openshift/ci"
+	ns := startNATS(t)
+	reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 600, Days: 8, End: time.Now(), Floating: -1})...); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorker := context.WithCancel(t.Context())
+	workerDone := make(chan int, 1)
+	go func() {
+		code, _, _ := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+			"--token", "s3cret", "--http-addr", "", "--max-deliver", "1", "--log-format", "json")
+		workerDone <- code
+	}()
+	defer func() {
+		stopWorker()
+		<-workerDone
+	}()
+	waitWorker(t, ns)
+	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+		"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
+	if code != exitFailed {
+		t.Fatalf("coordinator: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
+	}
+	if n := len(reg.DeletedTags(repo)); n != 0 {
+		t.Errorf("the registry saw %d deletes over plain HTTP from a worker holding a token", n)
+	}
+}
