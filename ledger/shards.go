@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -101,30 +103,61 @@ func (l *Ledger) Shard(ctx context.Context, runID, shardID string) (proto.ShardR
 func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
 	defer cancel()
-	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID), jetstream.IgnoreDeletes())
+	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID))
 	if err != nil {
 		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var out []proto.ShardRecord
-	for {
+	// The watcher's end-of-initial-values marker (nil) cannot be trusted alone: it comes after
+	// as many entries as JetStream counted pending, or at an entry said to have nothing behind
+	// it, and records written during the listing (they are written all the time during a run)
+	// upset both, so it can come before every record was delivered. Entries arrive in stream
+	// order (the latest value of each key as the watcher started, then every later write), so
+	// the listing is complete once it has reached the run's last write as of now.
+	stream, err := l.js.Stream(ctx, "KV_"+proto.BucketState)
+	if err != nil {
+		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+	}
+	var last uint64 // 0: the run has no record yet
+	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+proto.BucketState+"."+proto.ShardKeyPrefix(runID))
+	switch {
+	case err == nil:
+		last = m.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+	}
+	byKey := make(map[string]proto.ShardRecord)
+	initDone, caughtUp := false, last == 0
+	for !(initDone && caughtUp) {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, fmt.Errorf("listing shards of run %s: watcher closed", runID)
 			}
-			if e == nil { // end of the initial values
-				return out, nil
+			if e == nil {
+				initDone = true
+				continue
+			}
+			caughtUp = caughtUp || e.Revision() >= last
+			if e.Operation() != jetstream.KeyValuePut {
+				delete(byKey, e.Key())
+				continue
 			}
 			var rec proto.ShardRecord
 			if err := decode(e.Value(), &rec); err != nil {
 				return nil, fmt.Errorf("%s: %w", e.Key(), err)
 			}
-			out = append(out, rec)
+			byKey[e.Key()] = rec
 		case <-ctx.Done():
 			return nil, fmt.Errorf("listing shards of run %s: %w", runID, ctx.Err())
 		}
 	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	out := make([]proto.ShardRecord, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, byKey[k])
+	}
+	return out, nil
 }
 
 // Watch streams a run's shard records: first every current record, then each change as it
