@@ -221,7 +221,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	sem := make(chan struct{}, w.cfg.Slots)
 	var wg sync.WaitGroup
 	defer wg.Wait() // before release: shards in hand use grace and hard until they end
+	delay := openRetryMin
 	for {
+		began := time.Now()
 		err := w.consume(ctx, grace, hard, l, sem, &wg)
 		if ctx.Err() != nil {
 			w.log.Info("worker stopping")
@@ -230,7 +232,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		if errors.Is(err, nats.ErrConnectionClosed) {
 			return fmt.Errorf("worker: %w", err)
 		}
-		w.log.Warn("shard queue broke; reopening it", slog.Any("err", err))
+		if time.Since(began) > openRetryMax {
+			delay = openRetryMin // it worked for a while: this is a new breakage
+		}
+		w.log.Warn("shard queue broke; reopening it", slog.Any("err", err), slog.Duration("in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			w.log.Info("worker stopping")
+			return nil
+		}
+		delay = min(2*delay, openRetryMax)
 		if l, err = w.open(ctx); err != nil {
 			if ctx.Err() != nil {
 				w.log.Info("worker stopping")
@@ -300,14 +314,11 @@ func (w *Worker) consume(ctx, grace, hard context.Context, l *ledger.Ledger, sem
 		}
 		msg, err := iter.Next()
 		if err != nil {
+			// The iterator closed (the consumer was deleted), or missed heartbeats: the pulls
+			// go unanswered (a consumer deleted between two pulls, or one lost with a NATS
+			// node). Reopening the queue recreates the consumer if it is gone.
 			<-sem
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return err
-			}
-			// Terminal errors (the consumer was deleted) close the iterator: the next call
-			// says so and the queue is reopened.
-			w.log.Warn("pulling next shard", slog.Any("err", err))
-			continue
+			return err
 		}
 		wg.Add(1)
 		go func() {

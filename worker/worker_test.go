@@ -396,7 +396,14 @@ type logCapture struct {
 func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
 func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
 	c.mu.Lock()
-	c.msgs = append(c.msgs, r.Message)
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg += " (" + a.Value.String() + ")"
+		}
+		return true
+	})
+	c.msgs = append(c.msgs, msg)
 	c.mu.Unlock()
 	return nil
 }
@@ -623,6 +630,9 @@ func TestSplitUnderTimeBudget(t *testing.T) {
 	}
 	for i := 1; i < len(rs); i++ {
 		if rs[i-1].Through != rs[i].After {
+			for _, s := range shards {
+				t.Logf("DBG %s parent %s range %v state %s cursor %s attempt %d owner %s err %s", s.ShardID, s.Parent, s.Range, s.State, s.Cursor, s.Attempt, s.Owner, s.LastError)
+			}
 			t.Fatalf("split ranges %v and %v leave a gap or overlap", rs[i-1], rs[i])
 		}
 	}
