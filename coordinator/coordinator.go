@@ -46,6 +46,7 @@ const (
 	DefaultLeaseTTL     = 2 * time.Minute
 	DefaultRetryDelay   = time.Second
 	ledgerTimeout       = 30 * time.Second
+	summaryTimeout      = 2 * time.Minute // how long the final summary is retried
 	planAttempts        = 5 // planning tries before a run fails for good
 )
 
@@ -227,7 +228,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 			return proto.Report{}, err
 		}
 		keepLeases = false
-		c.finish(l, run.RunID, nil, fmt.Sprintf("planning: %v", err))
+		c.finish(l, run, nil, fmt.Sprintf("planning: %v", err))
 		return proto.Report{}, err
 	}
 	shards, err := c.track(ctx, l, run, rules.CutoffKey(), leaseErr)
@@ -235,7 +236,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		return proto.Report{}, err
 	}
 	keepLeases = false
-	final := c.finish(l, run.RunID, shards, "")
+	final := c.finish(l, run, shards, "")
 	rep := c.report(final, shards, final.FinishedAt)
 	c.observe(final, shards, final.FinishedAt)
 	log.Info("run finished", slog.String("state", string(final.State)), slog.String("reason", final.Reason),
@@ -750,11 +751,13 @@ func coverageGaps(all []proto.ShardRecord, repos []string, through string) []pro
 
 // finish writes the run's final state: done when every shard is done and nothing stopped
 // the run, else failed with a reason.
-func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.ShardRecord, reason string) proto.RunRecord {
-	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
-	defer cancel()
+func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []proto.ShardRecord, reason string) proto.RunRecord {
+	runID := run.RunID
 	preserveReason := ""
-	if pc, failures, err := c.preservation(ctx, runID); err != nil {
+	pctx, pcancel := context.WithTimeout(context.Background(), ledgerTimeout)
+	pc, failures, err := c.preservation(pctx, runID)
+	pcancel()
+	if err != nil {
 		c.log.Warn("reading preservation results", slog.Any("err", err))
 	} else {
 		preserveReason = preservationReason(pc, failures)
@@ -793,7 +796,10 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 		}
 		return nil
 	}
-	// The summary decides the exit code: try again while NATS is briefly unavailable.
+	// The summary decides the exit code: try again while NATS is unavailable for a while (a
+	// cluster electing new leaders after losing a node).
+	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
+	defer cancel()
 	rec, err := l.ModifyRun(ctx, runID, change)
 	for err != nil && ctx.Err() == nil {
 		c.log.Warn("writing run summary; trying again", slog.Any("err", err))
@@ -805,8 +811,8 @@ func (c *Coordinator) finish(l *ledger.Ledger, runID string, shards []proto.Shar
 	}
 	if err != nil {
 		c.log.Error("writing run summary", slog.Any("err", err))
-		rec, _, _ = l.Run(ctx, runID)
-		rec.Totals = totals
+		rec = run // as last read: NATS is not answering
+		rec.Totals, rec.FinishedAt = totals, c.now().UTC()
 		rec.State = proto.RunFailed
 		rec.Reason = cmp.Or(rec.Reason, reason, "run summary not written: "+err.Error())
 	}
