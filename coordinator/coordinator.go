@@ -47,7 +47,7 @@ const (
 	DefaultRetryDelay   = time.Second
 	ledgerTimeout       = 30 * time.Second
 	summaryTimeout      = 2 * time.Minute // how long the final summary is retried
-	planAttempts        = 5 // planning tries before a run fails for good
+	planAttempts        = 5               // planning tries before a run fails for good
 )
 
 // Config describes a run. Zero values mean the documented defaults.
