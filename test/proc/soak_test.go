@@ -41,7 +41,7 @@ func TestSoak(t *testing.T) {
 // soakRound is one randomized schedule.
 func soakRound(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	cfg := deployConfig{nodes: 1, latency: time.Duration(5+rng.IntN(15)) * time.Millisecond}
+	cfg := deployConfig{nodes: 1, latency: time.Duration(10+rng.IntN(20)) * time.Millisecond}
 	if rng.IntN(4) == 0 {
 		cfg.nodes = 3
 	}
@@ -90,7 +90,7 @@ func soakRound(t *testing.T, seed uint64) {
 	// The schedule: a few events, a random while apart, while the run goes on.
 	events := 2 + rng.IntN(5)
 	for e := 0; e < events && !c.exited(); e++ {
-		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+		time.Sleep(time.Duration(100+rng.IntN(800)) * time.Millisecond)
 		if c.exited() {
 			break
 		}
