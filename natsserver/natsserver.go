@@ -196,13 +196,6 @@ func (s *Server) ClusterAddr() string {
 	return addr.String()
 }
 
-// JetStreamReady reports whether JetStream is enabled and, in a cluster, the server's view of
-// the cluster's meta group is current (a leader is known). Creating a stream with more
-// replicas may still need the other nodes to join; callers retry.
-func (s *Server) JetStreamReady() bool {
-	return s.ns.JetStreamEnabled() && (!s.ns.JetStreamIsClustered() || s.ns.JetStreamIsCurrent())
-}
-
 // Close shuts the server down, waits for it, and removes the temporary store directory if
 // Start created one. Client connections should be closed (or drained) first.
 func (s *Server) Close() {
