@@ -758,7 +758,10 @@ func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []pro
 	pc, failures, err := c.preservation(pctx, runID)
 	pcancel()
 	if err != nil {
+		// Not knowing how preservation went is not success: a payload may be left
+		// unpreserved or a removal half done. The next run reads its own results.
 		c.log.Warn("reading preservation results", slog.Any("err", err))
+		preserveReason = "preservation results unknown: " + err.Error()
 	} else {
 		preserveReason = preservationReason(pc, failures)
 	}

@@ -375,6 +375,55 @@ func TestFailedDeletesFailTheRun(t *testing.T) {
 	}
 }
 
+// A run must not end as done (exit 0) unless it knows how its preservation went: a result
+// that cannot be read is an unknown, like a failed preservation.
+func TestPreservationResultsDecideTheRun(t *testing.T) {
+	good, _ := json.Marshal(proto.PreserveResult{V: proto.Version, RunID: "run1", ShardID: "0-family",
+		Counters: proto.PreserveCounters{Preserved: 2}})
+	bad, _ := json.Marshal(proto.PreserveResult{V: proto.Version, RunID: "run1", ShardID: "0-family",
+		Counters: proto.PreserveCounters{PreserveFailed: 1}, Failures: []string{"4.1: boom"}})
+	tests := []struct {
+		name   string
+		result []byte // at the key of a preservation result of run1
+		reason string // "" for a run done
+	}{
+		{"no result", nil, ""},
+		{"all preserved", good, ""},
+		{"a payload not preserved", bad, "1 release payloads could not be preserved (4.1: boom)"},
+		{"an unreadable result", []byte("{not json"), "preservation results unknown: decoding preserve.run1.0-family"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tc.result != nil {
+				kv, err := e.js.KeyValue(testCtx(t), proto.BucketState)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := kv.Put(testCtx(t), proto.PreserveResultKey("run1", "0-family"), tc.result); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+			e.fakeWorker(t, f, nil)
+			_, err := run(t, e, e.config("run1", "ci/a"), f)
+			rec, _, rerr := e.l.Run(testCtx(t), "run1")
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if tc.reason == "" {
+				if err != nil || rec.State != proto.RunDone {
+					t.Fatalf("Run: err = %v, run %s (%q), want done", err, rec.State, rec.Reason)
+				}
+				return
+			}
+			if !errors.Is(err, coordinator.ErrShardsFailed) || rec.State != proto.RunFailed || !strings.Contains(rec.Reason, tc.reason) {
+				t.Fatalf("Run: err = %v, run %s (%q), want failed with a reason containing %q", err, rec.State, rec.Reason, tc.reason)
+			}
+		})
+	}
+}
+
 func TestStoppedRunFails(t *testing.T) {
 	e := newEnv(t)
 	f := newLister(map[string][]string{"ci/a": dayTags(4, 2)})

@@ -97,6 +97,11 @@ func (c *Coordinator) preservation(ctx context.Context, runID string) (proto.Pre
 	for k := range lister.Keys() {
 		keys = append(keys, k)
 	}
+	// The lister closes its channel early, without an error, when ctx ends: the keys
+	// seen so far are not all of them.
+	if err := ctx.Err(); err != nil {
+		return total, nil, fmt.Errorf("listing preservation results of run %s: %w", runID, err)
+	}
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
