@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Defaults of RateControlConfig's zero values.
@@ -80,16 +79,17 @@ type RateControl struct {
 
 // aimd is the state of one class of request. The controller's mutex guards it.
 type aimd struct {
-	limiter      *rate.Limiter // nil until the first 429
-	rate         float64       // allowed requests/s, when limiter != nil
-	ceiling      float64       // the rate that drew the last 429
-	gen          uint64        // rate generation: one more with each decrease
+	gate         gate // paces the class once limited
+	limited      bool // a 429 was seen: the gate paces at rate
+	rate         float64
+	ceiling      float64 // the rate that drew the last 429
+	gen          uint64  // rate generation: one more with each decrease
 	lastIncrease time.Time
 	sent         window // requests sent
 	answered     window // answers that were not 429
 	bestAnswered float64
 	decreases    int64
-	limited      int64
+	tooMany      int64
 }
 
 // class returns the state of a class, creating it. Callers hold rc.mu.
@@ -156,12 +156,12 @@ func (rc *RateControl) ClassStats(class string) RateStats {
 }
 
 func (st *RateStats) add(a *aimd) {
-	if a.limiter != nil {
+	if a.limited {
 		st.Limited = true
 		st.Rate += a.rate
 	}
 	st.Decreases += a.decreases
-	st.TooMany += a.limited
+	st.TooMany += a.tooMany
 }
 
 // Ticket is a request's pass from Wait, handed back to Observe with the answer.
@@ -175,46 +175,115 @@ func (rc *RateControl) Wait(ctx context.Context) (Ticket, error) { return rc.Wai
 
 // WaitClass blocks until a request of class may be sent: past any Retry-After pause and,
 // once the class is limited, within its allowed rate. It returns early with ctx's cause.
+//
+// Waiting requests queue in arrival order and only the first of them holds a place in the
+// schedule, so a lower rate applies at once to every request still waiting: none keeps a
+// turn reserved at the rate before a 429. (A token bucket's reservations would: with 256
+// deletes waiting, a worker went on sending at the old rate for seconds after each 429.)
 func (rc *RateControl) WaitClass(ctx context.Context, class string) (Ticket, error) {
 	if rc == nil {
 		return Ticket{class: class}, nil
 	}
+	var w *waiter // our place in the class's queue, once we queue
 	for {
 		rc.mu.Lock()
-		pause := rc.pauseUntil.Sub(rc.now())
+		now := rc.now()
 		a := rc.class(class)
-		lim, t := a.limiter, Ticket{class: class, gen: a.gen}
-		rc.mu.Unlock()
-		if pause > 0 {
-			timer := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return t, context.Cause(ctx)
-			case <-timer.C:
+		t := Ticket{class: class, gen: a.gen}
+		var delay time.Duration
+		switch pause := rc.pauseUntil.Sub(now); {
+		case pause > 0:
+			delay = pause
+		case !a.limited:
+			if w != nil {
+				a.gate.leave(w)
 			}
-			continue // a later Retry-After may have moved the pause
-		}
-		if lim == nil {
+			rc.mu.Unlock()
 			return t, nil
+		default:
+			if w == nil {
+				w = a.gate.join()
+			}
+			if delay = a.gate.take(w, now); delay <= 0 {
+				rc.mu.Unlock()
+				return t, nil
+			}
 		}
-		r := lim.ReserveN(rc.now(), 1)
-		if !r.OK() {
-			return t, nil // cannot happen with a burst of at least 1
+		var turn <-chan struct{} // nil: wait for the delay alone
+		if w != nil && !a.gate.first(w) {
+			turn = w.turn
 		}
-		d := r.DelayFrom(rc.now())
-		if d <= 0 {
-			return t, nil
-		}
-		timer := time.NewTimer(d)
+		rc.mu.Unlock()
+		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			r.CancelAt(rc.now())
+			if w != nil {
+				rc.mu.Lock()
+				a.gate.leave(w)
+				rc.mu.Unlock()
+			}
 			return t, context.Cause(ctx)
 		case <-timer.C:
-			return t, nil
+		case <-turn: // we became the first in the queue
+			timer.Stop()
 		}
+	}
+}
+
+// gate spaces a class's requests 1/rate apart, letting a burst through after a quiet
+// spell (GCRA: a request may go once the theoretical arrival time tat, less the burst's
+// tolerance, has come). Waiters queue in order; only the first is scheduled. The
+// controller's mutex guards it.
+type gate struct {
+	interval  time.Duration // 1/rate
+	tolerance time.Duration // (burst-1) * interval
+	tat       time.Time
+	queue     []*waiter
+}
+
+// waiter is a request in a gate's queue. turn is closed when it becomes the first.
+type waiter struct{ turn chan struct{} }
+
+func (g *gate) join() *waiter {
+	w := &waiter{turn: make(chan struct{})}
+	g.queue = append(g.queue, w)
+	if len(g.queue) == 1 {
+		close(w.turn)
+	}
+	return w
+}
+
+func (g *gate) first(w *waiter) bool { return len(g.queue) > 0 && g.queue[0] == w }
+
+// take lets w through if it is first in the queue and the schedule allows a request now,
+// removing it from the queue; otherwise it returns how long to wait before asking again.
+func (g *gate) take(w *waiter, now time.Time) time.Duration {
+	if !g.first(w) {
+		return time.Hour // woken through turn when it is first
+	}
+	tat := g.tat
+	if tat.Before(now) {
+		tat = now
+	}
+	if d := tat.Sub(now) - g.tolerance; d > 0 {
+		return d
+	}
+	g.tat = tat.Add(g.interval)
+	g.leave(w)
+	return 0
+}
+
+// leave removes w from the queue (it was let through or gave up) and hands the first place
+// on.
+func (g *gate) leave(w *waiter) {
+	i := slices.Index(g.queue, w)
+	if i < 0 {
+		return
+	}
+	g.queue = slices.Delete(g.queue, i, i+1)
+	if i == 0 && len(g.queue) > 0 {
+		close(g.queue[0].turn)
 	}
 }
 
@@ -235,13 +304,17 @@ func (rc *RateControl) SentClass(class string) {
 
 // window counts events over the last rateWindow in rateBuckets slots.
 type window struct {
-	n    [rateBuckets]int64
-	slot [rateBuckets]int64 // the slot number each bucket counts
+	n     [rateBuckets]int64
+	slot  [rateBuckets]int64 // the slot number each bucket counts
+	first time.Time          // the first event counted
 }
 
 func slotOf(t time.Time) int64 { return t.UnixNano() / int64(rateWindow/rateBuckets) }
 
 func (w *window) add(t time.Time) {
+	if w.first.IsZero() {
+		w.first = t
+	}
 	s := slotOf(t)
 	i := s % rateBuckets
 	if w.slot[i] != s {
@@ -250,7 +323,10 @@ func (w *window) add(t time.Time) {
 	w.n[i]++
 }
 
-// rate is the events per second over the last rateWindow.
+// rate is the events per second over the last rateWindow, or over the time since the first
+// event when that is shorter (but at least a bucket): the first 429s come well within a
+// second of the first requests, and counting them over a whole second would take a
+// fraction of the rate for all of it.
 func (w *window) rate(t time.Time) float64 {
 	s := slotOf(t)
 	var n int64
@@ -259,7 +335,8 @@ func (w *window) rate(t time.Time) float64 {
 			n += w.n[i]
 		}
 	}
-	return float64(n) / rateWindow.Seconds()
+	span := min(max(t.Sub(w.first), rateWindow/rateBuckets), rateWindow)
+	return float64(n) / span.Seconds()
 }
 
 // Observe takes the answer to a request let through with ticket t: its status and headers.
@@ -279,7 +356,7 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 		a.increase(rc.cfg, now)
 		return "", false
 	}
-	a.limited++
+	a.tooMany++
 	after, hasAfter := retryAfterValue(header.Get("Retry-After"), now)
 	if hasAfter && now.Add(after).After(rc.pauseUntil) {
 		rc.pauseUntil = now.Add(after)
@@ -298,13 +375,16 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 // then waits for the controller in the transport.
 const minRetryAfter = "0.001"
 
-// decrease lowers the rate multiplicatively. Callers hold the controller's mutex.
+// decrease lowers the rate multiplicatively, from the lower of the allowed rate and the
+// rate of answers that were not 429: what the registry granted is the measure of its limit,
+// where the rate sent is not (after a burst of 429s it is many times the limit). Callers
+// hold the controller's mutex.
 func (a *aimd) decrease(cfg RateControlConfig, now time.Time) {
-	base := a.sent.rate(now)
-	if a.limiter != nil && (base == 0 || a.rate < base) {
+	base := a.answered.rate(now)
+	if a.limited && (base == 0 || a.rate < base) {
 		base = a.rate
 	}
-	if base == 0 { // nothing measured yet: the first requests drew the 429
+	if base == 0 { // nothing answered yet: the first requests drew the 429
 		base = cfg.MinRate / cfg.Decrease
 	}
 	a.ceiling = base
@@ -316,7 +396,7 @@ func (a *aimd) decrease(cfg RateControlConfig, now time.Time) {
 
 // increase raises the rate additively. Callers hold the controller's mutex.
 func (a *aimd) increase(cfg RateControlConfig, now time.Time) {
-	if a.limiter == nil {
+	if !a.limited {
 		return
 	}
 	dt := now.Sub(a.lastIncrease).Seconds()
@@ -334,16 +414,15 @@ func (a *aimd) increase(cfg RateControlConfig, now time.Time) {
 
 func (a *aimd) setRate(cfg RateControlConfig, now time.Time, r float64) {
 	r = max(r, cfg.MinRate, floorShare*a.bestAnswered)
-	a.rate = r
+	a.rate, a.limited = r, true
 	// A burst of 20 ms worth of requests (at least one): enough to absorb scheduling jitter,
 	// too little to overrun a server's bucket.
 	burst := max(1, int(math.Ceil(r/50)))
-	if a.limiter == nil {
-		a.limiter = rate.NewLimiter(rate.Limit(r), burst)
-		return
+	a.gate.interval = time.Duration(float64(time.Second) / r)
+	a.gate.tolerance = time.Duration(burst-1) * a.gate.interval
+	if a.gate.tat.IsZero() {
+		a.gate.tat = now
 	}
-	a.limiter.SetLimitAt(now, rate.Limit(r))
-	a.limiter.SetBurstAt(now, burst)
 }
 
 // retryAfterValue reads a Retry-After value: delay-seconds or an HTTP date.

@@ -29,9 +29,9 @@ func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 
-// sendAt records n requests spread evenly over d, advancing the clock by d, and returns
-// the ticket of the last.
-func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duration) Ticket {
+// sendAt records n requests spread evenly over d, advancing the clock by d, answering
+// each with status unless status is 0, and returns the ticket of the last.
+func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duration, status int) Ticket {
 	t.Helper()
 	var last Ticket
 	for range n {
@@ -41,6 +41,9 @@ func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duratio
 			t.Fatal(err)
 		}
 		rc.Sent()
+		if status != 0 {
+			rc.Observe(tk, status, http.Header{})
+		}
 		last = tk
 	}
 	return last
@@ -49,20 +52,23 @@ func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duratio
 func TestRateControlAIMD(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
 	rc := NewRateControl(RateControlConfig{Now: clk.now})
-	ok200 := http.Header{}
 	tooMany := func(tk Ticket) (string, bool) { return rc.Observe(tk, http.StatusTooManyRequests, http.Header{}) }
 
-	// Unpaced until the first 429, however fast it sends: 50 requests in half a second.
-	before := sendAt(t, rc, clk, 50, 500*time.Millisecond)
-	if ra, ok := rc.Observe(before, http.StatusAccepted, ok200); ok || ra != "" || rc.Stats().Limited {
-		t.Fatalf("after a 202: retry-after %q %v, stats %+v; want unpaced", ra, ok, rc.Stats())
+	// Unpaced until the first 429, however fast it sends: 50 requests in half a second
+	// (the first after 10 ms), all answered 202, and 100 more that get no answer yet.
+	sendAt(t, rc, clk, 50, 500*time.Millisecond, http.StatusAccepted)
+	before := sendAt(t, rc, clk, 100, 10*time.Millisecond, 0)
+	if st := rc.Stats(); st.Limited {
+		t.Fatalf("stats %+v before any 429, want unpaced", st)
 	}
 
-	// The first 429 without Retry-After: 0.9 x the rate sent over the last second (50/s).
+	// The first 429 without Retry-After: 0.9 x the rate of answers that were not 429 (50
+	// over the 500 ms since the first), not of the requests sent (150).
+	granted := 50 / 0.5
 	ra, ok := tooMany(before)
 	st := rc.Stats()
-	if !ok || ra != minRetryAfter || !st.Limited || !near(st.Rate, 0.9*50) || st.Decreases != 1 {
-		t.Fatalf("after a 429: retry-after %q %v, stats %+v; want %q and limited at 45", ra, ok, st, minRetryAfter)
+	if !ok || ra != minRetryAfter || !st.Limited || !near(st.Rate, 0.9*granted) || st.Decreases != 1 {
+		t.Fatalf("after a 429: retry-after %q %v, stats %+v; want %q and limited at %.1f", ra, ok, st, minRetryAfter, 0.9*granted)
 	}
 	// Another 429 to a request let through before that decrease reflects the old rate.
 	tooMany(before)
@@ -70,40 +76,49 @@ func TestRateControlAIMD(t *testing.T) {
 		t.Errorf("a stale 429 decreased again: %+v", got)
 	}
 
-	// Additive increase: DefaultRateIncrease of the ceiling (50) per second without a 429.
+	// Additive increase: DefaultRateIncrease of the ceiling per second without a 429.
 	clk.add(2 * time.Second)
-	rc.Observe(before, http.StatusOK, ok200)
-	if got := rc.Stats().Rate; !near(got, 45+DefaultRateIncrease*50*2) {
-		t.Errorf("rate after 2 s of successes = %.3f, want %.3f", got, 45+DefaultRateIncrease*50*2)
+	rc.Observe(before, http.StatusOK, http.Header{})
+	if got, want := rc.Stats().Rate, 0.9*granted+DefaultRateIncrease*granted*2; !near(got, want) {
+		t.Errorf("rate after 2 s of successes = %.3f, want %.3f", got, want)
 	}
 	// ... bounded at four times the ceiling however long it stays quiet.
 	clk.add(time.Hour)
-	rc.Observe(before, http.StatusOK, ok200)
-	if got := rc.Stats().Rate; !near(got, 4*50) {
-		t.Errorf("rate after an hour = %.3f, want the bound 200", got)
+	rc.Observe(before, http.StatusOK, http.Header{})
+	if got := rc.Stats().Rate; !near(got, 4*granted) {
+		t.Errorf("rate after an hour = %.3f, want the bound %.1f", got, 4*granted)
 	}
 
 	// A 429 for a request let through after the last decrease lowers the rate again, from the
-	// lower of the allowed rate and the rate sent: 10 requests over the last second.
-	after := sendAt(t, rc, clk, 10, time.Second)
+	// lower of the allowed rate and the rate answered: 20 answers in the last second (the
+	// clock moved to a whole second first, so that all 20 fall into the window's buckets).
+	clk.add(490 * time.Millisecond)
+	sendAt(t, rc, clk, 20, 900*time.Millisecond, http.StatusAccepted)
+	after := sendAt(t, rc, clk, 1, 0, 0)
 	tooMany(after)
-	if got := rc.Stats(); got.Decreases != 2 || !near(got.Rate, 9) {
-		t.Errorf("second decrease: %+v, want rate 9", got)
+	if got := rc.Stats(); got.Decreases != 2 || !near(got.Rate, 18) {
+		t.Errorf("second decrease: %+v, want rate 18", got)
 	}
-	// Never below MinRate.
+}
+
+// TestRateControlFloor: a registry that answers nothing but 429 drives the rate down to
+// MinRate and no lower.
+func TestRateControlFloor(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
 	for range 50 {
 		clk.add(time.Second)
-		tooMany(sendAt(t, rc, clk, 1, time.Millisecond))
+		rc.Observe(sendAt(t, rc, clk, 1, time.Millisecond, 0), http.StatusTooManyRequests, http.Header{})
 	}
-	if got := rc.Stats().Rate; !near(got, DefaultMinRate) {
-		t.Errorf("rate after many 429s = %.3f, want the floor %v", got, DefaultMinRate)
+	if got := rc.Stats(); !near(got.Rate, DefaultMinRate) || got.Decreases != 50 {
+		t.Errorf("after 50 rounds of 429s: %+v, want the floor %v", got, DefaultMinRate)
 	}
 }
 
 func TestRateControlRetryAfter(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
 	rc := NewRateControl(RateControlConfig{Now: clk.now})
-	tk := sendAt(t, rc, clk, 50, time.Second)
+	tk := sendAt(t, rc, clk, 50, time.Second, 0)
 	h := http.Header{}
 	h.Set("Retry-After", "30")
 	if ra, ok := rc.Observe(tk, http.StatusTooManyRequests, h); ok || ra != "" {
@@ -293,5 +308,54 @@ func TestRateControlClasses(t *testing.T) {
 	cancel()
 	if _, err := rc.WaitClass(ctx, "delete"); err == nil {
 		t.Error("a delete went through during a Retry-After pause drawn by a list")
+	}
+}
+
+// TestGateLowerRateAppliesAtOnce: requests waiting in a class's queue hold no turn at the
+// old rate. After a decrease the next request waits the new interval, however many were
+// queued when it came; a token bucket's reservations would let the queue out at the old rate.
+func TestGateLowerRateAppliesAtOnce(t *testing.T) {
+	t0 := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	var a aimd
+	cfg := RateControlConfig{Decrease: DefaultRateDecrease, Increase: DefaultRateIncrease, MinRate: DefaultMinRate}
+	a.setRate(cfg, t0, 1000) // 1 ms apart, a burst of 20
+	var ws []*waiter
+	for range 100 {
+		ws = append(ws, a.gate.join())
+	}
+	now := t0
+	for i := range 20 { // the burst goes at once, in order
+		if d := a.gate.take(ws[i], now); d > 0 {
+			t.Fatalf("waiter %d of the burst told to wait %v", i, d)
+		}
+	}
+	if d := a.gate.take(ws[21], now); d != time.Hour {
+		t.Errorf("a waiter not first in the queue was scheduled (%v)", d)
+	}
+	if d := a.gate.take(ws[20], now); d <= 0 {
+		t.Fatal("the 21st request went within the burst")
+	}
+	a.setRate(cfg, now, 10) // a 429: 100 ms apart from now on
+	now = now.Add(20 * time.Millisecond)
+	if d := a.gate.take(ws[20], now); d > 0 {
+		t.Fatalf("the first waiter, due at the old rate, still waits %v", d)
+	}
+	if d := a.gate.take(ws[21], now); d < 90*time.Millisecond {
+		t.Errorf("the next waiter may go in %v, want the new interval of 100 ms", d)
+	}
+	// A waiter that gives up while first hands its turn to the one behind it.
+	select {
+	case <-ws[22].turn:
+		t.Fatal("third in the queue already has the turn")
+	default:
+	}
+	a.gate.leave(ws[21])
+	select {
+	case <-ws[22].turn:
+	default:
+		t.Fatal("the turn was not handed on")
+	}
+	if !a.gate.first(ws[22]) || len(a.gate.queue) != 100-22 {
+		t.Errorf("queue after leaving: first is ws[22] %v, length %d", a.gate.first(ws[22]), len(a.gate.queue))
 	}
 }
