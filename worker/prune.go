@@ -243,13 +243,11 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 		dctx, cancel := context.WithTimeout(grace, w.pageTimeout)
 		var wg sync.WaitGroup
 		for k, i := range eligible {
-			w.deletes <- struct{}{}
 			wg.Add(1)
-			go func() {
+			w.deletes <- func() {
 				defer wg.Done()
-				defer func() { <-w.deletes }()
 				outcomes[k], errs[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i])
-			}()
+			}
 		}
 		wg.Wait()
 		cancel()
