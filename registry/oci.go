@@ -23,6 +23,8 @@ import (
 	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/time/rate"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Sentinels of the OCI client, in addition to those in registry.go.
@@ -143,15 +145,50 @@ var _ Client = (*OCI)(nil)
 
 // NewOCI returns a client for cfg.Host.
 func NewOCI(cfg OCIConfig) (*OCI, error) {
+	h, err := prepareHost(cfg, "oci registry")
+	if err != nil {
+		return nil, err
+	}
+	cfg = h.cfg
+	// Keep a connection per request in flight: the default pool keeps 100 idle connections in
+	// all, and past that every request beyond the 100th dials a new one (measured: a third
+	// of a worker's CPU went to dialing at 256 deletes in flight). prepareHost set
+	// MaxIdleConnsPerHost to Concurrency.
+	h.base.MaxIdleConns = 0
+	g := &guard{base: h.transport(), host: h.host.Hostname, control: cfg.RateControl}
+	rc := h.regClient(&http.Client{Transport: g, Timeout: cfg.Timeout})
+	o := &OCI{rc: rc, name: h.host.Name, callTimeout: cfg.CallTimeout, control: cfg.RateControl, redact: h.redact}
+	if cfg.MaxRPS > 0 {
+		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
+	}
+	return o, nil
+}
+
+// hostSetup is what the OCI and Payload clients of a host share: the configuration with its
+// defaults applied, regclient's host entries, the redactor of their secrets, and the base
+// transport each client tunes before putting its guard over it.
+type hostSetup struct {
+	cfg    OCIConfig // defaults applied; Logger and RateControl never nil
+	docker []config.Host
+	host   *config.Host
+	redact redactor
+	// base is a clone of http.DefaultTransport keeping up to Concurrency idle connections
+	// to the host.
+	base *http.Transport
+}
+
+// prepareHost validates cfg, applies its defaults and loads its credentials; what names the
+// client in errors ("oci registry").
+func prepareHost(cfg OCIConfig, what string) (hostSetup, error) {
 	if cfg.Host == "" {
-		return nil, errors.New("oci registry: host is required")
+		return hostSetup{}, fmt.Errorf("%s: host is required", what)
 	}
 	if strings.Contains(cfg.Host, "://") || strings.ContainsAny(cfg.Host, "/ ") {
-		return nil, fmt.Errorf("oci registry: host %q must be host[:port], without scheme or path", cfg.Host)
+		return hostSetup{}, fmt.Errorf("%s: host %q must be host[:port], without scheme or path", what, cfg.Host)
 	}
 	if cfg.Concurrency < 0 || cfg.MaxRPS < 0 || cfg.Timeout < 0 || cfg.CallTimeout < 0 || cfg.RetryLimit < 0 ||
 		cfg.RetryDelay < 0 || cfg.RetryDelayMax < 0 {
-		return nil, errors.New("oci registry: concurrency, max rps, timeouts, retry limit and delays must not be negative")
+		return hostSetup{}, fmt.Errorf("%s: concurrency, max rps, timeouts, retry limit and delays must not be negative", what)
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultOCIConcurrency)
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultOCITimeout)
@@ -160,14 +197,16 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultOCIRetryDelay)
 	cfg.RetryDelayMax = cmp.Or(cfg.RetryDelayMax, DefaultOCIRetryDelayMax)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultOCIUserAgent)
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RateControl == nil {
+		cfg.RateControl = NewRateControl(RateControlConfig{})
 	}
 
-	docker, err := loadDockerConfig(cfg.DockerConfig)
+	docker, err := loadDockerConfig(cfg.DockerConfig, what)
 	if err != nil {
-		return nil, err
+		return hostSetup{}, err
 	}
 	host := config.HostNewName(cfg.Host)
 	host.User = cfg.Username
@@ -185,59 +224,55 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 			secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Pass)))
 		}
 	}
-	red := newRedactor(secrets)
 
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	// Keep a connection per request in flight: the default pool keeps 100 idle connections in
-	// all, and past that every request beyond the 100th dials a new one (measured: a third
-	// of a worker's CPU went to dialing at 256 deletes in flight).
-	base.MaxIdleConns = 0
 	base.MaxIdleConnsPerHost = cfg.Concurrency
-	control := cfg.RateControl
-	if control == nil {
-		control = NewRateControl(RateControlConfig{})
-	}
-	g := &guard{base: base, host: host.Hostname, control: control}
-	if cfg.WrapTransport != nil {
-		g.base = cfg.WrapTransport(g.base)
-	}
+	return hostSetup{cfg: cfg, docker: docker, host: host, redact: newRedactor(secrets), base: base}, nil
+}
 
-	rc := regclient.New(
+// transport is the base transport as the client's guard sends through it: wrapped by
+// WrapTransport, if set. Tune base before calling it.
+func (h hostSetup) transport() http.RoundTripper {
+	if h.cfg.WrapTransport != nil {
+		return h.cfg.WrapTransport(h.base)
+	}
+	return h.base
+}
+
+// regClient returns a regclient for the host that sends through client, with the
+// configured retries, user agent and a redacting logger.
+func (h hostSetup) regClient(client *http.Client) *regclient.RegClient {
+	return regclient.New(
 		// Docker's entries first: each is a full host entry (TLS enabled, 3 concurrent
 		// requests), and a later entry for the same host overrides the earlier one's fields.
-		regclient.WithConfigHost(docker...),
-		regclient.WithConfigHost(*host),
+		regclient.WithConfigHost(h.docker...),
+		regclient.WithConfigHost(*h.host),
 		regclient.WithRegOpts(
-			reg.WithHTTPClient(&http.Client{Transport: g, Timeout: cfg.Timeout}),
-			reg.WithRetryLimit(cfg.RetryLimit),
-			reg.WithDelay(cfg.RetryDelay, cfg.RetryDelayMax),
+			reg.WithHTTPClient(client),
+			reg.WithRetryLimit(h.cfg.RetryLimit),
+			reg.WithDelay(h.cfg.RetryDelay, h.cfg.RetryDelayMax),
 		),
-		regclient.WithUserAgent(cfg.UserAgent),
-		regclient.WithSlog(slog.New(&redactHandler{inner: logger.Handler(), redact: red})),
+		regclient.WithUserAgent(h.cfg.UserAgent),
+		regclient.WithSlog(slog.New(&redactHandler{inner: h.cfg.Logger.Handler(), redact: h.redact})),
 	)
-	o := &OCI{rc: rc, name: host.Name, callTimeout: cfg.CallTimeout, control: control, redact: red}
-	if cfg.MaxRPS > 0 {
-		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
-	}
-	return o, nil
 }
 
 // loadDockerConfig reads the registry logins of a docker config: the named file, which must
-// exist, or else regclient's default places.
-func loadDockerConfig(path string) ([]config.Host, error) {
+// exist, or else regclient's default places. what names the client in errors.
+func loadDockerConfig(path, what string) ([]config.Host, error) {
 	if path == "" {
 		hosts, err := config.DockerLoad()
 		if err != nil {
-			return nil, fmt.Errorf("oci registry: load docker config: %w", err)
+			return nil, fmt.Errorf("%s: load docker config: %w", what, err)
 		}
 		return hosts, nil
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("oci registry: docker config: %w", err)
+		return nil, fmt.Errorf("%s: docker config: %w", what, err)
 	}
 	hosts, err := config.DockerLoadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("oci registry: load docker config %s: %w", path, err)
+		return nil, fmt.Errorf("%s: load docker config %s: %w", what, path, err)
 	}
 	return hosts, nil
 }
@@ -300,7 +335,7 @@ func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) 
 // other request for the call, whatever regclient might try.
 func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
 	what := fmt.Sprintf("delete tag %s:%s", repo, tag)
-	if !tagRE.MatchString(tag) {
+	if !proto.ValidTag(tag) {
 		return fmt.Errorf("%s: not a valid tag name", what)
 	}
 	r, err := o.repoRef(repo)

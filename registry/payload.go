@@ -3,20 +3,15 @@ package registry
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/regclient/regclient"
-	"github.com/regclient/regclient/config"
-	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/manifest"
@@ -66,83 +61,28 @@ type Payload struct {
 
 // NewPayload returns a Payload client for cfg.Host.
 func NewPayload(cfg PayloadConfig) (*Payload, error) {
-	o := cfg.OCIConfig
-	if o.Host == "" {
-		return nil, errors.New("payload registry: host is required")
+	if cfg.ReadTimeout < 0 || cfg.MaxFile < 0 {
+		return nil, errors.New("payload registry: read timeout and max file size must not be negative")
 	}
-	if strings.Contains(o.Host, "://") || strings.ContainsAny(o.Host, "/ ") {
-		return nil, fmt.Errorf("payload registry: host %q must be host[:port], without scheme or path", o.Host)
-	}
-	if o.Concurrency < 0 || o.MaxRPS < 0 || o.Timeout < 0 || o.CallTimeout < 0 || o.RetryLimit < 0 || o.RetryDelay < 0 ||
-		o.RetryDelayMax < 0 || cfg.ReadTimeout < 0 || cfg.MaxFile < 0 {
-		return nil, errors.New("payload registry: concurrency, timeouts, retry limit, delays and sizes must not be negative")
-	}
-	o.Concurrency = cmp.Or(o.Concurrency, DefaultOCIConcurrency)
-	o.Timeout = cmp.Or(o.Timeout, DefaultOCITimeout)
-	o.CallTimeout = cmp.Or(o.CallTimeout, DefaultOCICallTimeout)
-	o.RetryLimit = cmp.Or(o.RetryLimit, DefaultOCIRetryLimit)
-	o.RetryDelay = cmp.Or(o.RetryDelay, DefaultOCIRetryDelay)
-	o.RetryDelayMax = cmp.Or(o.RetryDelayMax, DefaultOCIRetryDelayMax)
-	o.UserAgent = cmp.Or(o.UserAgent, DefaultOCIUserAgent)
-	logger := o.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-
-	docker, err := loadDockerConfig(o.DockerConfig)
+	h, err := prepareHost(cfg.OCIConfig, "payload registry")
 	if err != nil {
 		return nil, err
 	}
-	host := config.HostNewName(o.Host)
-	host.User = o.Username
-	host.Pass = o.Password
-	host.TLS = config.TLSEnabled
-	if o.PlainHTTP {
-		host.TLS = config.TLSDisabled
-	}
-	host.ReqConcurrent = int64(o.Concurrency)
-	var secrets []string
-	for _, h := range append(slices.Clone(docker), *host) {
-		secrets = append(secrets, h.Pass, h.Token)
-		if h.User != "" && h.Pass != "" {
-			secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Pass)))
-		}
-	}
-	red := newRedactor(secrets)
-
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.MaxIdleConnsPerHost = o.Concurrency
+	o := h.cfg
 	// No http.Client.Timeout: it would bound reading a whole layer. The wait for an answer's
 	// headers is bounded here, the body by the call's context.
-	base.ResponseHeaderTimeout = o.Timeout
-	g := &payloadGuard{base: base, host: host.Hostname, control: o.RateControl}
-	if g.control == nil {
-		g.control = NewRateControl(RateControlConfig{})
-	}
+	h.base.ResponseHeaderTimeout = o.Timeout
+	g := &payloadGuard{base: h.transport(), host: h.host.Hostname, control: o.RateControl}
 	if o.MaxRPS > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(o.MaxRPS), 1)
 	}
-	if o.WrapTransport != nil {
-		g.base = o.WrapTransport(g.base)
-	}
-	rc := regclient.New(
-		regclient.WithConfigHost(docker...),
-		regclient.WithConfigHost(*host),
-		regclient.WithRegOpts(
-			reg.WithHTTPClient(&http.Client{Transport: g}),
-			reg.WithRetryLimit(o.RetryLimit),
-			reg.WithDelay(o.RetryDelay, o.RetryDelayMax),
-		),
-		regclient.WithUserAgent(o.UserAgent),
-		regclient.WithSlog(slog.New(&redactHandler{inner: logger.Handler(), redact: red})),
-	)
 	return &Payload{
-		rc:          rc,
-		name:        host.Name,
+		rc:          h.regClient(&http.Client{Transport: g}),
+		name:        h.host.Name,
 		callTimeout: o.CallTimeout,
 		readTimeout: cmp.Or(cfg.ReadTimeout, DefaultPayloadReadTimeout),
 		maxFile:     cmp.Or(cfg.MaxFile, DefaultPayloadMaxFile),
-		redact:      red,
+		redact:      h.redact,
 	}, nil
 }
 
