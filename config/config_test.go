@@ -77,8 +77,8 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(run) error = %v", err)
 	}
-	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 || r.PageSize != 100 || r.SplitAfter != 0 {
-		t.Errorf("Load(run) http-addr, workers, demo-tags, page-size, split-after = %q, %d, %d, %d, %s; want \"\", 4, 20000, 100, 0s",
+	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 || r.PageSize != 100 || r.SplitAfter != 2*time.Minute {
+		t.Errorf("Load(run) http-addr, workers, demo-tags, page-size, split-after = %q, %d, %d, %d, %s; want \"\", 4, 20000, 100, 2m0s",
 			r.HTTPAddr, r.Workers, r.DemoTags, r.PageSize, r.SplitAfter)
 	}
 }

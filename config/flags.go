@@ -211,9 +211,9 @@ func Flags() []Flag {
 			Usage: "`N` workers started in this process"},
 		{Name: "slots", Kind: KindInt, Default: 4, Commands: allWorking,
 			Usage: "`N` shards a worker processes at once"},
-		{Name: "split-after", Kind: KindDuration, Default: time.Duration(0), Commands: allWorking,
-			Usage: "split a shard still unfinished after this `duration`, handing its second half to another worker; 0 = never"},
-		{Name: "delete-concurrency", Kind: KindInt, Default: 64, Commands: allWorking,
+		{Name: "split-after", Kind: KindDuration, Default: 2 * time.Minute, Commands: allWorking,
+			Usage: "split a shard still unfinished after this `duration`, handing its second half to another worker (a few times the median shard's duration); 0 = never"},
+		{Name: "delete-concurrency", Kind: KindInt, Default: 256, Commands: allWorking,
 			Usage: "`N` tag deletes a worker process has in flight at once"},
 
 		// NATS JetStream.

@@ -9,7 +9,7 @@ func TestHelpSuffix(t *testing.T) {
 		{"ttl-days", CmdRun, "(env TAGSWEEP_TTL_DAYS, default 5)"},
 		{"max-deletes", CmdRun, "(env TAGSWEEP_MAX_DELETES, default 0)"}, // 0 = no cap: worth saying
 		{"max-rps", CmdWorker, "(env TAGSWEEP_MAX_RPS, default 0)"},
-		{"split-after", CmdWorker, "(env TAGSWEEP_SPLIT_AFTER, default 0s)"},
+		{"split-after", CmdWorker, "(env TAGSWEEP_SPLIT_AFTER, default 2m)"},
 		{"ack-wait", CmdStatus, "(env TAGSWEEP_ACK_WAIT, default 2m)"},
 		{"confirm", CmdRun, "(env TAGSWEEP_CONFIRM)"}, // false goes without saying
 		{"report", CmdRun, "(env TAGSWEEP_REPORT)"},   // empty

@@ -61,7 +61,7 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.workerProcs, "worker-procs", false, "run NATS and each tagsweep worker in a process of its own, so that the peak RSS of a worker, of NATS and of the coordinator are each their own")
 	fs.DurationVar(&c.retryDelay, "baseline-retry-delay", time.Minute, "the baseline's sleep before retrying a failed list call (the pruner's is 1 minute)")
 	fs.IntVar(&c.slots, "slots", 4, "shards each tagsweep worker processes at once")
-	fs.IntVar(&c.deleteConc, "delete-concurrency", 64, "tag deletes in flight per tagsweep worker")
+	fs.IntVar(&c.deleteConc, "delete-concurrency", 256, "tag deletes in flight per tagsweep worker")
 	fs.IntVar(&c.concurrency, "ceiling-concurrency", 64, "requests in flight in the ceiling measurement")
 	fs.BoolVar(&c.verbose, "v", false, "log the tagsweep side's warnings to stderr")
 	fs.Float64Var(&c.rcDecrease, "rc-decrease", 0, "workers' adaptive rate control: multiplicative decrease (0 = registry.DefaultRateDecrease)")
