@@ -74,8 +74,9 @@ type OCIConfig struct {
 	// MaxRPS bounds the List and Delete calls started per second (regclient's retries of a
 	// call are paced by its backoff instead). Waiting honours ctx. 0 means unlimited.
 	MaxRPS float64
-	// Timeout bounds one HTTP exchange (connect, headers and body), token fetches included.
-	// Default 30s.
+	// Timeout bounds the wait for the answer to one HTTP request (until its status and
+	// headers arrive), token fetches included; connecting is bounded by the dialer's 30s.
+	// Bodies, small here, are bounded by CallTimeout. Default 30s.
 	Timeout time.Duration
 	// CallTimeout bounds one List or Delete as a whole, regclient's retries and backoff waits
 	// included, so that a hung registry cannot hang a worker. Default 2m.
@@ -155,8 +156,12 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 	// of a worker's CPU went to dialing at 256 deletes in flight). prepareHost set
 	// MaxIdleConnsPerHost to Concurrency.
 	h.base.MaxIdleConns = 0
+	// Timeout as the transport's, not http.Client.Timeout: the client's arms a deadline
+	// context and a timer for every request, 9% of a worker's allocations and 5% of its CPU
+	// in the 1M-tag backlog; the transport's costs nothing per request.
+	h.base.ResponseHeaderTimeout = cfg.Timeout
 	g := &guard{base: h.transport(), host: h.host.Hostname, control: cfg.RateControl}
-	rc := h.regClient(&http.Client{Transport: g, Timeout: cfg.Timeout})
+	rc := h.regClient(&http.Client{Transport: g})
 	o := &OCI{rc: rc, name: h.host.Name, callTimeout: cfg.CallTimeout, control: cfg.RateControl, redact: h.redact}
 	if cfg.MaxRPS > 0 {
 		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
