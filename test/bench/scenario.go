@@ -75,6 +75,8 @@ type check struct {
 	Target string `json:"target"`
 	Got    string `json:"got"`
 	Met    bool   `json:"met"`
+	// Unmeasured: the run cannot tell (Met is then false and means nothing).
+	Unmeasured bool `json:"unmeasured,omitempty"`
 }
 
 func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResult, progress func(string)) (scenarioResult, error) {
