@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/proto"
@@ -212,9 +211,14 @@ type Claim struct {
 	// been stored all the same); nil after a write that succeeded. Verify compares with it.
 	tried *proto.ShardRecord
 
-	mu     sync.Mutex
-	audit  []jetstream.PubAckFuture
-	unsent []*nats.Msg // audit events whose asynchronous publish was refused at once
+	// Audit events (see audit.go): Audit appends to events under mu; the claim's writes cut
+	// them into batches and store those. auditAs holds the run, shard and repository events
+	// default to, fixed at the claim so that Audit need not read rec while a write changes it.
+	auditAs proto.AuditEvent
+	mu      sync.Mutex
+	events  []auditEntry // appended, not yet cut into a batch
+	cut     int          // events cut into batches so far (only the writing goroutine)
+	batches []auditMsg   // cut and not yet stored, in order (only the writing goroutine)
 }
 
 // Claim takes a shard for owner at attempt (the message's NumDelivered), in one update that
@@ -246,123 +250,14 @@ func (l *Ledger) Claim(ctx context.Context, runID, shardID, owner string, attemp
 		if err != nil {
 			return nil, fmt.Errorf("claiming %s: %w", key, err)
 		}
-		return &Claim{l: l, rec: rec, rev: rev}, nil
+		return &Claim{l: l, rec: rec, rev: rev,
+			auditAs: proto.AuditEvent{RunID: rec.RunID, ShardID: rec.ShardID, Repository: rec.Repository}}, nil
 	}
 	return nil, fmt.Errorf("claiming %s: too many concurrent updates: %w", key, ErrFenced)
 }
 
 // Record returns the shard record as last written by this claim.
 func (c *Claim) Record() proto.ShardRecord { return c.rec }
-
-// Audit appends an event to the run's audit stream asynchronously; the claim's next write
-// (Checkpoint, Split, Done, Fail, Retry, Release) first waits until every event appended so
-// far is stored, and fails (keeping the events for the write after it) while one cannot be.
-// An event the client refuses to send at once (too many in flight, connection lost) is kept
-// and sent by that wait: Audit never drops an event. Run, shard and repository default to
-// the claim's.
-func (c *Claim) Audit(ev proto.AuditEvent) error {
-	ev.V = proto.Version
-	if ev.RunID == "" {
-		ev.RunID = c.rec.RunID
-	}
-	if ev.ShardID == "" {
-		ev.ShardID = c.rec.ShardID
-	}
-	if ev.Repository == "" {
-		ev.Repository = c.rec.Repository
-	}
-	if ev.Time.IsZero() {
-		ev.Time = c.l.now().UTC()
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encoding audit event: %w", err)
-	}
-	id := fmt.Sprintf("%s/%s/%d/%s", ev.RunID, ev.ShardID, c.rec.Attempt, ev.Tag)
-	f, err := c.l.js.PublishAsync(proto.AuditSubject(ev.RunID), data,
-		jetstream.WithMsgID(id), jetstream.WithExpectStream(proto.StreamAudit))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		m := nats.NewMsg(proto.AuditSubject(ev.RunID))
-		m.Data = data
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		m.Header.Set(jetstream.ExpectedStreamHeader, proto.StreamAudit)
-		c.unsent = append(c.unsent, m)
-		return nil
-	}
-	c.audit = append(c.audit, f)
-	return nil
-}
-
-// flushAudit waits for the claim's outstanding audit events, re-publishing (with the same
-// message ID, so at most once) any whose asynchronous publish failed.
-func (c *Claim) flushAudit(ctx context.Context) error {
-	c.mu.Lock()
-	pending := c.audit
-	c.audit = nil
-	c.mu.Unlock()
-	// Wait for the acknowledgements together, up to opTimeout; an event not acknowledged by
-	// then (its publish lost, as in a leader change) is published again, synchronously. The
-	// message ID makes the stream store each event at most once.
-	deadline := time.NewTimer(opTimeout)
-	defer deadline.Stop()
-	expired := false
-	for i, f := range pending {
-		var asyncErr error
-		if !expired {
-			select {
-			case <-f.Ok():
-				continue
-			case asyncErr = <-f.Err():
-			case <-deadline.C:
-				expired = true
-			case <-ctx.Done():
-				c.requeueAudit(pending[i:])
-				return fmt.Errorf("storing audit events: %w", ctx.Err())
-			}
-		} else {
-			select {
-			case <-f.Ok():
-				continue
-			case asyncErr = <-f.Err():
-			default:
-			}
-		}
-		if asyncErr == nil {
-			asyncErr = errors.New("no acknowledgement")
-		}
-		pctx, cancel := opContext(ctx)
-		_, err := c.l.js.PublishMsg(pctx, f.Msg())
-		cancel()
-		if err != nil {
-			c.requeueAudit(pending[i:])
-			return fmt.Errorf("storing audit event (async: %v): %w", asyncErr, err)
-		}
-	}
-	c.mu.Lock()
-	unsent := c.unsent
-	c.unsent = nil
-	c.mu.Unlock()
-	for i, m := range unsent {
-		pctx, cancel := opContext(ctx)
-		_, err := c.l.js.PublishMsg(pctx, m)
-		cancel()
-		if err != nil {
-			c.mu.Lock()
-			c.unsent = append(unsent[i:], c.unsent...)
-			c.mu.Unlock()
-			return fmt.Errorf("storing audit event: %w", err)
-		}
-	}
-	return nil
-}
-
-func (c *Claim) requeueAudit(fs []jetstream.PubAckFuture) {
-	c.mu.Lock()
-	c.audit = append(fs, c.audit...)
-	c.mu.Unlock()
-}
 
 // write flushes the audit events, applies change to a copy of the record and writes it by
 // compare-and-swap. A mismatch fences the claim for good.
