@@ -290,6 +290,42 @@ func TestAuditFlushFailureKeepsEvents(t *testing.T) {
 	}
 }
 
+// A claim that learns it lost its shard (Verify after a failed write) still stores the audit
+// events its failed flush kept: they record deletions that happened, and no later write of
+// that claim will come.
+func TestAuditStoredWhenFenced(t *testing.T) {
+	l, js, _ := testLedgerServer(t)
+	c := ctx(t)
+	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
+	cl, err := l.Claim(c, "r1", "s1", "w1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(c, proto.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"tagsweep.elsewhere.>"}
+	if _, err := js.UpdateStream(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	auditPage(t, cl, 0, 100, "")
+	if err := cl.Checkpoint(c, auditTag(99), proto.Counters{Deleted: 100}); err == nil {
+		t.Fatal("Checkpoint succeeded while its audit events could not be stored")
+	}
+	if _, err := l.Claim(c, "r1", "s1", "w2", 2); err != nil { // redelivered to another worker
+		t.Fatal(err)
+	}
+	if _, err := Open(c, js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatalf("re-opening the ledger: %v", err)
+	}
+	if _, err := cl.Verify(c); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Verify after the shard was taken = %v, want ErrFenced", err)
+	}
+	checkOnce(t, readAudit(t, js, "r1"), 100)
+}
+
 // Audit is safe for concurrent use, also while the claim writes: every event appended is
 // stored exactly once by the write that follows it.
 func TestAuditConcurrent(t *testing.T) {

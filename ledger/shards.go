@@ -275,7 +275,7 @@ func (c *Claim) write(ctx context.Context, change func(*proto.ShardRecord) error
 	rec.Heartbeat = c.l.now().UTC()
 	rev, err := update(ctx, c.l.state, proto.ShardKey(rec.RunID, rec.ShardID), rec, c.rev)
 	if errors.Is(err, ErrFenced) {
-		c.err = err
+		return c.fence(ctx, err)
 	}
 	if err != nil {
 		c.tried = &rec
@@ -304,8 +304,7 @@ func (c *Claim) Verify(ctx context.Context) (landed bool, err error) {
 	rev, err := get(ctx, c.l.state, key, &rec)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		c.err = fmt.Errorf("verifying %s: record gone: %w", key, ErrFenced)
-		return false, c.err
+		return false, c.fence(ctx, fmt.Errorf("verifying %s: record gone: %w", key, ErrFenced))
 	case err != nil:
 		return false, fmt.Errorf("verifying %s: %w", key, err)
 	case rev == c.rev:
@@ -314,8 +313,19 @@ func (c *Claim) Verify(ctx context.Context) (landed bool, err error) {
 		c.rec, c.rev, c.tried = rec, rev, nil
 		return true, nil
 	}
-	c.err = fmt.Errorf("verifying %s: changed by %s at attempt %d: %w", key, rec.Owner, rec.Attempt, ErrFenced)
-	return false, c.err
+	return false, c.fence(ctx, fmt.Errorf("verifying %s: changed by %s at attempt %d: %w", key, rec.Owner, rec.Attempt, ErrFenced))
+}
+
+// fence marks the claim lost for good with err, which wraps ErrFenced. The audit events the
+// claim still holds (a flush that failed, events appended since) record deletions that
+// happened, and no later write of this claim will store them: they are stored now, once
+// more, whoever holds the shard. Their error, if that fails too, is joined to err.
+func (c *Claim) fence(ctx context.Context, err error) error {
+	c.err = err
+	if ferr := c.flushAudit(ctx); ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	return err
 }
 
 // sameRecord compares records by their encoding, as stored.
