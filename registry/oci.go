@@ -140,6 +140,7 @@ type OCI struct {
 	limiter     *rate.Limiter // nil: no MaxRPS
 	control     *RateControl
 	redact      redactor
+	refs        sync.Map // repository name -> ref.Ref, for names that passed repoRE
 }
 
 var _ Client = (*OCI)(nil)
@@ -292,32 +293,31 @@ func loadDockerConfig(path, what string) ([]config.Host, error) {
 // registry that never sends Link (go-containerregistry's) leaves More false on full pages.
 // An unknown repository is an error wrapping ErrNotFound.
 func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) {
-	what := fmt.Sprintf("list tags of %s after %q", repo, last)
 	if n < 1 {
 		// regclient omits n=0, and a tags/list without n returns every tag of the repository.
-		return Page{}, fmt.Errorf("%s: page size %d must be at least 1", what, n)
+		return Page{}, fmt.Errorf("%s: page size %d must be at least 1", listWhat(repo, last), n)
 	}
 	r, err := o.repoRef(repo)
 	if err != nil {
-		return Page{}, fmt.Errorf("%s: %w", what, err)
+		return Page{}, fmt.Errorf("%s: %w", listWhat(repo, last), err)
 	}
 	c := &call{method: http.MethodGet, path: "/v2/" + repo + "/tags/list"}
 	callCtx, cancel, err := o.start(ctx, c)
 	if err != nil {
-		return Page{}, fmt.Errorf("%s: %w", what, err)
+		return Page{}, fmt.Errorf("%s: %w", listWhat(repo, last), err)
 	}
 	defer cancel()
 	tl, err := o.rc.TagList(callCtx, r, scheme.WithTagLast(last), scheme.WithTagLimit(n))
 	if err != nil {
-		return Page{}, o.edgeError(ctx, callCtx, c, what, err)
+		return Page{}, o.edgeError(ctx, callCtx, c, listWhat(repo, last), err)
 	}
 	tags := tl.Tags
 	if err := CheckPage(last, tags); err != nil {
 		if last != "" && tags[0] <= last {
 			// The page restarts at or before last: the registry ignores it (Quay < 3.12).
-			return Page{}, fmt.Errorf("%s: page starts at %q: %w: %w", what, tags[0], ErrKeysetUnsupported, err)
+			return Page{}, fmt.Errorf("%s: page starts at %q: %w: %w", listWhat(repo, last), tags[0], ErrKeysetUnsupported, err)
 		}
-		return Page{}, fmt.Errorf("%s: %w", what, err)
+		return Page{}, fmt.Errorf("%s: %w", listWhat(repo, last), err)
 	}
 	links, _ := c.result()
 	more := hasNextLink(links)
@@ -339,19 +339,18 @@ func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) 
 // which has no ':', so it can never be a digest) as the reference. The guard lets through no
 // other request for the call, whatever regclient might try.
 func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
-	what := fmt.Sprintf("delete tag %s:%s", repo, tag)
 	if !proto.ValidTag(tag) {
-		return fmt.Errorf("%s: not a valid tag name", what)
+		return fmt.Errorf("%s: not a valid tag name", deleteWhat(repo, tag))
 	}
 	r, err := o.repoRef(repo)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", deleteWhat(repo, tag), err)
 	}
 	r.Digest = tag // see above: the reference sent is the tag
 	c := &call{method: http.MethodDelete, path: "/v2/" + repo + "/manifests/" + tag}
 	callCtx, cancel, err := o.start(ctx, c)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", deleteWhat(repo, tag), err)
 	}
 	defer cancel()
 	err = o.rc.ManifestDelete(callCtx, r)
@@ -359,9 +358,9 @@ func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
 		return nil // regclient reports 200 as an error: it expects 202 only
 	}
 	if err == nil {
-		return fmt.Errorf("%s: regclient reported success without a 202 or 200 from the registry", what)
+		return fmt.Errorf("%s: regclient reported success without a 202 or 200 from the registry", deleteWhat(repo, tag))
 	}
-	return o.edgeError(ctx, callCtx, c, what, err)
+	return o.edgeError(ctx, callCtx, c, deleteWhat(repo, tag), err)
 }
 
 // RateControl is the client's adaptive rate controller (for its state in logs and metrics).
@@ -397,12 +396,24 @@ var (
 	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 )
 
+// listWhat and deleteWhat say what a call was, for its errors only: formatting it for every
+// call cost 2% of a worker's CPU.
+func listWhat(repo, last string) string { return fmt.Sprintf("list tags of %s after %q", repo, last) }
+
+func deleteWhat(repo, tag string) string { return fmt.Sprintf("delete tag %s:%s", repo, tag) }
+
+// repoRef returns regclient's reference to repo, checked against the repository grammar once
+// per repository (a client works on a handful).
 func (o *OCI) repoRef(repo string) (ref.Ref, error) {
+	if r, ok := o.refs.Load(repo); ok {
+		return r.(ref.Ref), nil
+	}
 	if !repoRE.MatchString(repo) {
 		return ref.Ref{}, fmt.Errorf("%q is not a valid repository name", repo)
 	}
 	r := ref.Ref{Scheme: "reg", Registry: o.name, Repository: repo}
 	r.Reference = r.CommonName()
+	o.refs.Store(repo, r)
 	return r, nil
 }
 
