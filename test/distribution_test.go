@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,43 +51,19 @@ func TestDistributionRun(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
-	connect := func() jetstream.JetStream {
-		nc, err := srv.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i := range errs {
+	ws := make([]*worker.Worker, 2)
+	for i := range ws {
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Ledger: lc,
-			Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connect(), nil)
+			Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connectJS(t, srv), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+		ws[i] = w
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("worker %d: %v", i, err)
-			}
-		}
-	})
+	runWorkers(t, ws)
 
 	c, err := coordinator.New(coordinator.Config{RunID: "dist1", Registry: host, PlainHTTP: true,
-		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connect(), client, nil)
+		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connectJS(t, srv), client, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

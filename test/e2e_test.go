@@ -62,9 +62,12 @@ func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Hand
 	return s
 }
 
-func (s *stack) js(t *testing.T) jetstream.JetStream {
+func (s *stack) js(t *testing.T) jetstream.JetStream { return connectJS(t, s.nats) }
+
+// connectJS opens a JetStream connection to srv, closed when the test ends.
+func connectJS(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := s.nats.Connect()
+	nc, err := srv.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +79,30 @@ func (s *stack) js(t *testing.T) jetstream.JetStream {
 	return js
 }
 
+// runWorkers runs ws until the test ends, then stops them and fails the test if a Run
+// returned an error.
+func runWorkers(t *testing.T, ws []*worker.Worker) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		wg.Go(func() { errs[i] = w.Run(ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("worker %d: Run = %v", i, err)
+			}
+		}
+	})
+}
+
 // startWorkers runs n workers until the test ends.
 func (s *stack) startWorkers(t *testing.T, n int, cfg worker.Config) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make([]error, n)
+	ws := make([]*worker.Worker, n)
 	for i := range n {
 		c := cfg
 		c.ID = fmt.Sprintf("worker-%d", i)
@@ -96,18 +117,9 @@ func (s *stack) startWorkers(t *testing.T, n int, cfg worker.Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+		ws[i] = w
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("worker %d: Run = %v", i, err)
-			}
-		}
-	})
+	runWorkers(t, ws)
 }
 
 func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress func(proto.Report)) *coordinator.Coordinator {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,7 +63,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	t.Cleanup(func() { _ = srv.Close() })
 	r := &rig{t: t, sim: srv}
 	cutoff := faultEnd.AddDate(0, 0, -5)
-	r.tags = sim.Generate(sim.GenConfig{Seed: 7, Tags: cmpOr(rc.tags, 2000), Days: 20, End: faultEnd, Odd: true,
+	r.tags = sim.Generate(sim.GenConfig{Seed: 7, Tags: cmp.Or(rc.tags, 2000), Days: 20, End: faultEnd, Odd: true,
 		Cutoff: cutoff, EligibleFraction: 0.4})
 	if err := srv.AddTags(repo, "", r.tags...); err != nil {
 		t.Fatal(err)
@@ -134,13 +135,6 @@ func testLog(t *testing.T, who string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", who, "test", t.Name())
 }
 
-func cmpOr(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
 // freeAddrs returns n loopback addresses whose ports were free a moment ago.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
@@ -185,14 +179,12 @@ func (r *rig) client() *registry.OCI {
 func (r *rig) startWorkers(n int, cfg worker.Config) {
 	t := r.t
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make([]error, n)
+	ws := make([]*worker.Worker, n)
 	for i := range n {
 		c := cfg
 		c.ID = fmt.Sprintf("worker-%d", i)
 		c.Ledger = r.lc
-		c.RetryDelay = cmp(c.RetryDelay, 50*time.Millisecond)
+		c.RetryDelay = cmp.Or(c.RetryDelay, 50*time.Millisecond)
 		// A client per call, as the CLI's connector does: a worker rebuilds the client whose
 		// credentials were refused.
 		c.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return registry.NewOCI(r.oci) }
@@ -200,25 +192,9 @@ func (r *rig) startWorkers(n int, cfg worker.Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+		ws[i] = w
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("worker %d: Run = %v", i, err)
-			}
-		}
-	})
-}
-
-func cmp(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
+	runWorkers(t, ws)
 }
 
 // run runs a coordinator for runID to its end.
