@@ -44,6 +44,40 @@ func readAudit(t *testing.T, js jetstream.JetStream, runID string) []string {
 	return tags
 }
 
+// claimR1S1 creates shard r1/s1 through created and claims it through claimer (the same
+// ledger, or one over a wrapped connection) for owner at attempt.
+func claimR1S1(t *testing.T, created, claimer *Ledger, owner string, attempt int) *Claim {
+	t.Helper()
+	mustCreate(t, created, newShard("r1", "s1", "", "2026"))
+	cl, err := claimer.Claim(ctx(t), "r1", "s1", owner, attempt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// stopAuditStream makes the audit stream stop taking the runs' subjects, so that a publish
+// of audit events goes unanswered; reopenLedger restores it, as a ledger's Open does.
+func stopAuditStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	s, err := js.Stream(ctx(t), proto.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"tagsweep.elsewhere.>"}
+	if _, err := js.UpdateStream(ctx(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reopenLedger(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if _, err := Open(ctx(t), js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatalf("re-opening the ledger: %v", err)
+	}
+}
+
 // checkOnce fails unless tags are exactly auditTag(0..n-1), each once, in order.
 func checkOnce(t *testing.T, tags []string, n int) {
 	t.Helper()
@@ -100,11 +134,7 @@ func auditMessages(t *testing.T, js jetstream.JetStream) ([]proto.AuditBatch, []
 func TestAuditOneMessagePerPage(t *testing.T) {
 	l, js := testLedger(t)
 	c := ctx(t)
-	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
-	cl, err := l.Claim(c, "r1", "s1", "w", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := claimR1S1(t, l, l, "w", 2)
 	pages := []struct{ from, to int }{{0, 100}, {100, 350}}
 	for i, p := range pages {
 		auditPage(t, cl, p.from, p.to, "")
@@ -160,11 +190,7 @@ func TestAuditSplitsLargeBatches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l, js := testLedger(t)
 			c := ctx(t)
-			mustCreate(t, l, newShard("r1", "s1", "", "2026"))
-			cl, err := l.Claim(c, "r1", "s1", "w", 1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl := claimR1S1(t, l, l, "w", 1)
 			auditPage(t, cl, 0, tc.events, tc.errText)
 			if err := cl.Done(c); err != nil {
 				t.Fatalf("Done: %v", err)
@@ -221,23 +247,9 @@ func TestAuditFlushFailureKeepsEvents(t *testing.T) {
 	}{
 		{
 			// No stream takes the run's subject any more: the publish goes unanswered.
-			name: "stream gone",
-			fail: func(t *testing.T, js jetstream.JetStream, _ *lossyJS) {
-				s, err := js.Stream(ctx(t), proto.StreamAudit)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg := s.CachedInfo().Config
-				cfg.Subjects = []string{"tagsweep.elsewhere.>"}
-				if _, err := js.UpdateStream(ctx(t), cfg); err != nil {
-					t.Fatal(err)
-				}
-			},
-			restore: func(t *testing.T, js jetstream.JetStream, _ *lossyJS) {
-				if _, err := Open(ctx(t), js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3}); err != nil {
-					t.Fatalf("re-opening the ledger: %v", err)
-				}
-			},
+			name:    "stream gone",
+			fail:    func(t *testing.T, js jetstream.JetStream, _ *lossyJS) { stopAuditStream(t, js) },
+			restore: func(t *testing.T, js jetstream.JetStream, _ *lossyJS) { reopenLedger(t, js) },
 		},
 		{
 			name: "acknowledgement lost",
@@ -258,11 +270,7 @@ func TestAuditFlushFailureKeepsEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustCreate(t, plain, newShard("r1", "s1", "", "2026"))
-			cl, err := l.Claim(c, "r1", "s1", "w", 1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cl := claimR1S1(t, plain, l, "w", 1)
 			auditPage(t, cl, 0, 100, "")
 			if err := cl.Checkpoint(c, auditTag(99), proto.Counters{Deleted: 100}); err != nil {
 				t.Fatal(err)
@@ -296,20 +304,8 @@ func TestAuditFlushFailureKeepsEvents(t *testing.T) {
 func TestAuditStoredWhenFenced(t *testing.T) {
 	l, js, _ := testLedgerServer(t)
 	c := ctx(t)
-	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
-	cl, err := l.Claim(c, "r1", "s1", "w1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(c, proto.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Subjects = []string{"tagsweep.elsewhere.>"}
-	if _, err := js.UpdateStream(c, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cl := claimR1S1(t, l, l, "w1", 1)
+	stopAuditStream(t, js)
 	auditPage(t, cl, 0, 100, "")
 	if err := cl.Checkpoint(c, auditTag(99), proto.Counters{Deleted: 100}); err == nil {
 		t.Fatal("Checkpoint succeeded while its audit events could not be stored")
@@ -317,9 +313,7 @@ func TestAuditStoredWhenFenced(t *testing.T) {
 	if _, err := l.Claim(c, "r1", "s1", "w2", 2); err != nil { // redelivered to another worker
 		t.Fatal(err)
 	}
-	if _, err := Open(c, js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3}); err != nil {
-		t.Fatalf("re-opening the ledger: %v", err)
-	}
+	reopenLedger(t, js)
 	if _, err := cl.Verify(c); !errors.Is(err, ErrFenced) {
 		t.Fatalf("Verify after the shard was taken = %v, want ErrFenced", err)
 	}
@@ -331,11 +325,7 @@ func TestAuditStoredWhenFenced(t *testing.T) {
 func TestAuditConcurrent(t *testing.T) {
 	l, js := testLedger(t)
 	c := ctx(t)
-	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
-	cl, err := l.Claim(c, "r1", "s1", "w", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := claimR1S1(t, l, l, "w", 1)
 	const goroutines, each = 8, 150
 	errs := make(chan error, goroutines)
 	var wg sync.WaitGroup
@@ -375,11 +365,7 @@ func TestAuditConcurrent(t *testing.T) {
 func TestAuditRefusesInvalidRun(t *testing.T) {
 	l, _ := testLedger(t)
 	c := ctx(t)
-	mustCreate(t, l, newShard("r1", "s1", "", "2026"))
-	cl, err := l.Claim(c, "r1", "s1", "w", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := claimR1S1(t, l, l, "w", 1)
 	if err := cl.Audit(proto.AuditEvent{RunID: "a.b", Tag: "t", Outcome: proto.OutcomeDeleted}); err == nil {
 		t.Fatal("Audit of run a.b succeeded")
 	}
