@@ -165,29 +165,6 @@ func truncate(s string, n int) string {
 	return s[:cut] + mark
 }
 
-// AppendAudit appends one event to its run's audit stream, as a batch of one, and waits until
-// it is stored. Workers append through (*Claim).Audit, which batches a page's events and
-// stores them before the claim's next write.
-func (l *Ledger) AppendAudit(ctx context.Context, ev proto.AuditEvent) error {
-	if !proto.ValidToken(ev.RunID) {
-		return fmt.Errorf("audit event: run id %q is not a valid token", ev.RunID)
-	}
-	ev.V = proto.Version
-	if ev.Time.IsZero() {
-		ev.Time = l.now().UTC()
-	}
-	ev.Error = truncate(ev.Error, auditErrorBytes)
-	data, err := json.Marshal(proto.AuditBatch{V: proto.Version, RunID: ev.RunID, ShardID: ev.ShardID,
-		Repository: ev.Repository, Events: []proto.AuditEvent{ev}})
-	if err != nil {
-		return fmt.Errorf("encoding audit event: %w", err)
-	}
-	if _, err := l.js.Publish(ctx, proto.AuditSubject(ev.RunID), data, jetstream.WithExpectStream(proto.StreamAudit)); err != nil {
-		return fmt.Errorf("appending audit event: %w", err)
-	}
-	return nil
-}
-
 // Audit iterates over a run's audit events in the order they were stored, up to the last
 // event stored when the iteration starts. Each message of the stream is a batch of events
 // (proto.AuditBatch); a message that is not is an error wrapping ErrBadRecord. An error ends

@@ -545,7 +545,7 @@ func TestAudit(t *testing.T) {
 	for _, err := range l.Audit(c, "none") {
 		t.Fatalf("Audit of a run without events yielded %v", err)
 	}
-	if err := l.AppendAudit(c, proto.AuditEvent{RunID: "r3", Tag: "t", Outcome: proto.OutcomeFailed}); err != nil {
+	if err := appendAudit(c, l, proto.AuditEvent{RunID: "r3", Tag: "t", Outcome: proto.OutcomeFailed}); err != nil {
 		t.Fatal(err)
 	}
 	count := 0

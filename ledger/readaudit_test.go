@@ -18,7 +18,7 @@ func TestReadAudit(t *testing.T) {
 		{RunID: "r2", ShardID: "s1", Tag: "b", Outcome: proto.OutcomeDeleted},
 		{RunID: "r1", ShardID: "s2", Tag: "c", Outcome: proto.OutcomeAlreadyGone},
 	} {
-		if err := l.AppendAudit(c, ev); err != nil {
+		if err := appendAudit(c, l, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
