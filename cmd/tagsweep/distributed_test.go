@@ -144,39 +144,3 @@ func TestDistributed(t *testing.T) {
 		t.Fatal("worker did not stop after its context was cancelled")
 	}
 }
-
-// TestWorkerRefusesForeignRegistry: a run naming another registry than the worker's
-// gets no credentials from it; its shards fail and the coordinator exits 2.
-func TestWorkerRefusesForeignRegistry(t *testing.T) {
-	clearEnv(t)
-	const repo = "openshift/ci"
-	ns := startNATS(t)
-	reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 600, Days: 8, End: time.Now(), Floating: -1})...); err != nil {
-		t.Fatal(err)
-	}
-	wctx, stopWorker := context.WithCancel(t.Context())
-	workerDone := make(chan int, 1)
-	go func() {
-		code, _, _ := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", "quay.io",
-			"--token", "s3cret", "--http-addr", "", "--max-deliver", "1", "--log-format", "json")
-		workerDone <- code
-	}()
-	defer func() {
-		stopWorker()
-		<-workerDone
-	}()
-	waitWorker(t, ns)
-	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
-		"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
-	if code != exitFailed {
-		t.Fatalf("coordinator: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
-	}
-	if len(reg.DeletedTags(repo)) != 0 {
-		t.Errorf("the registry saw %d deletes from a worker pinned to another registry", len(reg.DeletedTags(repo)))
-	}
-}

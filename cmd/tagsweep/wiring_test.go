@@ -36,38 +36,55 @@ func TestAllowedPlainHTTP(t *testing.T) {
 	}
 }
 
-// A worker given a token but not --plain-http does not send it in the clear because a run
-// record asks for plain HTTP: the run's shards fail and the registry sees no delete.
-func TestWorkerRefusesPlainHTTPWithToken(t *testing.T) {
-	clearEnv(t)
-	const repo = "openshift/ci"
-	ns := startNATS(t)
-	reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
-	if err != nil {
-		t.Fatal(err)
+// A worker holding a token sends it only where it was given: not in the clear because a run
+// record asks for plain HTTP (the worker has no --plain-http), and not to a registry other
+// than its --registry. Either way the run's shards fail, the coordinator exits 2 and the
+// registry sees no delete.
+func TestWorkerKeepsItsToken(t *testing.T) {
+	tests := []struct {
+		name string
+		// workerRegistry is the worker's --registry, given the sim's address.
+		workerRegistry func(sim string) string
+		what           string
+	}{
+		{name: "plain http asked by the run", workerRegistry: func(sim string) string { return sim },
+			what: "over plain HTTP from a worker holding a token"},
+		{name: "foreign registry", workerRegistry: func(string) string { return "quay.io" },
+			what: "from a worker pinned to another registry"},
 	}
-	t.Cleanup(func() { reg.Close() })
-	if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 600, Days: 8, End: time.Now(), Floating: -1})...); err != nil {
-		t.Fatal(err)
-	}
-	wctx, stopWorker := context.WithCancel(t.Context())
-	workerDone := make(chan int, 1)
-	go func() {
-		code, _, _ := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
-			"--token", "s3cret", "--http-addr", "", "--max-deliver", "1", "--log-format", "json")
-		workerDone <- code
-	}()
-	defer func() {
-		stopWorker()
-		<-workerDone
-	}()
-	waitWorker(t, ns)
-	code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
-		"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
-	if code != exitFailed {
-		t.Fatalf("coordinator: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
-	}
-	if n := len(reg.DeletedTags(repo)); n != 0 {
-		t.Errorf("the registry saw %d deletes over plain HTTP from a worker holding a token", n)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			const repo = "openshift/ci"
+			ns := startNATS(t)
+			reg, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { reg.Close() })
+			if err := reg.AddTags(repo, "", sim.Generate(sim.GenConfig{Seed: 3, Tags: 600, Days: 8, End: time.Now(), Floating: -1})...); err != nil {
+				t.Fatal(err)
+			}
+			wctx, stopWorker := context.WithCancel(t.Context())
+			workerDone := make(chan int, 1)
+			go func() {
+				code, _, _ := execute(t, wctx, "worker", "--nats-url", ns.ClientURL(), "--registry", tc.workerRegistry(reg.Addr()),
+					"--token", "s3cret", "--http-addr", "", "--max-deliver", "1", "--log-format", "json")
+				workerDone <- code
+			}()
+			defer func() {
+				stopWorker()
+				<-workerDone
+			}()
+			waitWorker(t, ns)
+			code, out, errOut := execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--registry", reg.Addr(),
+				"--plain-http", "--repository", repo, "--confirm", "--max-deliver", "1", "--http-addr", "", "--log-format", "json")
+			if code != exitFailed {
+				t.Fatalf("coordinator: exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
+			}
+			if n := len(reg.DeletedTags(repo)); n != 0 {
+				t.Errorf("the registry saw %d deletes %s", n, tc.what)
+			}
+		})
 	}
 }
