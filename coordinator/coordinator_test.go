@@ -121,6 +121,47 @@ func testCtx(t *testing.T) context.Context {
 // counts the lister's tags in the range as scanned, and fails shards for which fail says so.
 func (e *env) fakeWorker(t *testing.T, f *lister, fail func(proto.ShardRecord) bool) {
 	t.Helper()
+	e.consumeShards(t, func(ctx context.Context, msg jetstream.Msg, m proto.ShardMessage, md *jetstream.MsgMetadata) {
+		claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "fake", int(md.NumDelivered))
+		if errors.Is(err, ledger.ErrTerminal) {
+			_ = msg.Ack()
+			return
+		}
+		if err != nil {
+			_ = msg.Nak()
+			return
+		}
+		rec := claim.Record()
+		if fail != nil && fail(rec) {
+			_ = claim.Fail(ctx, errors.New("injected failure"))
+			_ = msg.Term()
+			return
+		}
+		var n int64
+		f.mu.Lock()
+		for _, tag := range f.tags[rec.Repository] {
+			if rec.Range.Contains(tag) {
+				n++
+			}
+		}
+		f.mu.Unlock()
+		counts := proto.Counters{Scanned: n, Kept: n}
+		if e.deleteFailed != nil {
+			k := min(e.deleteFailed(rec), n)
+			counts.Kept, counts.Eligible, counts.DeleteFailed = n-k, k, k
+		}
+		if err := claim.Checkpoint(ctx, rec.Range.Through, counts); err != nil {
+			return
+		}
+		if claim.Done(ctx) == nil {
+			_ = msg.Ack()
+		}
+	})
+}
+
+// consumeShards hands every shard message of the queue to handle, with its metadata, until
+// the test ends; a message that is not a shard message is terminated.
+func (e *env) consumeShards(t *testing.T, handle func(ctx context.Context, msg jetstream.Msg, m proto.ShardMessage, md *jetstream.MsgMetadata)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -137,41 +178,12 @@ func (e *env) fakeWorker(t *testing.T, f *lister, fail func(proto.ShardRecord) b
 				_ = msg.Term()
 				continue
 			}
-			md, _ := msg.Metadata()
-			claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "fake", int(md.NumDelivered))
-			if errors.Is(err, ledger.ErrTerminal) {
-				_ = msg.Ack()
-				continue
-			}
+			md, err := msg.Metadata()
 			if err != nil {
 				_ = msg.Nak()
 				continue
 			}
-			rec := claim.Record()
-			if fail != nil && fail(rec) {
-				_ = claim.Fail(ctx, errors.New("injected failure"))
-				_ = msg.Term()
-				continue
-			}
-			var n int64
-			f.mu.Lock()
-			for _, tag := range f.tags[rec.Repository] {
-				if rec.Range.Contains(tag) {
-					n++
-				}
-			}
-			f.mu.Unlock()
-			counts := proto.Counters{Scanned: n, Kept: n}
-			if e.deleteFailed != nil {
-				k := min(e.deleteFailed(rec), n)
-				counts.Kept, counts.Eligible, counts.DeleteFailed = n-k, k, k
-			}
-			if err := claim.Checkpoint(ctx, rec.Range.Through, counts); err != nil {
-				continue
-			}
-			if claim.Done(ctx) == nil {
-				_ = msg.Ack()
-			}
+			handle(ctx, msg, m, md)
 		}
 	}()
 }

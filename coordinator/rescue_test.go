@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -20,51 +19,34 @@ import (
 // any other.
 func (e *env) strandingWorker(t *testing.T, f *lister) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	cons := e.l.Consumer()
-	go func() {
-		defer close(done)
-		var firstSeq uint64
-		for ctx.Err() == nil {
-			msg, err := cons.Next(jetstream.FetchMaxWait(200 * time.Millisecond))
-			if err != nil {
-				continue
-			}
-			var m proto.ShardMessage
-			if json.Unmarshal(msg.Data(), &m) != nil {
-				_ = msg.Term()
-				continue
-			}
-			md, _ := msg.Metadata()
-			if firstSeq == 0 {
-				firstSeq = md.Sequence.Stream
-			}
-			if md.Sequence.Stream == firstSeq {
-				if int(md.NumDelivered) < e.lc.MaxDeliver {
-					if claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "stranding", int(md.NumDelivered)); err == nil {
-						_ = claim.Release(ctx)
-					}
-				}
-				_ = msg.Nak()
-				continue
-			}
-			claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "stranding", int(md.NumDelivered))
-			if errors.Is(err, ledger.ErrTerminal) {
-				_ = msg.Ack()
-				continue
-			}
-			if err != nil {
-				_ = msg.Nak()
-				continue
-			}
-			rec := claim.Record()
-			if claim.Checkpoint(ctx, rec.Range.Through, proto.Counters{}) == nil && claim.Done(ctx) == nil {
-				_ = msg.Ack()
-			}
+	var firstSeq uint64
+	e.consumeShards(t, func(ctx context.Context, msg jetstream.Msg, m proto.ShardMessage, md *jetstream.MsgMetadata) {
+		if firstSeq == 0 {
+			firstSeq = md.Sequence.Stream
 		}
-	}()
+		if md.Sequence.Stream == firstSeq {
+			if int(md.NumDelivered) < e.lc.MaxDeliver {
+				if claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "stranding", int(md.NumDelivered)); err == nil {
+					_ = claim.Release(ctx)
+				}
+			}
+			_ = msg.Nak()
+			return
+		}
+		claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "stranding", int(md.NumDelivered))
+		if errors.Is(err, ledger.ErrTerminal) {
+			_ = msg.Ack()
+			return
+		}
+		if err != nil {
+			_ = msg.Nak()
+			return
+		}
+		rec := claim.Record()
+		if claim.Checkpoint(ctx, rec.Range.Through, proto.Counters{}) == nil && claim.Done(ctx) == nil {
+			_ = msg.Ack()
+		}
+	})
 }
 
 // A shard whose message's last delivery was given back before it was claimed keeps a message
