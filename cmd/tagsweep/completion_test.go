@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/tagsweep/tagsweep/config"
-	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -35,19 +33,7 @@ func completions(t *testing.T, args ...string) (words []string, directive string
 func TestCompletion(t *testing.T) {
 	clearEnv(t)
 	srv := startNATS(t)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(t.Context(), js, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := openLedger(t, srv)
 	start := time.Date(2026, 11, 20, 3, 0, 0, 0, time.UTC)
 	for i, id := range []string{"nightly-1", "nightly-2", "manual"} {
 		if _, err := l.CreateRun(t.Context(), proto.RunRecord{RunID: id, Registry: "quay.io", Repositories: []string{"openshift/ci"},

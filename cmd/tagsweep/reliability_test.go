@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tagsweep/tagsweep/config"
-	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
@@ -23,19 +20,7 @@ import (
 func TestStatusStaleAfter(t *testing.T) {
 	srv := startNATS(t)
 	ctx := t.Context()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(ctx, js, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := openLedger(t, srv)
 	if _, err := l.CreateRun(ctx, proto.RunRecord{RunID: "r", Registry: "quay.io", Repositories: []string{"ci/x"},
 		State: proto.RunRunning, StartedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,26 @@ func startNATS(t *testing.T) *natsserver.Server {
 	return srv
 }
 
+// openLedger opens the ledger on srv, as a coordinator or worker would, over a connection
+// closed when the test ends.
+func openLedger(t *testing.T, srv *natsserver.Server) *ledger.Ledger {
+	t.Helper()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(t.Context(), js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func TestStatus(t *testing.T) {
 	srv := startNATS(t)
 	ctx := t.Context()
@@ -38,19 +58,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("runStatus(empty server) printed %q, want no tagsweep runs", out.String())
 	}
 
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.Open(ctx, js, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := openLedger(t, srv)
 	start := time.Now().Add(-time.Hour).UTC()
 	if _, err := l.CreateRun(ctx, proto.RunRecord{RunID: "run-1", Registry: "quay.io", Repositories: []string{"openshift/ci"},
 		Policy: proto.Policy{DryRun: true, Cutoff: start.Add(-5 * 24 * time.Hour)}, State: proto.RunRunning, StartedAt: start, Shards: 2}); err != nil {
