@@ -3,34 +3,19 @@ package natsserver
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tagsweep/tagsweep/internal/testnet"
 )
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ln.Addr().String())
-		defer ln.Close()
-	}
-	return out
-}
 
 // startCluster starts n nodes routed on loopback, each given every node's route address.
 func startCluster(t *testing.T, n int) []*Server {
 	t.Helper()
-	routes := freeAddrs(t, n)
+	routes := testnet.FreeAddrs(t, n)
 	nodes := make([]*Server, n)
 	errs := make(chan error, n)
 	for i := range n {

@@ -130,18 +130,35 @@ func Start(cfg Config) (*Server, error) {
 		s.removeTemp()
 		return nil, fmt.Errorf("configuring nats server: %w", err)
 	}
-	if cfg.Logger != nil {
-		ns.SetLoggerV2(logAdapter{cfg.Logger}, false, false, false)
-	}
+	logs := logAdapter{log: cfg.Logger, fatal: make(chan string, 1)}
+	ns.SetLoggerV2(logs, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(readyTimeout) {
+	if err := waitReady(ns, logs.fatal); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		s.removeTemp()
-		return nil, fmt.Errorf("nats server not ready after %s", readyTimeout)
+		return nil, err
 	}
 	s.ns = ns
 	return s, nil
+}
+
+// waitReady waits until ns accepts connections. A listener that cannot bind (a port in use)
+// makes nats-server log a fatal error and give up on that listener without stopping: that
+// error is returned at once, instead of a bare timeout that says nothing of the cause.
+func waitReady(ns *server.Server, fatal <-chan string) error {
+	deadline := time.Now().Add(readyTimeout)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("nats server: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats server not ready after %s", readyTimeout)
+		}
+	}
+	return nil
 }
 
 // splitListen parses "host:port", mapping port 0 to nats-server's random port.
@@ -210,12 +227,16 @@ func (s *Server) removeTemp() {
 	}
 }
 
-// logAdapter forwards nats-server's printf-style logger to slog.
-type logAdapter struct{ log *slog.Logger }
+// logAdapter forwards nats-server's printf-style logger to slog (log nil discards) and hands
+// the first fatal error to Start.
+type logAdapter struct {
+	log   *slog.Logger
+	fatal chan string // buffered 1
+}
 
 func (a logAdapter) logf(level slog.Level, format string, v ...any) {
 	ctx := context.Background()
-	if a.log.Enabled(ctx, level) {
+	if a.log != nil && a.log.Enabled(ctx, level) {
 		a.log.Log(ctx, level, fmt.Sprintf(format, v...), slog.String("component", "nats"))
 	}
 }
@@ -226,5 +247,12 @@ func (a logAdapter) Errorf(format string, v ...any)  { a.logf(slog.LevelError, f
 func (a logAdapter) Debugf(format string, v ...any)  { a.logf(slog.LevelDebug, format, v...) }
 func (a logAdapter) Tracef(format string, v ...any)  { a.logf(slog.LevelDebug-4, format, v...) }
 
-// Fatalf is logged at Error: an embedded server must not exit the host process.
-func (a logAdapter) Fatalf(format string, v ...any) { a.logf(slog.LevelError, format, v...) }
+// Fatalf is logged at Error, and kept for Start: an embedded server must not exit the host
+// process.
+func (a logAdapter) Fatalf(format string, v ...any) {
+	a.logf(slog.LevelError, format, v...)
+	select {
+	case a.fatal <- fmt.Sprintf(format, v...):
+	default: // one is enough
+	}
+}

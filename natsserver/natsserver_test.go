@@ -2,6 +2,7 @@ package natsserver
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +97,38 @@ func TestStartBadListen(t *testing.T) {
 			s.Close()
 			t.Errorf("Start(Listen %q) error = nil, want an error", addr)
 		}
+	}
+}
+
+// A port already taken fails Start at once with nats-server's own reason, for the client and
+// for the route listener: not a bare timeout after readyTimeout.
+func TestStartPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"client", Config{Listen: taken}},
+		{"route", Config{Listen: "127.0.0.1:-1", Cluster: &Cluster{Name: "c", Listen: taken, Routes: []string{taken}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			begin := time.Now()
+			s, err := Start(tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Start on taken %s = nil error", taken)
+			}
+			if !strings.Contains(err.Error(), "address already in use") {
+				t.Errorf("Start error %q does not say the address is in use", err)
+			}
+			if d := time.Since(begin); d >= readyTimeout {
+				t.Errorf("Start took %s to fail, the whole ready timeout", d)
+			}
+		})
 	}
 }

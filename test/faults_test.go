@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/internal/testnet"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
@@ -80,9 +80,9 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	var routes []string
 	if n > 1 {
 		r.lc.Replicas = n
-		routes = freeAddrs(t, n)
+		routes = testnet.FreeAddrs(t, n)
 	}
-	clients := freeAddrs(t, n)
+	clients := testnet.FreeAddrs(t, n)
 	for i := range n {
 		cfg := natsserver.Config{Dir: t.TempDir(), Listen: clients[i], Name: fmt.Sprintf("n%d", i), MaxMemory: 128 << 20, MaxStore: 256 << 20}
 		if n > 1 {
@@ -133,21 +133,6 @@ func testLog(t *testing.T, who string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", who, "test", t.Name())
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ln.Addr().String())
-		defer ln.Close()
-	}
-	return out
 }
 
 // js connects to the NATS servers the way the CLI does: reconnecting forever.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testnet"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
@@ -366,12 +366,7 @@ func TestRefusedCredentialsReconnect(t *testing.T) {
 // A worker started before NATS is up (the CLI connects with RetryOnFailedConnect) waits for
 // it and opens the queue once it answers, instead of exiting.
 func TestWorkerStartsBeforeNATS(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testnet.FreeAddrs(t, 1)[0]
 	nc, err := nats.Connect("nats://"+addr, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
 		nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {

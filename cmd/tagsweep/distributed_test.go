@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -12,22 +11,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testnet"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/registry/sim"
 	"github.com/tagsweep/tagsweep/telemetry"
 )
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // waitHTTP polls url until it answers 200 or ctx ends, returning the last body.
 func waitHTTP(ctx context.Context, url string) (string, bool) {
@@ -83,7 +71,7 @@ func TestDistributed(t *testing.T) {
 	before := reg.Len(repo)
 
 	// The worker pins the registry, as the deployment's shared config file does.
-	httpAddr := freeAddr(t)
+	httpAddr := testnet.FreeAddrs(t, 1)[0]
 	wctx, stopWorker := context.WithCancel(t.Context())
 	defer stopWorker()
 	type result struct {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/testnet"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry/sim"
 	"github.com/tagsweep/tagsweep/telemetry"
@@ -28,7 +29,7 @@ func TestMetricsMatchReports(t *testing.T) {
 	if err := reg.AddTags(repo, "", tags...); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr := freeAddr(t)
+	httpAddr := testnet.FreeAddrs(t, 1)[0]
 	wctx, stopWorker := context.WithCancel(t.Context())
 	workerDone := make(chan int, 1)
 	go func() {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testnet"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/test/invariant"
 )
@@ -160,10 +160,10 @@ func deploy(t testing.TB, cfg deployConfig) *deployment {
 	d := &deployment{t: t, ackWait: (max(cfg.ackWait, 2*time.Second)).String(), replicas: 1}
 	t.Cleanup(d.stopAll)
 	n := max(cfg.nodes, 1)
-	clients := freeAddrs(t, n)
+	clients := testnet.FreeAddrs(t, n)
 	var routes []string
 	if n > 1 {
-		routes = freeAddrs(t, n)
+		routes = testnet.FreeAddrs(t, n)
 		d.replicas = n
 	}
 	var urls []string
@@ -194,21 +194,6 @@ func deploy(t testing.TB, cfg deployConfig) *deployment {
 		t.Fatalf("sim did not say where it serves: %q", sim.out.String())
 	}
 	return d
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ln.Addr().String())
-		defer ln.Close()
-	}
-	return out
 }
 
 // env is the environment of every process: the test's, without tagsweep's own variables.
