@@ -18,8 +18,13 @@ const (
 	DefaultRateDecrease = 0.9
 	DefaultRateIncrease = 0.025
 	DefaultMinRate      = 1.0
-	rateWindow          = time.Second // the send rate is measured over this
-	rateBuckets         = 10
+	DefaultStartRate    = 100.0
+	// A class's start-up pace doubles every startDoubling and ends after startLength: by
+	// then it is DefaultStartRate × 1024, more than any client here sends.
+	startDoubling = 100 * time.Millisecond
+	startLength   = 10 * startDoubling
+	rateWindow    = time.Second // the send rate is measured over this
+	rateBuckets   = 10
 	// floorShare: the rate never falls below this share of the best rate of answers that
 	// were not 429 seen over a window. A registry limit caps that rate, so the floor sits
 	// far below any limit; 429s that come whatever the rate (a registry that throttles at
@@ -40,19 +45,27 @@ type RateControlConfig struct {
 	Increase float64
 	// MinRate is the floor of the rate, in requests per second (default 1).
 	MinRate float64
+	// StartRate is a class's pace when its first request is sent, in requests per second;
+	// it doubles every 100 ms until the first 429 or for one second, after which the class
+	// is unpaced until a 429 (default 100; negative: unpaced from the first request). A
+	// client that sent every slot's requests at once would otherwise learn of a registry's
+	// limit only after a whole wave of them had drawn 429s.
+	StartRate float64
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
 
 // RateControl paces one registry host's requests with additive-increase,
 // multiplicative-decrease (AIMD), so that under a server's rate limit a client settles just
-// below it instead of hammering it and failing requests. Until the first 429 it does not
-// pace at all. The rate never falls below an eighth of the best rate of successful answers
-// seen, so that 429s unrelated to the rate (random throttling) cannot stall the client. A 429 without Retry-After (Quay's nginx sends none) lowers the allowed rate
-// multiplicatively, once per round: answers to requests let through before the last
-// decrease reflect the old rate and do not lower it again. Every answer that is not a 429 raises the
-// rate additively with the time since the last raise. A Retry-After holds every request
-// until it has passed, and lowers the rate too.
+// below it instead of hammering it and failing requests. A class of request starts at
+// StartRate and doubles its pace every 100 ms; after a second without a 429 it is not paced
+// at all until one comes. A 429 without Retry-After (Quay's nginx sends none) lowers the
+// allowed rate multiplicatively, once per round: answers to requests let through before the
+// last decrease reflect the old rate and do not lower it again. Every answer that is not a
+// 429 raises the rate additively with the time since the last raise. The rate never falls
+// below an eighth of the best rate of successful answers seen, so that 429s unrelated to the
+// rate (random throttling) cannot stall the client. A Retry-After holds every request until
+// it has passed, and lowers the rate too.
 //
 // It never repeats a request: retries stay at one layer (regclient's). What it adds there is
 // a tiny Retry-After on a 429 that had none, so that regclient retries at once, paced by the
@@ -79,8 +92,9 @@ type RateControl struct {
 
 // aimd is the state of one class of request. The controller's mutex guards it.
 type aimd struct {
-	gate         gate // paces the class once limited
-	limited      bool // a 429 was seen: the gate paces at rate
+	gate         gate      // paces the class at start-up and once limited
+	limited      bool      // a 429 was seen: the gate paces at rate
+	started      time.Time // the class's first request
 	rate         float64
 	ceiling      float64 // the rate that drew the last 429
 	gen          uint64  // rate generation: one more with each decrease
@@ -102,13 +116,34 @@ func (rc *RateControl) class(name string) *aimd {
 	return a
 }
 
-// NewRateControl returns a controller that does not pace until the first 429.
+// starting reports whether the class is in its start-up pace (no 429 yet, less than
+// startLength since its first request) and sets the gate to that pace. Callers hold rc.mu.
+func (a *aimd) starting(cfg RateControlConfig, now time.Time) bool {
+	if cfg.StartRate < 0 {
+		return false
+	}
+	if a.started.IsZero() {
+		a.started = now
+	}
+	since := now.Sub(a.started)
+	if since >= startLength {
+		return false
+	}
+	a.gate.pace(now, cfg.StartRate*math.Exp2(float64(since)/float64(startDoubling)))
+	return true
+}
+
+// NewRateControl returns a controller whose classes ramp up from cfg.StartRate and are not
+// paced after a second without a 429.
 func NewRateControl(cfg RateControlConfig) *RateControl {
 	if cfg.Decrease <= 0 || cfg.Decrease >= 1 {
 		cfg.Decrease = DefaultRateDecrease
 	}
 	cfg.Increase = cmp.Or(max(cfg.Increase, 0), DefaultRateIncrease)
 	cfg.MinRate = cmp.Or(max(cfg.MinRate, 0), DefaultMinRate)
+	if cfg.StartRate == 0 {
+		cfg.StartRate = DefaultStartRate
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -194,7 +229,7 @@ func (rc *RateControl) WaitClass(ctx context.Context, class string) (Ticket, err
 		switch pause := rc.pauseUntil.Sub(now); {
 		case pause > 0:
 			delay = pause
-		case !a.limited:
+		case !a.limited && !a.starting(rc.cfg, now):
 			if w != nil {
 				a.gate.leave(w)
 			}
@@ -386,6 +421,11 @@ func (a *aimd) decrease(cfg RateControlConfig, now time.Time) {
 	}
 	if base == 0 { // nothing answered yet: the first requests drew the 429
 		base = cfg.MinRate / cfg.Decrease
+		if !a.limited && cfg.StartRate > 0 {
+			// Sent at the start-up pace: half what went out is a start the increase
+			// corrects within seconds, where MinRate would take minutes to climb from.
+			base = max(base, a.sent.rate(now)/2)
+		}
 	}
 	a.ceiling = base
 	a.setRate(cfg, now, base*cfg.Decrease)
@@ -415,13 +455,17 @@ func (a *aimd) increase(cfg RateControlConfig, now time.Time) {
 func (a *aimd) setRate(cfg RateControlConfig, now time.Time, r float64) {
 	r = max(r, cfg.MinRate, floorShare*a.bestAnswered)
 	a.rate, a.limited = r, true
-	// A burst of 20 ms worth of requests (at least one): enough to absorb scheduling jitter,
-	// too little to overrun a server's bucket.
+	a.gate.pace(now, r)
+}
+
+// pace sets the gate's rate, with a burst of 20 ms worth of requests (at least one):
+// enough to absorb scheduling jitter, too little to overrun a server's bucket.
+func (g *gate) pace(now time.Time, r float64) {
 	burst := max(1, int(math.Ceil(r/50)))
-	a.gate.interval = time.Duration(float64(time.Second) / r)
-	a.gate.tolerance = time.Duration(burst-1) * a.gate.interval
-	if a.gate.tat.IsZero() {
-		a.gate.tat = now
+	g.interval = time.Duration(float64(time.Second) / r)
+	g.tolerance = time.Duration(burst-1) * g.interval
+	if g.tat.IsZero() {
+		g.tat = now
 	}
 }
 

@@ -51,7 +51,7 @@ func sendAt(t *testing.T, rc *RateControl, clk *fakeClock, n int, d time.Duratio
 
 func TestRateControlAIMD(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
-	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	rc := NewRateControl(RateControlConfig{Now: clk.now, StartRate: -1})
 	tooMany := func(tk Ticket) (string, bool) { return rc.Observe(tk, http.StatusTooManyRequests, http.Header{}) }
 
 	// Unpaced until the first 429, however fast it sends: 50 requests in half a second
@@ -105,7 +105,7 @@ func TestRateControlAIMD(t *testing.T) {
 // MinRate and no lower.
 func TestRateControlFloor(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
-	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	rc := NewRateControl(RateControlConfig{Now: clk.now, StartRate: -1})
 	for range 50 {
 		clk.add(time.Second)
 		rc.Observe(sendAt(t, rc, clk, 1, time.Millisecond, 0), http.StatusTooManyRequests, http.Header{})
@@ -117,7 +117,7 @@ func TestRateControlFloor(t *testing.T) {
 
 func TestRateControlRetryAfter(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
-	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	rc := NewRateControl(RateControlConfig{Now: clk.now, StartRate: -1})
 	tk := sendAt(t, rc, clk, 50, time.Second, 0)
 	h := http.Header{}
 	h.Set("Retry-After", "30")
@@ -255,7 +255,7 @@ func writeEmptyDockerConfig(t *testing.T) string {
 // successful answers.
 func TestRateControlRandomThrottling(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
-	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	rc := NewRateControl(RateControlConfig{Now: clk.now, StartRate: -1})
 	// The test sends on the fake clock whatever the controller allows: a cancelled context
 	// makes Wait return its ticket at once instead of sleeping for real.
 	now, cancel := context.WithCancel(context.Background())
@@ -287,7 +287,7 @@ func TestRateControlRandomThrottling(t *testing.T) {
 // request paces that class only; a Retry-After holds them all.
 func TestRateControlClasses(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
-	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	rc := NewRateControl(RateControlConfig{Now: clk.now, StartRate: -1})
 	for range 20 {
 		clk.add(10 * time.Millisecond)
 		rc.SentClass("list")
@@ -357,5 +357,59 @@ func TestGateLowerRateAppliesAtOnce(t *testing.T) {
 	}
 	if !a.gate.first(ws[22]) || len(a.gate.queue) != 100-22 {
 		t.Errorf("queue after leaving: first is ws[22] %v, length %d", a.gate.first(ws[22]), len(a.gate.queue))
+	}
+}
+
+// TestRateControlSlowStart: a class starts at StartRate, doubles its pace every 100 ms and is
+// unpaced after a second; a 429 in that time, with nothing answered yet, lowers the rate from
+// half the rate sent, not to MinRate.
+func TestRateControlSlowStart(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	rc := NewRateControl(RateControlConfig{Now: clk.now})
+	// A cancelled context: Wait lets a request through if it may go now, else fails at once.
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	goNow := func(class string) int { // how many requests of class may go at this instant
+		n := 0
+		for ; n < 100000; n++ {
+			if _, err := rc.WaitClass(now, class); err != nil {
+				break
+			}
+			rc.SentClass(class)
+		}
+		return n
+	}
+	// 100/s: a burst of 20 ms worth, 2 requests.
+	if n := goNow("delete"); n != 2 {
+		t.Fatalf("%d requests went at the start, want 2 (100/s, 20 ms of burst)", n)
+	}
+	// 500 ms later: 100 × 2^5 = 3,200/s, 64 at once.
+	clk.add(500 * time.Millisecond)
+	if n := goNow("delete"); n != 64 {
+		t.Errorf("%d requests went after 500 ms, want 64 (3,200/s)", n)
+	}
+	// Each class starts on its own clock.
+	if n := goNow("list"); n != 2 {
+		t.Errorf("the list class's first requests: %d went at once, want 2", n)
+	}
+	// After a second: unpaced.
+	clk.add(time.Second)
+	if n := goNow("delete"); n != 100000 {
+		t.Errorf("%d requests went a second in, want all (unpaced)", n)
+	}
+	if st := rc.Stats(); st.Limited || st.Decreases != 0 {
+		t.Errorf("stats %+v without a 429, want not limited", st)
+	}
+
+	// The list class, 100 ms into its start at 200/s, has sent 100/s on average over the
+	// window's 100 ms minimum: a 429 before any answer lowers it to 0.9 × 100/2.
+	clk.add(-time.Second + 100*time.Millisecond)
+	if n := goNow("list"); n != 4 {
+		t.Fatalf("%d list requests went 100 ms in, want 4 (200/s)", n)
+	}
+	sent := float64(2+4) / 0.1 // 2 at the start, 4 at 200/s 100 ms later, over 100 ms
+	rc.Observe(Ticket{class: "list"}, http.StatusTooManyRequests, http.Header{})
+	if st := rc.ClassStats("list"); !st.Limited || !near(st.Rate, DefaultRateDecrease*sent/2) {
+		t.Errorf("list after a 429 with nothing answered: %+v, want limited at %.1f", st, DefaultRateDecrease*sent/2)
 	}
 }
