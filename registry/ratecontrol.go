@@ -23,8 +23,12 @@ const (
 	// then it is DefaultStartRate × 1024, more than any client here sends.
 	startDoubling = 100 * time.Millisecond
 	startLength   = 10 * startDoubling
-	rateWindow    = time.Second // the send rate is measured over this
-	rateBuckets   = 10
+	// A class not paced by a 429 that sent nothing for startAgainAfter ramps up again: a
+	// worker pod lives through many daily runs, and each run's first wave would otherwise
+	// go out unpaced.
+	startAgainAfter = 10 * time.Second
+	rateWindow      = time.Second // the send rate is measured over this
+	rateBuckets     = 10
 	// floorShare: the rate never falls below this share of the best rate of answers that
 	// were not 429 seen over a window. A registry limit caps that rate, so the floor sits
 	// far below any limit; 429s that come whatever the rate (a registry that throttles at
@@ -48,8 +52,9 @@ type RateControlConfig struct {
 	// StartRate is a class's pace when its first request is sent, in requests per second;
 	// it doubles every 100 ms until the first 429 or for one second, after which the class
 	// is unpaced until a 429 (default 100; negative: unpaced from the first request). A
-	// client that sent every slot's requests at once would otherwise learn of a registry's
-	// limit only after a whole wave of them had drawn 429s.
+	// class that has not seen a 429 and sent nothing for 10 s starts again from StartRate.
+	// A client that sent every slot's requests at once would otherwise learn of a
+	// registry's limit only after a whole wave of them had drawn 429s.
 	StartRate float64
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
@@ -59,7 +64,7 @@ type RateControlConfig struct {
 // multiplicative-decrease (AIMD), so that under a server's rate limit a client settles just
 // below it instead of hammering it and failing requests. A class of request starts at
 // StartRate and doubles its pace every 100 ms; after a second without a 429 it is not paced
-// at all until one comes. A 429 without Retry-After (Quay's nginx sends none) lowers the
+// at all until one comes, or until it has sent nothing for 10 s and ramps up again. A 429 without Retry-After (Quay's nginx sends none) lowers the
 // allowed rate multiplicatively, once per round: answers to requests let through before the
 // last decrease reflect the old rate and do not lower it again. Every answer that is not a
 // 429 raises the rate additively with the time since the last raise. The rate never falls
@@ -94,7 +99,8 @@ type RateControl struct {
 type aimd struct {
 	gate         gate      // paces the class at start-up and once limited
 	limited      bool      // a 429 was seen: the gate paces at rate
-	started      time.Time // the class's first request
+	started      time.Time // the start of the class's ramp: its first request, or the first after a pause
+	lastAsked    time.Time // the last request that asked to go while not limited
 	rate         float64
 	ceiling      float64 // the rate that drew the last 429
 	gen          uint64  // rate generation: one more with each decrease
@@ -117,14 +123,16 @@ func (rc *RateControl) class(name string) *aimd {
 }
 
 // starting reports whether the class is in its start-up pace (no 429 yet, less than
-// startLength since its first request) and sets the gate to that pace. Callers hold rc.mu.
+// startLength since its first request or since the first after a pause of startAgainAfter)
+// and sets the gate to that pace. Callers hold rc.mu.
 func (a *aimd) starting(cfg RateControlConfig, now time.Time) bool {
 	if cfg.StartRate < 0 {
 		return false
 	}
-	if a.started.IsZero() {
+	if a.started.IsZero() || now.Sub(a.lastAsked) > startAgainAfter {
 		a.started = now
 	}
+	a.lastAsked = now
 	since := now.Sub(a.started)
 	if since >= startLength {
 		return false

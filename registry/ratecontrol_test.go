@@ -362,7 +362,7 @@ func TestGateLowerRateAppliesAtOnce(t *testing.T) {
 
 // TestRateControlSlowStart: a class starts at StartRate, doubles its pace every 100 ms and is
 // unpaced after a second; a 429 in that time, with nothing answered yet, lowers the rate from
-// half the rate sent, not to MinRate.
+// half the rate sent, not to MinRate; after 10 s of quiet the ramp starts again.
 func TestRateControlSlowStart(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
 	rc := NewRateControl(RateControlConfig{Now: clk.now})
@@ -411,5 +411,16 @@ func TestRateControlSlowStart(t *testing.T) {
 	rc.Observe(Ticket{class: "list"}, http.StatusTooManyRequests, http.Header{})
 	if st := rc.ClassStats("list"); !st.Limited || !near(st.Rate, DefaultRateDecrease*sent/2) {
 		t.Errorf("list after a 429 with nothing answered: %+v, want limited at %.1f", st, DefaultRateDecrease*sent/2)
+	}
+
+	// The delete class last sent at 1.5 s. Quiet for 9.1 s, it is still unpaced; quiet for
+	// more than 10 s, it ramps up again (the next run of a long-lived worker).
+	clk.add(10 * time.Second)
+	if n := goNow("delete"); n != 100000 {
+		t.Errorf("%d requests went after 9.1 s of quiet, want all (unpaced)", n)
+	}
+	clk.add(11 * time.Second)
+	if n := goNow("delete"); n != 2 {
+		t.Errorf("%d requests went at once after 11 s of quiet, want 2 (the ramp again)", n)
 	}
 }
