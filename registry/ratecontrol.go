@@ -447,15 +447,17 @@ func (a *aimd) increase(cfg RateControlConfig, now time.Time) {
 	if !a.limited {
 		return
 	}
-	dt := now.Sub(a.lastIncrease).Seconds()
+	// A quiet stretch (between two runs of a long-lived worker) counts for no more than
+	// startAgainAfter: nothing was learned in it, and the next run should start near the
+	// rate the registry last granted, not at the bound below.
+	dt := min(now.Sub(a.lastIncrease), startAgainAfter).Seconds()
 	if dt <= 0 {
 		return
 	}
 	a.lastIncrease = now
 	// Linear up to the level that drew the last 429, compounding past it (the registry's
 	// limit may have risen, or the first 429 came in a start-up burst that was no measure
-	// of it); never more than a few times what is being sent, so that a quiet stretch does
-	// not leave an unbounded allowance behind.
+	// of it); never more than a few times what is being sent.
 	next := a.rate + cfg.Increase*max(a.ceiling, a.rate)*dt
 	a.setRate(cfg, now, min(next, max(4*a.ceiling, 2*a.sent.rate(now))))
 }

@@ -82,11 +82,21 @@ func TestRateControlAIMD(t *testing.T) {
 	if got, want := rc.Stats().Rate, 0.9*granted+DefaultRateIncrease*granted*2; !near(got, want) {
 		t.Errorf("rate after 2 s of successes = %.3f, want %.3f", got, want)
 	}
-	// ... bounded at four times the ceiling however long it stays quiet.
+	// ... a quiet hour (the pause between two runs) counts as 10 s: the next run starts near
+	// the rate the registry granted.
+	ten := 0.9*granted + DefaultRateIncrease*granted*12
 	clk.add(time.Hour)
 	rc.Observe(before, http.StatusOK, http.Header{})
+	if got := rc.Stats().Rate; !near(got, ten) {
+		t.Errorf("rate after a quiet hour = %.3f, want %.3f (10 s of increase)", got, ten)
+	}
+	// ... and bounded at four times the ceiling however long the increases go on.
+	for range 200 {
+		clk.add(time.Second)
+		rc.Observe(before, http.StatusOK, http.Header{})
+	}
 	if got := rc.Stats().Rate; !near(got, 4*granted) {
-		t.Errorf("rate after an hour = %.3f, want the bound %.1f", got, 4*granted)
+		t.Errorf("rate after 200 s of successes = %.3f, want the bound %.1f", got, 4*granted)
 	}
 
 	// A 429 for a request let through after the last decrease lowers the rate again, from the
