@@ -64,13 +64,14 @@ type RateControlConfig struct {
 // multiplicative-decrease (AIMD), so that under a server's rate limit a client settles just
 // below it instead of hammering it and failing requests. A class of request starts at
 // StartRate and doubles its pace every 100 ms; after a second without a 429 it is not paced
-// at all until one comes, or until it has sent nothing for 10 s and ramps up again. A 429 without Retry-After (Quay's nginx sends none) lowers the
-// allowed rate multiplicatively, once per round: answers to requests let through before the
-// last decrease reflect the old rate and do not lower it again. Every answer that is not a
-// 429 raises the rate additively with the time since the last raise. The rate never falls
-// below an eighth of the best rate of successful answers seen, so that 429s unrelated to the
-// rate (random throttling) cannot stall the client. A Retry-After holds every request until
-// it has passed, and lowers the rate too.
+// at all until one comes, or until it has sent nothing for 10 s and ramps up again. A 429
+// without Retry-After (Quay's nginx sends none) lowers the allowed rate multiplicatively,
+// once per round: answers to requests let through before the last decrease reflect the old
+// rate and do not lower it again. Every answer that is not a 429 raises the rate additively
+// with the time since the last raise (10 s at most). The rate never falls below an eighth of
+// the best rate of successful answers seen, so that 429s unrelated to the rate (random
+// throttling) cannot stall the client. A Retry-After holds every request until it has
+// passed, and lowers the rate too.
 //
 // It never repeats a request: retries stay at one layer (regclient's). What it adds there is
 // a tiny Retry-After on a 429 that had none, so that regclient retries at once, paced by the
