@@ -402,32 +402,32 @@ func TestRateControlSlowStart(t *testing.T) {
 	if n := goNow("list"); n != 2 {
 		t.Errorf("the list class's first requests: %d went at once, want 2", n)
 	}
-	// After a second: unpaced.
-	clk.add(time.Second)
-	if n := goNow("delete"); n != 100000 {
-		t.Errorf("%d requests went a second in, want all (unpaced)", n)
-	}
-	if st := rc.Stats(); st.Limited || st.Decreases != 0 {
-		t.Errorf("stats %+v without a 429, want not limited", st)
-	}
-
-	// The list class, 100 ms into its start at 200/s, has sent 100/s on average over the
-	// window's 100 ms minimum: a 429 before any answer lowers it to 0.9 × 100/2.
-	clk.add(-time.Second + 100*time.Millisecond)
+	// The list class, 100 ms into its start at 200/s, has sent 6 requests over the window's
+	// 100 ms minimum, 60/s: a 429 before any answer lowers it to 0.9 × 60/2.
+	clk.add(100 * time.Millisecond)
 	if n := goNow("list"); n != 4 {
 		t.Fatalf("%d list requests went 100 ms in, want 4 (200/s)", n)
 	}
-	sent := float64(2+4) / 0.1 // 2 at the start, 4 at 200/s 100 ms later, over 100 ms
+	sent := float64(2+4) / 0.1
 	rc.Observe(Ticket{class: "list"}, http.StatusTooManyRequests, http.Header{})
 	if st := rc.ClassStats("list"); !st.Limited || !near(st.Rate, DefaultRateDecrease*sent/2) {
 		t.Errorf("list after a 429 with nothing answered: %+v, want limited at %.1f", st, DefaultRateDecrease*sent/2)
 	}
 
-	// The delete class last sent at 1.5 s. Quiet for 9.1 s, it is still unpaced; quiet for
-	// more than 10 s, it ramps up again (the next run of a long-lived worker).
-	clk.add(10 * time.Second)
+	// A second and a half in: the delete class is unpaced.
+	clk.add(900 * time.Millisecond)
 	if n := goNow("delete"); n != 100000 {
-		t.Errorf("%d requests went after 9.1 s of quiet, want all (unpaced)", n)
+		t.Errorf("%d requests went a second in, want all (unpaced)", n)
+	}
+	if st := rc.ClassStats("delete"); st.Limited || st.Decreases != 0 {
+		t.Errorf("delete stats %+v without a 429, want not limited", st)
+	}
+
+	// Quiet for 9 s, it is still unpaced; quiet for more than 10 s, it ramps up again (the
+	// next run of a long-lived worker).
+	clk.add(9 * time.Second)
+	if n := goNow("delete"); n != 100000 {
+		t.Errorf("%d requests went after 9 s of quiet, want all (unpaced)", n)
 	}
 	clk.add(11 * time.Second)
 	if n := goNow("delete"); n != 2 {
