@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -158,6 +159,9 @@ type deployConfig struct {
 func deploy(t testing.TB, cfg deployConfig) *deployment {
 	t.Helper()
 	d := &deployment{t: t, ackWait: (max(cfg.ackWait, 2*time.Second)).String(), replicas: 1}
+	// Cleanups run last-registered first: the store directories' removal must be registered
+	// before stopAll, or it runs while the NATS processes still write to them.
+	stores := t.TempDir()
 	t.Cleanup(d.stopAll)
 	n := max(cfg.nodes, 1)
 	clients := testnet.FreeAddrs(t, n)
@@ -168,7 +172,12 @@ func deploy(t testing.TB, cfg deployConfig) *deployment {
 	}
 	var urls []string
 	for i := range n {
-		node := &natsNode{listen: clients[i], dir: t.TempDir(), name: fmt.Sprintf("nats-%d", i)}
+		name := fmt.Sprintf("nats-%d", i)
+		dir := filepath.Join(stores, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		node := &natsNode{listen: clients[i], dir: dir, name: name}
 		if n > 1 {
 			node.cluster, node.routes = routes[i], strings.Join(routes, ",")
 		}
