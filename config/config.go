@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"sigs.k8s.io/yaml"
 )
 
 // Config is the typed configuration of one command. Fields hold plain Go values; which
@@ -27,6 +28,9 @@ type Config struct {
 	// TTLDaysSet is true when ttl-days was given by a flag, the environment or the file
 	// (not just defaulted), which is what makes it conflict with ttl.
 	TTLDaysSet bool `mapstructure:"-"`
+	// empties are the empty values Load found given for keys that refuse them (Flag.NoEmpty),
+	// for Validate to report with every other problem.
+	empties []error
 
 	File      string `mapstructure:"config"`
 	LogFormat string `mapstructure:"log-format"`
@@ -145,7 +149,8 @@ func Load(cmd string, flags *pflag.FlagSet) (Config, error) {
 		}
 	}
 
-	if file := v.GetString("config"); file != "" {
+	file := v.GetString("config")
+	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml") // whatever the file is called (a mounted ConfigMap key has no extension)
 		if err := v.ReadInConfig(); err != nil {
@@ -178,7 +183,88 @@ func Load(cmd string, flags *pflag.FlagSet) (Config, error) {
 	c.KeepRegex = cleanList(c.KeepRegex)
 	_, envTTLDays := lookupEnv(mustLookup(table, "ttl-days").Env)
 	c.TTLDaysSet = changed(flags, "ttl-days") || envTTLDays || v.InConfig("ttl-days")
+	empties, err := findEmpties(cmd, flags, file, table)
+	if err != nil {
+		return Config{}, err
+	}
+	c.empties = empties
 	return c, nil
+}
+
+// findEmpties reports every empty value given for a key that refuses one (Flag.NoEmpty), in
+// each place it was given, whichever place wins: Load itself drops empty list items and
+// viper ignores an empty environment variable, so the values must be read at their source.
+func findEmpties(cmd string, flags *pflag.FlagSet, file string, table []Flag) ([]error, error) {
+	var fileValues map[string]any
+	if file != "" {
+		// Read apart from viper, which does not tell a key given as `key:` from one not
+		// given at all.
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading config file %s: %w", file, err)
+		}
+		if err := yaml.Unmarshal(data, &fileValues); err != nil {
+			return nil, fmt.Errorf("reading config file %s: %w", file, err)
+		}
+	}
+	var errs []error
+	for _, f := range table {
+		if !f.NoEmpty || !f.For(cmd) {
+			continue
+		}
+		bad := func(where string) {
+			what := "empty"
+			if f.Kind == KindStrings {
+				what = "an empty item"
+			}
+			errs = append(errs, fmt.Errorf("--%s: %s %s: remove it or give a value", f.Name, what, where))
+		}
+		if changed(flags, f.Name) {
+			vals := []string{flags.Lookup(f.Name).Value.String()}
+			if sv, ok := flags.Lookup(f.Name).Value.(pflag.SliceValue); ok {
+				vals = sv.GetSlice() // not GetStringArray, which reads [""] as no item
+			}
+			if slices.ContainsFunc(vals, blank) {
+				bad("on the command line")
+			}
+		}
+		for _, name := range f.Env {
+			val, ok := os.LookupEnv(name)
+			if !ok {
+				continue
+			}
+			items := []string{val}
+			if f.Kind == KindStrings {
+				// A value written as a YAML block ends in a newline: that is not an item.
+				items = strings.Split(strings.TrimRight(val, "\r\n"), f.EnvSep)
+			}
+			if slices.ContainsFunc(items, blank) {
+				bad("in " + name)
+			}
+		}
+		if v, ok := fileValues[f.Name]; ok && emptyYAML(v) {
+			bad("in config file " + file)
+		}
+	}
+	return errs, nil
+}
+
+func blank(s string) bool { return strings.TrimSpace(s) == "" }
+
+// emptyYAML reports whether a value read from the file is empty or holds an empty item:
+// `key:`, `key: ""` or `key: ["", x]`. An empty list, `key: []`, says "none" on purpose.
+func emptyYAML(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return blank(v)
+	case []any:
+		return slices.ContainsFunc(v, emptyYAML)
+	case []string:
+		return slices.ContainsFunc(v, blank)
+	}
+	return false
 }
 
 // checkFileKeys reports every key of the config file that is not a known flag name,

@@ -167,6 +167,72 @@ func TestLoadListsKeepCommas(t *testing.T) {
 	}
 }
 
+// TestEmptyPatternsRefused: an empty keep pattern, prune pattern or time zone is refused
+// wherever it is given, never dropped or replaced by the default (an unset variable in a Job
+// spec would otherwise remove a protection).
+func TestEmptyPatternsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		file string
+		want []string // each must appear in the error
+	}{
+		{name: "keep flag", args: []string{"--keep-regex", ""}, want: []string{"--keep-regex: an empty item on the command line"}},
+		{name: "keep flag among others", args: []string{"--keep-regex", "^a$", "--keep-regex", " "},
+			want: []string{"--keep-regex: an empty item on the command line"}},
+		{name: "keep env", env: map[string]string{"TAGSWEEP_KEEP_REGEX": ""}, want: []string{"--keep-regex: an empty item in TAGSWEEP_KEEP_REGEX"}},
+		{name: "keep env empty line", env: map[string]string{"TAGSWEEP_KEEP_REGEX": "\n^a$\n"}, want: []string{"TAGSWEEP_KEEP_REGEX"}},
+		{name: "keep file string", file: "keep-regex: ''\n", want: []string{"--keep-regex: an empty item in config file"}},
+		{name: "keep file null", file: "keep-regex:\n", want: []string{"--keep-regex: an empty item in config file"}},
+		{name: "keep file item", file: "keep-regex: ['^a$', '']\n", want: []string{"--keep-regex: an empty item in config file"}},
+		{name: "prune flag", args: []string{"--prune-regex", ""}, want: []string{"--prune-regex: empty on the command line"}},
+		{name: "prune env", env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"--prune-regex: empty in TAGSWEEP_PRUNE_REGEX"}},
+		{name: "prune file", file: "prune-regex: ''\n", want: []string{"--prune-regex: empty in config file"}},
+		{name: "zone env", env: map[string]string{"TAGSWEEP_TAG_TIMEZONE": " "}, want: []string{"--tag-timezone: empty in TAGSWEEP_TAG_TIMEZONE"}},
+		{name: "all at once", args: []string{"--keep-regex", ""}, env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""},
+			file: "tag-timezone: ''\n", want: []string{"--keep-regex", "--prune-regex", "--tag-timezone"}},
+		{name: "overridden still refused", args: []string{"--prune-regex", "^(\\d{14})_prune_"},
+			env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"TAGSWEEP_PRUNE_REGEX"}},
+		// Not empty: an explicit empty list says "no keep patterns", and a value written as a
+		// YAML block ends in a newline.
+		{name: "keep file empty list", file: "keep-regex: []\n"},
+		{name: "keep env trailing newline", env: map[string]string{"TAGSWEEP_KEEP_REGEX": "^a$\n^b$\n"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"--registry", "quay.io", "--repository", "a/b"}, tc.args...)
+			if tc.file != "" {
+				args = append(args, "--config", writeFile(t, tc.file))
+			}
+			c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, args...))
+			if err != nil {
+				t.Fatalf("Load() error = %v", err)
+			}
+			err = c.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want an error naming %q (keep-regex %q, prune-regex %q, tag-timezone %q)",
+					tc.want, c.KeepRegex, c.PruneRegex, c.TagTimezone)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
 func TestLoadQuayEnv(t *testing.T) {
 	dc := writeFile(t, "{}")
 	tests := []struct {

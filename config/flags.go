@@ -58,6 +58,11 @@ type Flag struct {
 	Commands []string
 	// Secret values are never logged or printed.
 	Secret bool
+	// NoEmpty refuses an empty value (or, for a list, an empty item) wherever it is given:
+	// on the command line, in the environment or in the file. An empty keep pattern
+	// would otherwise be dropped and an empty prune pattern or time zone replaced by the
+	// default, so that an unset variable in a Job spec silently changes what is deleted.
+	NoEmpty bool
 }
 
 // EnvName is the TAGSWEEP_ environment variable of a flag name.
@@ -177,11 +182,11 @@ func Flags() []Flag {
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors); empty = generated"},
 		{Name: "shard-by", Kind: KindString, Default: "day", Commands: allPruning,
 			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
-		{Name: "prune-regex", Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning,
+		{Name: "prune-regex", Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning, NoEmpty: true,
 			Usage: "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp"},
-		{Name: "keep-regex", Kind: KindStrings, EnvSep: "\n", Commands: allPruning,
+		{Name: "keep-regex", Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
 			Usage: "`regexp` of tags never to delete; repeat the flag for several (one per line in the environment)"},
-		{Name: "tag-timezone", Kind: KindString, Default: "UTC", Commands: allPruning,
+		{Name: "tag-timezone", Kind: KindString, Default: "UTC", Commands: allPruning, NoEmpty: true,
 			Usage: "IANA time `zone` the tag timestamps are written in"},
 		{Name: "max-deletes", Kind: KindInt64, Default: int64(0), Commands: allPruning,
 			Usage: "delete at most `N` tags in the run; a run that reaches the cap stops and fails (exit 2); 0 = no cap"},

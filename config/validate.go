@@ -37,7 +37,7 @@ const MaxPageSize = 1000
 // Validate reports every problem of c for its command at once (errors.Join), each
 // naming its flag. Nothing should run when it returns an error.
 func (c Config) Validate() error {
-	var errs []error
+	errs := slices.Clone(c.empties)
 	bad := func(flag, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
 	}
