@@ -125,6 +125,8 @@ type Coordinator struct {
 	lister registry.Lister
 	log    *slog.Logger
 	now    func() time.Time
+	// capped is set by Run when the run ended having used its delete cap (CapReached).
+	capped bool
 }
 
 // New checks cfg and applies defaults. lister is used for the keyset probe and for planning
@@ -190,6 +192,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		if resume, err = c.resumable(ctx, l, run); err != nil {
 			return proto.Report{}, err
 		}
+		c.capped = !resume
 	}
 	if run.State != proto.RunRunning && !resume { // re-attached to a finished run: report it again
 		shards, err := l.Shards(ctx, run.RunID)
@@ -237,6 +240,11 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 	}
 	keepLeases = false
 	final := c.finish(l, run, shards, "")
+	if final.State == proto.RunFailed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
+		c.capped, _ = c.capReached(rctx, l, final) // not knowing leaves the usual advice
+		cancel()
+	}
 	rep := c.report(final, shards, final.FinishedAt)
 	c.observe(final, shards, final.FinishedAt)
 	log.Info("run finished", slog.String("state", string(final.State)), slog.String("reason", final.Reason),
@@ -260,20 +268,33 @@ func outcome(run proto.RunRecord) error {
 // is, unless it was stopped at its delete cap with the budget spent (resuming would stop at
 // once; a higher cap needs a new run).
 func (c *Coordinator) resumable(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (bool, error) {
+	capped, err := c.capReached(ctx, l, run)
+	if err != nil {
+		return false, err
+	}
+	if capped {
+		c.log.Warn("not resuming a run that used its delete cap; start a new run to delete more",
+			slog.Int64("max_deletes", run.Policy.MaxDeletes))
+	}
+	return !capped, nil
+}
+
+// capReached reports whether run's workers have reserved its whole delete budget.
+func (c *Coordinator) capReached(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (bool, error) {
 	if run.Policy.DryRun || run.Policy.MaxDeletes <= 0 {
-		return true, nil
+		return false, nil
 	}
 	reserved, err := l.Reserved(ctx, run.RunID)
 	if err != nil {
 		return false, err
 	}
-	if reserved >= run.Policy.MaxDeletes {
-		c.log.Warn("not resuming a run that used its delete cap; start a new run to delete more",
-			slog.Int64("max_deletes", run.Policy.MaxDeletes))
-		return false, nil
-	}
-	return true, nil
+	return reserved >= run.Policy.MaxDeletes, nil
 }
+
+// CapReached reports, after Run, whether the run ended having used its whole delete cap
+// (Policy.MaxDeletes). Such a run is not resumed: a coordinator re-attaching to it reports
+// it again, as it would stop at once; deleting more takes a new run.
+func (c *Coordinator) CapReached() bool { return c.capped }
 
 // reopen resumes a failed run (the caller holds its leases): the run is running again with its
 // reason cleared, and every failed shard is reopened from its cursor (ledger.ReopenShard), so

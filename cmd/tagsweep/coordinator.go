@@ -101,9 +101,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 			printPreservation(w, rep.DryRun, pc, failures)
 			full.Preservation, full.PreservationFailures = &pc, failures
 		}
-		if len(rep.FailedShards) > 0 {
-			fmt.Fprintf(w, "Resume the failed shards from their cursors: run the coordinator again with --run-id %s.\n", rep.RunID)
-		}
+		adviceFor(cfg, rep.RunID).failed(w, len(rep.FailedShards), co.CapReached())
 		if cfg.Report != "" {
 			if werr := writeReport(cfg.Report, full); werr != nil {
 				return errors.Join(withCode(exitFailed, err), werr)
@@ -111,8 +109,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		}
 		return withCode(exitFailed, err)
 	case ctx.Err() != nil:
-		fmt.Fprintf(w, "Interrupted: run %s is still recorded as running; its shards stay queued.\n"+
-			"Resume it with --run-id %s.\n", co.RunID(), co.RunID())
+		adviceFor(cfg, co.RunID()).interrupted(w)
 		return withCode(exitFailed, fmt.Errorf("run %s interrupted: %w", co.RunID(), err))
 	default:
 		return err

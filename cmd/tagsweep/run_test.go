@@ -75,6 +75,10 @@ func TestRunDemo(t *testing.T) {
 				if !strings.Contains(out, "Stopped: ") {
 					t.Errorf("summary does not say why the run stopped:\n%s", out)
 				}
+				// A resume of a capped run is refused: the advice is a new run.
+				if !strings.Contains(out, "start a new run") || strings.Contains(out, "Resume") {
+					t.Errorf("a capped run's summary does not advise a new run:\n%s", out)
+				}
 			}},
 	}
 	for _, tc := range tests {
@@ -209,7 +213,7 @@ wait:
 	}
 	cancel()
 	r1 = <-first
-	if r1.code != exitFailed || !strings.Contains(r1.out, "Resume it with --run-id resume-1") {
+	if r1.code != exitFailed || !strings.Contains(r1.out, "Resume it: tagsweep run --data-dir "+dataDir+" --run-id resume-1") {
 		t.Fatalf("interrupted run: exit %d, want %d and a resume hint\n%s\n%s", r1.code, exitFailed, r1.out, r1.errOut)
 	}
 	if _, err := os.Stat(report); err == nil {

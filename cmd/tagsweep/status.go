@@ -221,7 +221,7 @@ func printRun(w io.Writer, r proto.RunRecord, shards []proto.ShardRecord, now ti
 	if stale > 0 {
 		fmt.Fprintf(w, "\n%d running shards were not written for more than %s (stale): their worker may be gone. JetStream "+
 			"redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed as abandoned, and "+
-			"running the coordinator again with --run-id %s resumes it from its cursor.\n", stale, staleAfter, r.RunID)
+			"resuming the run (--run-id %s) resumes it from its cursor.\n", stale, staleAfter, r.RunID)
 	}
 }
 
