@@ -229,7 +229,7 @@ func Flags() []Flag {
 		{Name: "nats-replicas", Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
 		{Name: "data-dir", Kind: KindString, Commands: []string{CmdRun},
-			Usage: "`dir`ectory of the embedded JetStream store; empty = a temporary directory removed at exit"},
+			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit"},
 
 		// Serving.
 		{Name: "http-addr", Kind: KindString, Default: DefaultHTTPAddr, Commands: allRegistry,

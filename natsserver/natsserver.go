@@ -4,7 +4,8 @@
 // The embedding gotchas are handled here once: nats-server's Port 0 means 4222 (a random port
 // is -1), without NoSigs a SIGTERM would os.Exit the host process, an empty StoreDir is a
 // directory shared by every process, and JetStream without limits reserves most of the
-// machine's memory and disk.
+// machine's memory and disk. A store directory the caller gives is locked while a server
+// uses it, so that two processes never run on one store.
 package natsserver
 
 import (
@@ -31,7 +32,9 @@ const (
 // Config configures the embedded server. Zero values mean the documented defaults.
 type Config struct {
 	// Dir is the JetStream store directory. "" means a new temporary directory that Close
-	// removes: nothing survives the process.
+	// removes: nothing survives the process. A Dir given is locked until Close (see
+	// LockFile): a second Start on it, in this process or another, fails with a
+	// *LockedError naming the holder, so that two servers never share one store.
 	Dir string
 	// Listen is the client address, "host:port". "" means no TCP listener at all: clients
 	// connect in process through Connect. Port 0 or -1 means a random free port (unlike
@@ -70,7 +73,8 @@ type Cluster struct {
 type Server struct {
 	ns        *server.Server
 	listening bool
-	tempDir   string // removed on Close; "" when the caller owns Dir
+	tempDir   string   // removed on Close; "" when the caller owns Dir
+	lock      *dirLock // of the caller's Dir; nil for a temporary one
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -124,10 +128,16 @@ func Start(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("creating nats store dir: %w", err)
 		}
 		s.tempDir, opts.StoreDir = dir, dir
+	} else {
+		lock, err := lockDir(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("nats store: %w", err)
+		}
+		s.lock = lock
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		s.removeTemp()
+		s.cleanup()
 		return nil, fmt.Errorf("configuring nats server: %w", err)
 	}
 	logs := logAdapter{log: cfg.Logger, fatal: make(chan string, 1)}
@@ -136,7 +146,7 @@ func Start(cfg Config) (*Server, error) {
 	if err := waitReady(ns, logs.fatal); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		s.removeTemp()
+		s.cleanup()
 		return nil, err
 	}
 	s.ns = ns
@@ -213,18 +223,21 @@ func (s *Server) ClusterAddr() string {
 	return addr.String()
 }
 
-// Close shuts the server down, waits for it, and removes the temporary store directory if
-// Start created one. Client connections should be closed (or drained) first.
+// Close shuts the server down, waits for it, removes the temporary store directory if
+// Start created one and releases the lock of one it was given. Client connections should be
+// closed (or drained) first.
 func (s *Server) Close() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
-	s.removeTemp()
+	s.cleanup()
 }
 
-func (s *Server) removeTemp() {
+// cleanup removes the temporary store directory, or releases the lock of the caller's.
+func (s *Server) cleanup() {
 	if s.tempDir != "" {
 		_ = os.RemoveAll(s.tempDir)
 	}
+	s.lock.release()
 }
 
 // logAdapter forwards nats-server's printf-style logger to slog (log nil discards) and hands
