@@ -54,6 +54,7 @@ type Config struct {
 	PageSize     int           `mapstructure:"page-size"`
 	DockerConfig string        `mapstructure:"docker-config"`
 	Token        Secret        `mapstructure:"token"`
+	AuthHosts    []string      `mapstructure:"auth-host"`
 	MaxRPS       float64       `mapstructure:"max-rps"`
 	DeleteAPI    string        `mapstructure:"delete-api"`
 	Preserve     bool          `mapstructure:"preserve-payloads"`
@@ -181,6 +182,7 @@ func Load(cmd string, flags *pflag.FlagSet) (Config, error) {
 	c.Command = cmd
 	c.Repositories = cleanList(c.Repositories)
 	c.KeepRegex = cleanList(c.KeepRegex)
+	c.AuthHosts = cleanList(c.AuthHosts)
 	_, envTTLDays := lookupEnv(mustLookup(table, "ttl-days").Env)
 	c.TTLDaysSet = changed(flags, "ttl-days") || envTTLDays || v.InConfig("ttl-days")
 	empties, err := findEmpties(cmd, flags, file, table)
@@ -370,6 +372,7 @@ func (c Config) Redacted() Config {
 	r.NATSURL = redactURLs(c.NATSURL)
 	r.Repositories = slices.Clone(c.Repositories)
 	r.KeepRegex = slices.Clone(c.KeepRegex)
+	r.AuthHosts = slices.Clone(c.AuthHosts)
 	return r
 }
 
@@ -423,7 +426,7 @@ func (c Config) values() map[string]any {
 		"confirm": c.Confirm, "plain-http": c.PlainHTTP, "report": c.Report, "output": c.Output, "run-id": c.RunID,
 		"shard-by": c.ShardBy, "prune-regex": c.PruneRegex, "keep-regex": c.KeepRegex,
 		"tag-timezone": c.TagTimezone, "max-deletes": c.MaxDeletes, "page-size": c.PageSize,
-		"docker-config": c.DockerConfig, "token": c.Token.mask(), "max-rps": c.MaxRPS,
+		"docker-config": c.DockerConfig, "token": c.Token.mask(), "auth-host": c.AuthHosts, "max-rps": c.MaxRPS,
 		"delete-api": c.DeleteAPI, "preserve-payloads": c.Preserve, "repository-alias": c.RepoAliases,
 		"workers": c.Workers, "slots": c.Slots, "delete-concurrency": c.DeleteConc, "split-after": c.SplitAfter,
 		"ack-wait": c.AckWait, "max-deliver": c.MaxDeliver, "nats-replicas": c.NATSReplicas,

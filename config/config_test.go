@@ -370,6 +370,9 @@ func TestValidate(t *testing.T) {
 		{name: "prune regex not anchored", mutate: func(c *Config) { c.PruneRegex = `(\d{14})_prune_` }, want: []string{"--prune-regex"}},
 		{name: "local zone", mutate: func(c *Config) { c.TagTimezone = "Local" }, want: []string{"--tag-timezone"}},
 		{name: "missing docker config", mutate: func(c *Config) { c.DockerConfig = "/nonexistent/config.json" }, want: []string{"--docker-config"}},
+		{name: "auth hosts", mutate: func(c *Config) { c.AuthHosts = []string{"auth.example.com", "127.0.0.2:8443"} }},
+		{name: "auth host with scheme", mutate: func(c *Config) { c.AuthHosts = []string{"auth.example.com", "https://auth.example.com/token"} },
+			want: []string{"--auth-host: \"https://auth.example.com/token\" has a scheme"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -205,6 +205,9 @@ func Flags() []Flag {
 		{Name: "token", Kind: KindString, Commands: allRegistry, Secret: true,
 			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
 			Usage: "Quay OAuth `token` sent as a bearer token; never logged (prefer the environment to the command line)"},
+		{Name: "auth-host", Kind: KindStrings, EnvSep: ",", Commands: allRegistry,
+			Usage: "`host[:port]` of a token realm other than the registry's own that may receive the registry's credentials " +
+				"(without a port: the scheme's default); repeat the flag for several. By default credentials go to the --registry host alone"},
 		{Name: "delete-api", Kind: KindString, Default: "v2", Commands: allWorking,
 			Usage: "`api` tags are deleted through: v2 (DELETE /v2/<repo>/manifests/<tag>) or quay-v1 " +
 				"(DELETE /api/v1/repository/<repo>/tag/<tag> with --token; Quay allows it about a tenth of v2's rate)"},

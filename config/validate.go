@@ -130,6 +130,13 @@ func (c Config) Validate() error {
 			bad("docker-config", "%s is a directory", c.DockerConfig)
 		}
 	}
+	if takes("auth-host") {
+		for _, h := range c.AuthHosts {
+			if err := checkHost(h); err != nil {
+				bad("auth-host", "%v", err)
+			}
+		}
+	}
 	if takes("delete-api") {
 		switch c.DeleteAPI {
 		case DeleteAPIV2, "": // "" is the default, v2

@@ -68,6 +68,12 @@ type OCIConfig struct {
 	// Username and Password, when set, take precedence over the docker config.
 	Username string
 	Password string
+	// AuthHosts are the hosts other than Host, as host[:port], that may receive the
+	// registry's credentials: token realms on another host. By default credentials go to
+	// Host alone, and authentication that would send them elsewhere fails with
+	// ErrAuthHostNotAllowed. A host is its name and port, the scheme's default port when none
+	// is written (see credentialEdge).
+	AuthHosts []string
 	// Concurrency bounds the requests in flight to Host (regclient's per-host ReqConcurrent,
 	// whose own default of 3 never applies here). Default 64.
 	Concurrency int
@@ -140,6 +146,7 @@ type OCI struct {
 	limiter     *rate.Limiter // nil: no MaxRPS
 	control     *RateControl
 	redact      redactor
+	edge        *credentialEdge
 	refs        sync.Map // repository name -> ref.Ref, for names that passed repoRE
 }
 
@@ -163,7 +170,7 @@ func NewOCI(cfg OCIConfig) (*OCI, error) {
 	h.base.ResponseHeaderTimeout = cfg.Timeout
 	g := &guard{base: h.transport(), host: h.host.Hostname, control: cfg.RateControl}
 	rc := h.regClient(&http.Client{Transport: g})
-	o := &OCI{rc: rc, name: h.host.Name, callTimeout: cfg.CallTimeout, control: cfg.RateControl, redact: h.redact}
+	o := &OCI{rc: rc, name: h.host.Name, callTimeout: cfg.CallTimeout, control: cfg.RateControl, redact: h.redact, edge: h.edge}
 	if cfg.MaxRPS > 0 {
 		o.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
 	}
@@ -178,6 +185,7 @@ type hostSetup struct {
 	docker []config.Host
 	host   *config.Host
 	redact redactor
+	edge   *credentialEdge // sends through base (wrapped); see transport
 	// base is a clone of http.DefaultTransport keeping up to Concurrency idle connections
 	// to the host.
 	base *http.Transport
@@ -231,18 +239,23 @@ func prepareHost(cfg OCIConfig, what string) (hostSetup, error) {
 		}
 	}
 
+	edge, err := newCredentialEdge(nil, cfg.Host, cfg.PlainHTTP, cfg.AuthHosts)
+	if err != nil {
+		return hostSetup{}, fmt.Errorf("%s: %w", what, err)
+	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = cfg.Concurrency
-	return hostSetup{cfg: cfg, docker: docker, host: host, redact: newRedactor(secrets), base: base}, nil
+	return hostSetup{cfg: cfg, docker: docker, host: host, redact: newRedactor(secrets), edge: edge, base: base}, nil
 }
 
-// transport is the base transport as the client's guard sends through it: wrapped by
-// WrapTransport, if set. Tune base before calling it.
+// transport is the transport the client's guard sends through: the credential edge over the
+// base transport, wrapped by WrapTransport if set. Tune base before calling it.
 func (h hostSetup) transport() http.RoundTripper {
+	h.edge.next = h.base
 	if h.cfg.WrapTransport != nil {
-		return h.cfg.WrapTransport(h.base)
+		h.edge.next = h.cfg.WrapTransport(h.base)
 	}
-	return h.base
+	return h.edge
 }
 
 // regClient returns a regclient for the host that sends through client, with the
@@ -432,9 +445,14 @@ func (o *OCI) edgeError(parent, callCtx context.Context, c *call, what string, e
 		detail = detail[:maxErrDetail] + "…"
 	}
 	_, status := c.result()
+	refused := o.edge.refusal()
 	switch {
 	case parent.Err() != nil:
 		return fmt.Errorf("%s: %w", what, context.Cause(parent))
+	case refused != nil && (status == 0 || status == http.StatusUnauthorized || status == http.StatusForbidden):
+		// Authentication failed because the credential edge kept the credentials from a
+		// foreign token realm: say that, not a bare 401.
+		return fmt.Errorf("%s: %w%.0w", what, refused, ErrUnauthorized)
 	case status == http.StatusNotFound:
 		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
 	case status == http.StatusTooManyRequests:

@@ -57,6 +57,7 @@ type Payload struct {
 	readTimeout time.Duration
 	maxFile     int64
 	redact      redactor
+	edge        *credentialEdge
 }
 
 // NewPayload returns a Payload client for cfg.Host.
@@ -83,6 +84,7 @@ func NewPayload(cfg PayloadConfig) (*Payload, error) {
 		readTimeout: cmp.Or(cfg.ReadTimeout, DefaultPayloadReadTimeout),
 		maxFile:     cmp.Or(cfg.MaxFile, DefaultPayloadMaxFile),
 		redact:      h.redact,
+		edge:        h.edge,
 	}, nil
 }
 
@@ -304,9 +306,12 @@ func (p *Payload) edgeError(what string, err error) error {
 	if len(detail) > maxErrDetail {
 		detail = detail[:maxErrDetail] + "…"
 	}
+	refused := p.edge.refusal()
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %s: %w", what, detail, context.DeadlineExceeded)
+	case refused != nil && errors.Is(err, errs.ErrHTTPUnauthorized):
+		return fmt.Errorf("%s: %w%.0w", what, refused, ErrUnauthorized)
 	case errors.Is(err, errs.ErrNotFound):
 		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
 	case errors.Is(err, errs.ErrHTTPUnauthorized):

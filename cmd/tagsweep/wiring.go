@@ -28,6 +28,7 @@ func ociConfig(cfg config.Config, host string, plainHTTP bool, concurrency int, 
 		Host:         host,
 		PlainHTTP:    plainHTTP,
 		DockerConfig: cfg.DockerConfig,
+		AuthHosts:    cfg.AuthHosts,
 		Concurrency:  concurrency,
 		Logger:       log,
 	}

@@ -1,0 +1,168 @@
+package registry_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tagsweep/tagsweep/registry"
+)
+
+// tokenServer is a token realm: it answers every GET with a bearer token and records the
+// Authorization header of each request it receives.
+type tokenServer struct {
+	host  string // host:port
+	token string
+	mu    sync.Mutex
+	auths []string
+}
+
+func (s *tokenServer) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.auths...)
+}
+
+// startTokenServer serves a token realm on addr ("127.0.0.2:0").
+func startTokenServer(t *testing.T, addr, token string) *tokenServer {
+	t.Helper()
+	ts := &tokenServer{token: token}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ts.mu.Lock()
+		ts.auths = append(ts.auths, r.Header.Get("Authorization"))
+		ts.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"token":%q,"expires_in":300}`, ts.token)
+	}))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ts.host = l.Addr().String()
+	return ts
+}
+
+// startBearerRegistry is a registry on 127.0.0.1 whose token realm is realm: it asks for a
+// bearer token and, given the token, lists one tag.
+func startBearerRegistry(t *testing.T, realm func() string, token string) string {
+	t.Helper()
+	host, _ := startFake(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="test",scope="repository:team/app:pull"`, realm()))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		writeTags(w, "", "20260101000000_prune_a")
+	})
+	return host
+}
+
+// TestCredentialsOnlyToAllowedAuthHosts: the registry's credentials go to a token realm on
+// another host only when that host is allowed; a host is its name and port.
+func TestCredentialsOnlyToAllowedAuthHosts(t *testing.T) {
+	t.Parallel()
+	const user, password, token = "robot", "s3cr3t-Pa55word-XYZ", "issued-token-abcdef123456"
+	tests := []struct {
+		name      string
+		realmAddr string // where the token realm listens; "" = the registry itself
+		allow     func(realm string) []string
+		anonymous bool
+		wantErr   bool
+	}{
+		{name: "other host, not allowed", realmAddr: "127.0.0.2:0", wantErr: true},
+		{name: "other host, allowed with port", realmAddr: "127.0.0.2:0", allow: func(r string) []string { return []string{r} }},
+		{name: "other host, allowed without its port", realmAddr: "127.0.0.2:0", wantErr: true,
+			allow: func(string) []string { return []string{"127.0.0.2"} }},
+		{name: "same address, other port", realmAddr: "127.0.0.1:0", wantErr: true},
+		{name: "other host, no credentials to send", realmAddr: "127.0.0.2:0", anonymous: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startTokenServer(t, tc.realmAddr, token)
+			host := startBearerRegistry(t, func() string { return "http://" + ts.host + "/token" }, token)
+			cfg := registry.OCIConfig{}
+			if !tc.anonymous {
+				cfg.Username, cfg.Password = user, password
+			}
+			if tc.allow != nil {
+				cfg.AuthHosts = tc.allow(ts.host)
+			}
+			c := newClient(t, host, cfg)
+			page, err := c.List(t.Context(), "team/app", "", 10)
+			if tc.wantErr {
+				if !errors.Is(err, registry.ErrAuthHostNotAllowed) || !errors.Is(err, registry.ErrUnauthorized) {
+					t.Fatalf("List error = %v, want ErrAuthHostNotAllowed and ErrUnauthorized", err)
+				}
+				if !strings.Contains(err.Error(), ts.host) {
+					t.Errorf("error %q does not name the realm's host %s", err, ts.host)
+				}
+				for _, a := range ts.received() {
+					if a != "" {
+						t.Errorf("token realm received credentials %q", a)
+					}
+				}
+				return
+			}
+			if err != nil || len(page.Tags) != 1 {
+				t.Fatalf("List = %v, %v, want one tag", page, err)
+			}
+			got := ts.received()
+			if len(got) == 0 {
+				t.Fatal("precondition: the token realm was never asked")
+			}
+			if sent := got[0] != ""; sent == tc.anonymous {
+				t.Errorf("token realm received Authorization %q, credentials configured: %v", got[0], !tc.anonymous)
+			}
+		})
+	}
+}
+
+// TestCredentialsToRealmOnRegistryHost: a realm on the registry's own host and port needs no
+// allowance.
+func TestCredentialsToRealmOnRegistryHost(t *testing.T) {
+	t.Parallel()
+	const user, password, token = "robot", "s3cr3t-Pa55word-XYZ", "issued-token-abcdef123456"
+	var host string
+	var mu sync.Mutex
+	var realmAuth []string
+	host, _ = startFake(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		switch {
+		case r.URL.Path == "/token":
+			mu.Lock()
+			realmAuth = append(realmAuth, r.Header.Get("Authorization"))
+			mu.Unlock()
+			fmt.Fprintf(w, `{"token":%q}`, token)
+		case r.Header.Get("Authorization") != "Bearer "+token:
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="test"`, host))
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			writeTags(w, "", "a")
+		}
+	})
+	c := newClient(t, host, registry.OCIConfig{Username: user, Password: password})
+	if _, err := c.List(t.Context(), "team/app", "", 10); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(realmAuth) == 0 || realmAuth[0] == "" {
+		t.Errorf("realm on the registry's host received %q, want the credentials", realmAuth)
+	}
+}
+
+func TestNewOCIBadAuthHost(t *testing.T) {
+	_, err := registry.NewOCI(registry.OCIConfig{Host: "quay.io", AuthHosts: []string{"https://auth.example"}})
+	if err == nil || !strings.Contains(err.Error(), "auth.example") {
+		t.Errorf("NewOCI with auth host https://auth.example = %v, want an error naming it", err)
+	}
+}
