@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,9 +49,9 @@ func writeFile(t *testing.T, body string) string {
 
 func TestLoadDefaults(t *testing.T) {
 	clearEnv(t)
-	c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator))
+	c, err := Decode(CmdCoordinator, flagSet(t, CmdCoordinator))
 	if err != nil {
-		t.Fatalf("Load() error = %v", err)
+		t.Fatalf("Decode() error = %v", err)
 	}
 	checks := []struct {
 		name      string
@@ -65,7 +66,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"max-deliver", c.MaxDeliver, 5},
 		{"http-addr", c.HTTPAddr, ":8080"},
 		{"confirm", c.Confirm, false},
-		{"ttl-days set", c.TTLDaysSet, false},
+		{"ttl-days given", c.given("ttl-days"), false},
 	}
 	for _, tc := range checks {
 		if tc.got != tc.want {
@@ -73,13 +74,13 @@ func TestLoadDefaults(t *testing.T) {
 		}
 	}
 	// Per-command default: run serves HTTP only when asked.
-	r, err := Load(CmdRun, flagSet(t, CmdRun))
+	r, err := Decode(CmdRun, flagSet(t, CmdRun))
 	if err != nil {
 		t.Fatalf("Load(run) error = %v", err)
 	}
-	if r.HTTPAddr != "" || r.Workers != 4 || r.DemoTags != 20000 || r.PageSize != 100 || r.SplitAfter != 2*time.Minute {
+	if r.HTTPAddr != "" || r.Workers != 4 || r.Demo.Tags != 20000 || r.PageSize != 100 || r.SplitAfter != 2*time.Minute {
 		t.Errorf("Load(run) http-addr, workers, demo-tags, page-size, split-after = %q, %d, %d, %d, %s; want \"\", 4, 20000, 100, 2m0s",
-			r.HTTPAddr, r.Workers, r.DemoTags, r.PageSize, r.SplitAfter)
+			r.HTTPAddr, r.Workers, r.Demo.Tags, r.PageSize, r.SplitAfter)
 	}
 }
 
@@ -114,9 +115,9 @@ func TestLoadPrecedence(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := Load(CmdRun, flagSet(t, CmdRun, tc.args...))
+			c, err := Decode(CmdRun, flagSet(t, CmdRun, tc.args...))
 			if err != nil {
-				t.Fatalf("Load() error = %v", err)
+				t.Fatalf("Decode() error = %v", err)
 			}
 			if c.TTLDays != tc.wantTTL || c.PageSize != tc.wantPage || c.MaxDeliver != tc.wantDel || c.Registry != tc.wantReg {
 				t.Errorf("Load() ttl-days, page-size, max-deliver, registry = %d, %d, %d, %q; want %d, %d, %d, %q",
@@ -125,8 +126,8 @@ func TestLoadPrecedence(t *testing.T) {
 			if !slices.Equal(c.Repositories, tc.wantRepos) {
 				t.Errorf("Load() repository = %q, want %q", c.Repositories, tc.wantRepos)
 			}
-			if !c.TTLDaysSet {
-				t.Errorf("Load() TTLDaysSet = false, want true (ttl-days is in the file)")
+			if !c.given("ttl-days") {
+				t.Errorf("Load() given(ttl-days) = false, want true (ttl-days is in the file)")
 			}
 		})
 	}
@@ -136,9 +137,9 @@ func TestLoadFlagConfigFile(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("TAGSWEEP_CONFIG", writeFile(t, "ttl-days: 1\n"))
 	other := writeFile(t, "ttl-days: 2\nkeep-regex:\n  - '^a{1,3}$'\n  - ^keep_\n")
-	c, err := Load(CmdRun, flagSet(t, CmdRun, "--config", other))
+	c, err := Decode(CmdRun, flagSet(t, CmdRun, "--config", other))
 	if err != nil {
-		t.Fatalf("Load() error = %v", err)
+		t.Fatalf("Decode() error = %v", err)
 	}
 	if c.TTLDays != 2 {
 		t.Errorf("Load() ttl-days = %d, want 2 (from the --config file, not TAGSWEEP_CONFIG's)", c.TTLDays)
@@ -151,16 +152,16 @@ func TestLoadFlagConfigFile(t *testing.T) {
 func TestLoadListsKeepCommas(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("TAGSWEEP_KEEP_REGEX", "^a{1,3}$\n^b,c$\n")
-	c, err := Load(CmdRun, flagSet(t, CmdRun))
+	c, err := Decode(CmdRun, flagSet(t, CmdRun))
 	if err != nil {
-		t.Fatalf("Load() error = %v", err)
+		t.Fatalf("Decode() error = %v", err)
 	}
 	if want := []string{"^a{1,3}$", "^b,c$"}; !slices.Equal(c.KeepRegex, want) {
 		t.Errorf("Load() keep-regex from env = %q, want %q", c.KeepRegex, want)
 	}
-	c, err = Load(CmdRun, flagSet(t, CmdRun, "--keep-regex", "^x{1,2}$", "--keep-regex", "^y$"))
+	c, err = Decode(CmdRun, flagSet(t, CmdRun, "--keep-regex", "^x{1,2}$", "--keep-regex", "^y$"))
 	if err != nil {
-		t.Fatalf("Load() error = %v", err)
+		t.Fatalf("Decode() error = %v", err)
 	}
 	if want := []string{"^x{1,2}$", "^y$"}; !slices.Equal(c.KeepRegex, want) {
 		t.Errorf("Load() keep-regex from flags = %q, want %q", c.KeepRegex, want)
@@ -178,20 +179,20 @@ func TestEmptyPatternsRefused(t *testing.T) {
 		file string
 		want []string // each must appear in the error
 	}{
-		{name: "keep flag", args: []string{"--keep-regex", ""}, want: []string{"--keep-regex: an empty item on the command line"}},
+		{name: "keep flag", args: []string{"--keep-regex", ""}, want: []string{"--keep-regex: an empty item: remove it or give a value"}},
 		{name: "keep flag among others", args: []string{"--keep-regex", "^a$", "--keep-regex", " "},
-			want: []string{"--keep-regex: an empty item on the command line"}},
-		{name: "keep env", env: map[string]string{"TAGSWEEP_KEEP_REGEX": ""}, want: []string{"--keep-regex: an empty item in TAGSWEEP_KEEP_REGEX"}},
+			want: []string{"--keep-regex: an empty item: remove it or give a value"}},
+		{name: "keep env", env: map[string]string{"TAGSWEEP_KEEP_REGEX": ""}, want: []string{"TAGSWEEP_KEEP_REGEX: an empty item: remove it or give a value"}},
 		{name: "keep env empty line", env: map[string]string{"TAGSWEEP_KEEP_REGEX": "\n^a$\n"}, want: []string{"TAGSWEEP_KEEP_REGEX"}},
-		{name: "keep file string", file: "keep-regex: ''\n", want: []string{"--keep-regex: an empty item in config file"}},
-		{name: "keep file null", file: "keep-regex:\n", want: []string{"--keep-regex: an empty item in config file"}},
-		{name: "keep file item", file: "keep-regex: ['^a$', '']\n", want: []string{"--keep-regex: an empty item in config file"}},
-		{name: "prune flag", args: []string{"--prune-regex", ""}, want: []string{"--prune-regex: empty on the command line"}},
-		{name: "prune env", env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"--prune-regex: empty in TAGSWEEP_PRUNE_REGEX"}},
-		{name: "prune file", file: "prune-regex: ''\n", want: []string{"--prune-regex: empty in config file"}},
-		{name: "zone env", env: map[string]string{"TAGSWEEP_TAG_TIMEZONE": " "}, want: []string{"--tag-timezone: empty in TAGSWEEP_TAG_TIMEZONE"}},
+		{name: "keep file string", file: "keep-regex: ''\n", want: []string{": keep-regex: an empty item: remove it or give a value"}},
+		{name: "keep file null", file: "keep-regex:\n", want: []string{": keep-regex: an empty item: remove it or give a value"}},
+		{name: "keep file item", file: "keep-regex: ['^a$', '']\n", want: []string{": keep-regex: an empty item: remove it or give a value"}},
+		{name: "prune flag", args: []string{"--prune-regex", ""}, want: []string{"--prune-regex: empty: remove it or give a value"}},
+		{name: "prune env", env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"TAGSWEEP_PRUNE_REGEX: empty: remove it or give a value"}},
+		{name: "prune file", file: "prune-regex: ''\n", want: []string{": prune-regex: empty: remove it or give a value"}},
+		{name: "zone env", env: map[string]string{"TAGSWEEP_TAG_TIMEZONE": " "}, want: []string{"TAGSWEEP_TAG_TIMEZONE: empty: remove it or give a value"}},
 		{name: "all at once", args: []string{"--keep-regex", ""}, env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""},
-			file: "tag-timezone: ''\n", want: []string{"--keep-regex", "--prune-regex", "--tag-timezone"}},
+			file: "tag-timezone: ''\n", want: []string{"--keep-regex: an empty item", "TAGSWEEP_PRUNE_REGEX: empty", ": tag-timezone: empty"}},
 		{name: "overridden still refused", args: []string{"--prune-regex", "^(\\d{14})_prune_"},
 			env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"TAGSWEEP_PRUNE_REGEX"}},
 		// Not empty: an explicit empty list says "no keep patterns", and a value written as a
@@ -209,25 +210,23 @@ func TestEmptyPatternsRefused(t *testing.T) {
 			if tc.file != "" {
 				args = append(args, "--config", writeFile(t, tc.file))
 			}
-			c, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, args...))
-			if err != nil {
-				t.Fatalf("Load() error = %v", err)
-			}
-			err = c.Validate()
+			_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, args...))
 			if len(tc.want) == 0 {
 				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
+					t.Fatalf("Load() = %v, want nil", err)
 				}
 				return
 			}
 			if err == nil {
-				t.Fatalf("Validate() = nil, want an error naming %q (keep-regex %q, prune-regex %q, tag-timezone %q)",
-					tc.want, c.KeepRegex, c.PruneRegex, c.TagTimezone)
+				t.Fatalf("Load() = nil, want an error naming %q", tc.want)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %v, want it to contain %q", err, w)
+					t.Errorf("Load() = %v, want it to contain %q", err, w)
 				}
+			}
+			if lines := strings.Split(err.Error(), "\n"); len(lines) != len(tc.want) {
+				t.Errorf("Load() = %d problems, want %d, each empty value once:\n%v", len(lines), len(tc.want), err)
 			}
 		})
 	}
@@ -256,9 +255,9 @@ func TestLoadQuayEnv(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			c, err := Load(CmdWorker, flagSet(t, CmdWorker, tc.args...))
+			c, err := Decode(CmdWorker, flagSet(t, CmdWorker, tc.args...))
 			if err != nil {
-				t.Fatalf("Load() error = %v", err)
+				t.Fatalf("Decode() error = %v", err)
 			}
 			if c.Token.Reveal() != tc.wantToken || c.DockerConfig != tc.wantDC {
 				t.Errorf("Load() token, docker-config = %q, %q; want %q, %q", c.Token.Reveal(), c.DockerConfig, tc.wantToken, tc.wantDC)
@@ -283,29 +282,29 @@ func TestLoadStrictFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clearEnv(t)
 			path := writeFile(t, tc.file)
-			_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path))
+			_, err := Decode(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path))
 			if err == nil {
-				t.Fatalf("Load(%q) error = nil, want an error", tc.file)
+				t.Fatalf("Decode(%q) error = nil, want an error", tc.file)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Load(%q) error = %v, want it to mention %s", tc.file, err, w)
+					t.Errorf("Decode(%q) error = %v, want it to mention %s", tc.file, err, w)
 				}
 			}
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
 		clearEnv(t)
-		_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", filepath.Join(t.TempDir(), "nope.yaml")))
+		_, err := Decode(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", filepath.Join(t.TempDir(), "nope.yaml")))
 		if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
-			t.Errorf("Load(missing file) error = %v, want one naming the file", err)
+			t.Errorf("Decode(missing file) error = %v, want one naming the file", err)
 		}
 	})
 	t.Run("keys of other commands are accepted", func(t *testing.T) {
 		clearEnv(t)
 		path := writeFile(t, "workers: 8\nslots: 2\nregistry: quay.io\n")
-		if _, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path)); err != nil {
-			t.Errorf("Load(shared file) error = %v, want nil", err)
+		if _, err := Decode(CmdCoordinator, flagSet(t, CmdCoordinator, "--config", path)); err != nil {
+			t.Errorf("Decode(shared file) error = %v, want nil", err)
 		}
 	})
 }
@@ -313,9 +312,9 @@ func TestLoadStrictFile(t *testing.T) {
 func TestLoadEnvWrongType(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("TAGSWEEP_MAX_DELIVER", "lots")
-	_, err := Load(CmdWorker, flagSet(t, CmdWorker))
-	if err == nil || !strings.Contains(err.Error(), "max-deliver") {
-		t.Errorf("Load() error = %v, want one naming max-deliver", err)
+	_, err := Decode(CmdWorker, flagSet(t, CmdWorker))
+	if err == nil || !strings.Contains(err.Error(), `TAGSWEEP_MAX_DELIVER: "lots" is not a whole number`) {
+		t.Errorf("Decode() error = %v, want one naming TAGSWEEP_MAX_DELIVER and its value", err)
 	}
 }
 
@@ -344,7 +343,7 @@ func TestValidate(t *testing.T) {
 			c.Repositories = []string{"OpenShift/CI", "a/b", "a/b"}
 			c.TTLDays = -2
 			c.TTL = "5 days"
-			c.TTLDaysSet = true
+			c.origins = map[string]origin{"ttl-days": {from: fromFlag}}
 			c.ShardBy = "week"
 			c.PruneRegex = "_prune_("
 			c.KeepRegex = []string{"[z-a]"}
@@ -359,7 +358,7 @@ func TestValidate(t *testing.T) {
 			c.HTTPAddr = "8080"
 			c.NATSURL = ""
 		}, want: []string{"--registry", "--repository: \"OpenShift/CI\"", "--repository: \"a/b\" given twice",
-			"--ttl-days", "--ttl: conflicts", "--ttl: ttl \"5 days\"", "--shard-by", "--prune-regex", "--keep-regex",
+			"--ttl-days", "--ttl: \"5 days\" conflicts with --ttl-days", "--shard-by", "--prune-regex", "--keep-regex",
 			"--tag-timezone", "--max-deletes", "--run-id", "--log-format", "--log-level",
 			"--ack-wait", "--max-deliver", "--nats-replicas", "--http-addr", "--nats-url"}},
 		{name: "registry with scheme", mutate: func(c *Config) { c.Registry = "https://quay.io" }, want: []string{"--registry", "scheme"}},
@@ -403,12 +402,12 @@ func TestValidateCommands(t *testing.T) {
 		c    Config
 		want []string
 	}{
-		{name: "run demo needs no registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: true,
+		{name: "run demo needs no registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: Demo{Enabled: true, Tags: 10, Days: 1},
 			TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, Workers: 1,
-			Slots: 1, DeleteConc: 1, AckWait: time.Minute, MaxDeliver: 1, DemoTags: 10, DemoDays: 1}},
-		{name: "run demo refuses a registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: true,
+			Slots: 1, DeleteConc: 1, AckWait: time.Minute, MaxDeliver: 1}},
+		{name: "run demo refuses a registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: Demo{Enabled: true},
 			Registry: "quay.io", TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
-			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1, DemoTags: 0, DemoDays: 0},
+			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1},
 			want: []string{"--registry", "--workers", "--slots", "--delete-concurrency", "--max-rps", "--demo-tags", "--demo-days"}},
 		{name: "worker limits", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 1001,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 1, SplitAfter: -time.Second},
@@ -425,7 +424,7 @@ func TestValidateCommands(t *testing.T) {
 			NATSReplicas: 3, Token: "t", Registry: "quay.io"}},
 		{name: "status", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL, AckWait: time.Minute}},
 		{name: "sim", c: Config{Command: CmdSim, LogFormat: "auto", LogLevel: "info", Repositories: []string{"openshift/ci"},
-			SimAddr: "nowhere", SimTags: -1, SimDays: 0, SimLatency: -time.Second},
+			Sim: Sim{Addr: "nowhere", Tags: -1, Days: 0, Latency: -time.Second}},
 			want: []string{"--addr", "--tags", "--days", "--latency"}},
 	}
 	for _, tc := range tests {
@@ -514,7 +513,6 @@ func TestRedaction(t *testing.T) {
 
 func TestTable(t *testing.T) {
 	seen := map[string]bool{}
-	vals := Config{}.values()
 	for _, f := range Flags() {
 		if seen[f.Name] {
 			t.Errorf("flag %s is in the table twice", f.Name)
@@ -523,17 +521,22 @@ func TestTable(t *testing.T) {
 		if f.Usage == "" || len(f.Commands) == 0 || len(f.Env) == 0 || f.Env[0] != EnvName(f.Name) {
 			t.Errorf("flag %s: usage, commands or env missing (%+v)", f.Name, f)
 		}
-		if _, ok := vals[f.Name]; !ok {
-			t.Errorf("flag %s has no Config field in values()", f.Name)
+		if f.field == nil {
+			t.Errorf("flag %s has no Config field", f.Name)
+		} else {
+			for _, cmd := range f.Commands {
+				if d := f.DefaultFor(cmd); d != nil {
+					if err := set(f.field(&Config{}), d); err != nil {
+						t.Errorf("flag %s: its %s default does not fit its field: %v", f.Name, cmd, err)
+					}
+				}
+			}
 		}
 		for _, cmd := range f.Commands {
 			if !slices.Contains(Commands(), cmd) {
 				t.Errorf("flag %s: unknown command %q", f.Name, cmd)
 			}
 		}
-	}
-	if len(vals) != len(seen) {
-		t.Errorf("values() has %d keys, the table %d", len(vals), len(seen))
 	}
 	if got := EnvName("ttl-days"); got != "TAGSWEEP_TTL_DAYS" {
 		t.Errorf("EnvName(ttl-days) = %q, want TAGSWEEP_TTL_DAYS", got)
@@ -562,5 +565,121 @@ func TestRegisterHelp(t *testing.T) {
 	}
 	if strings.Contains(help, "(default ") {
 		t.Errorf("run --help has pflag's own default text next to ours:\n%s", help)
+	}
+}
+
+// TestLoadEveryProblemOnce: unknown keys, values that cannot be decoded and wrong values
+// are all reported in one round, each once, each naming where the value came from
+// (--flag, the environment variable or file: key) and the value, in words of ours rather
+// than a parser's.
+func TestLoadEveryProblemOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want []string // every line of the error; FILE stands for the file's path
+	}{
+		{name: "flag value", args: []string{"--workers", "0", "--max-deletes", "-5"},
+			want: []string{"--max-deletes: -5 is negative", "--workers: 0 is below 1"}},
+		{name: "environment value", env: map[string]string{"TAGSWEEP_MAX_DELETES": "-5"},
+			want: []string{"TAGSWEEP_MAX_DELETES: -5 is negative"}},
+		{name: "file value", file: "max-deletes: -5\n",
+			want: []string{"FILE: max-deletes: -5 is negative"}},
+		{name: "environment decoding", env: map[string]string{"TAGSWEEP_SPLIT_AFTER": "5x", "TAGSWEEP_TTL_DAYS": "five", "TAGSWEEP_CONFIRM": "yes please"},
+			want: []string{`TAGSWEEP_TTL_DAYS: "five" is not a whole number`, `TAGSWEEP_CONFIRM: "yes please" is not true or false`,
+				`TAGSWEEP_SPLIT_AFTER: "5x" is not a duration such as 90s, 2m or 1h30m`}},
+		{name: "file decoding", file: "ttl-days: five\nsplit-after: 120\nmax-rps: fast\nkeep-regex: {a: b}\n",
+			want: []string{`FILE: ttl-days: "five" is not a whole number`,
+				"FILE: keep-regex: map[a:b] is not a list of values", `FILE: max-rps: "fast" is not a number`, "FILE: split-after: 120 has no unit: give a duration such as 90s, 2m or 1h30m"}},
+		{name: "the existing pruner's variable", env: map[string]string{"QUAY_DOCKERCONFIGJSON_PATH": "/nonexistent/auth.json"},
+			want: []string{`QUAY_DOCKERCONFIGJSON_PATH: "/nonexistent/auth.json": no such file or directory`}},
+		{name: "all three kinds from all three sources at once",
+			args: []string{"--slots", "0", "--ttl", "36h"},
+			env:  map[string]string{"TAGSWEEP_ACK_WAIT": "soon", "TAGSWEEP_PAGE_SIZE": "5000"},
+			file: "ttl-dayz: 3\nttl-days: 3\nmax-deliver: many\ndelete-concurrency: 0\n",
+			want: []string{`FILE: unknown key "ttl-dayz" (did you mean "ttl-days"?)`,
+				`TAGSWEEP_ACK_WAIT: "soon" is not a duration such as 90s, 2m or 1h30m`,
+				`FILE: max-deliver: "many" is not a whole number`,
+				`--ttl: "36h" conflicts with FILE: ttl-days: give one of them`,
+				"TAGSWEEP_PAGE_SIZE: 5000 is not between 1 and 1000",
+				"--slots: 0 is below 1",
+				"FILE: delete-concurrency: 0 is below 1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("TAGSWEEP_REGISTRY", "quay.io")
+			t.Setenv("TAGSWEEP_REPOSITORY", "openshift/ci")
+			var path string
+			if tc.file != "" {
+				path = writeFile(t, tc.file)
+				t.Setenv("TAGSWEEP_CONFIG", path)
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := Load(CmdRun, flagSet(t, CmdRun, tc.args...))
+			if err == nil {
+				t.Fatalf("Load() = nil, want %q", tc.want)
+			}
+			got := strings.Split(err.Error(), "\n")
+			want := make([]string, len(tc.want))
+			for i, w := range tc.want {
+				want[i] = strings.ReplaceAll(w, "FILE", path)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Load() error lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			for _, raw := range []string{"strconv", "time: ", "unknown unit", "'", "cannot parse"} {
+				if strings.Contains(err.Error(), raw) {
+					t.Errorf("Load() error shows a parser's text %q:\n%v", raw, err)
+				}
+			}
+		})
+	}
+}
+
+// TestValidateReport: a report that could not be written at the end of the run is
+// refused before it starts.
+func TestValidateReport(t *testing.T) {
+	dir := t.TempDir()
+	readOnly := filepath.Join(dir, "ro")
+	if err := os.Mkdir(readOnly, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want string // "" = accepted
+	}{
+		{filepath.Join(dir, "report.json"), ""},
+		{notDir, ""}, // an existing file is replaced
+		{filepath.Join(dir, "missing", "report.json"), "does not exist"},
+		{filepath.Join(notDir, "report.json"), "is not a directory"},
+		{dir, "is a directory"},
+		{filepath.Join(readOnly, "report.json"), "cannot be written"},
+	}
+	for _, tc := range tests {
+		c := validCoordinator()
+		c.Report = tc.path
+		if tc.want == "cannot be written" && os.Geteuid() == 0 {
+			continue // root writes anywhere
+		}
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("Validate(report %s) = %v, want nil", tc.path, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "--report: "+strconv.Quote(tc.path)) ||
+			!strings.Contains(err.Error(), tc.want)):
+			t.Errorf("Validate(report %s) = %v, want an error naming --report, the path and %q", tc.path, err, tc.want)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("Validate left files behind in the report's directory: %v", entries)
 	}
 }

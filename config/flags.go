@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Command names: the cobra subcommands that take configuration.
@@ -63,6 +65,13 @@ type Flag struct {
 	// would otherwise be dropped and an empty prune pattern or time zone replaced by the
 	// default, so that an unset variable in a Job spec silently changes what is deleted.
 	NoEmpty bool
+
+	// field points at the key's field of a Config; its type matches Kind (Secret for a
+	// secret string).
+	field func(c *Config) any
+	// check says what is wrong with the key's value (v, the field's value) in c, nil
+	// when nothing is. It may look at other keys of c; each problem names the value.
+	check func(c Config, v any) error
 }
 
 // EnvName is the TAGSWEEP_ environment variable of a flag name.
@@ -149,122 +158,168 @@ const (
 // The returned slice is a fresh copy.
 func Flags() []Flag {
 	t := []Flag{
-		{Name: "config", Kind: KindString, Commands: allCommands,
+		{Name: "config", field: func(c *Config) any { return &c.File },
+			Kind: KindString, Commands: allCommands,
 			Usage: "YAML configuration `file`; its keys are the flag names (ttl-days: 5, repository: [openshift/ci])"},
-		{Name: "log-format", Kind: KindString, Default: "auto", Commands: allCommands,
+		{Name: "log-format", field: func(c *Config) any { return &c.LogFormat }, check: oneOf("auto", "text", "json"),
+			Kind: KindString, Default: "auto", Commands: allCommands,
 			Usage: "log `format`: auto (text on a terminal, JSON otherwise), text or json"},
-		{Name: "log-level", Kind: KindString, Default: "info", Commands: allCommands,
+		{Name: "log-level", field: func(c *Config) any { return &c.LogLevel }, check: checkLogLevel,
+			Kind: KindString, Default: "info", Commands: allCommands,
 			Usage: "log `level`: debug, info, warn or error"},
-		{Name: "nats-url", Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit},
+		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: required,
+			Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit},
 			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
 
 		// What to prune.
-		{Name: "registry", Kind: KindString, Commands: allRegistry,
+		{Name: "registry", field: func(c *Config) any { return &c.Registry }, check: checkRegistry,
+			Kind: KindString, Commands: allRegistry,
 			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo); " +
 				"a worker given it refuses runs against any other registry (required for a worker with --token)"},
-		{Name: "repository", Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
+		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
+			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
 			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)"},
-		{Name: "ttl-days", Kind: KindInt, Default: 5, Commands: allPruning,
+		{Name: "ttl-days", field: func(c *Config) any { return &c.TTLDays }, check: atLeast(-1),
+			Kind: KindInt, Default: 5, Commands: allPruning,
 			Usage: "prune tags whose name is dated more than `N`×24h before the run start; -1 = every prune tag dated before the run start"},
-		{Name: "ttl", Kind: KindString, Commands: allPruning,
+		{Name: "ttl", field: func(c *Config) any { return &c.TTL }, check: checkTTL,
+			Kind: KindString, Commands: allPruning,
 			Usage: "prune tags dated more than this `duration` before the run start (36h, 5d); conflicts with an explicitly set --ttl-days"},
-		{Name: "confirm", Kind: KindBool, Default: false, Commands: allPruning,
+		{Name: "confirm", field: func(c *Config) any { return &c.Confirm },
+			Kind: KindBool, Default: false, Commands: allPruning,
 			Usage: "actually delete tags; without it the run is a dry run that only counts what would be pruned"},
-		{Name: "plain-http", Kind: KindBool, Default: false, Commands: allRegistry,
+		{Name: "plain-http", field: func(c *Config) any { return &c.PlainHTTP },
+			Kind: KindBool, Default: false, Commands: allRegistry,
 			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only); a worker holding " +
 				"credentials (--token, --docker-config) refuses a run that asks for plain HTTP unless it is given this too"},
-		{Name: "report", Kind: KindString, Commands: allPruning,
+		{Name: "report", field: func(c *Config) any { return &c.Report }, check: checkReport,
+			Kind: KindString, Commands: allPruning,
 			Usage: "write the run's JSON report to this `file` at the end"},
-		{Name: "output", Kind: KindString, Commands: []string{CmdAudit},
+		{Name: "output", field: func(c *Config) any { return &c.Output },
+			Kind: KindString, Commands: []string{CmdAudit},
 			Usage: "write the JSON lines to this `file` (replaced only once the export is complete) instead of stdout"},
-		{Name: "run-id", Kind: KindString, Commands: allPruning,
+		{Name: "run-id", field: func(c *Config) any { return &c.RunID }, check: checkRunID,
+			Kind: KindString, Commands: allPruning,
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors); empty = generated"},
-		{Name: "shard-by", Kind: KindString, Default: "day", Commands: allPruning,
+		{Name: "shard-by", field: func(c *Config) any { return &c.ShardBy }, check: checkShardBy,
+			Kind: KindString, Default: "day", Commands: allPruning,
 			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
-		{Name: "prune-regex", Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning, NoEmpty: true,
+		{Name: "prune-regex", field: func(c *Config) any { return &c.PruneRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.PrunePattern = c.PruneRegex }),
+			Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning, NoEmpty: true,
 			Usage: "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp"},
-		{Name: "keep-regex", Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
+		{Name: "keep-regex", field: func(c *Config) any { return &c.KeepRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.KeepPatterns = c.KeepRegex }),
+			Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
 			Usage: "`regexp` of tags never to delete; repeat the flag for several (one per line in the environment)"},
-		{Name: "tag-timezone", Kind: KindString, Default: "UTC", Commands: allPruning, NoEmpty: true,
+		{Name: "tag-timezone", field: func(c *Config) any { return &c.TagTimezone }, check: checkRule(func(p *proto.Policy, c Config) { p.TimeZone = c.TagTimezone }),
+			Kind: KindString, Default: "UTC", Commands: allPruning, NoEmpty: true,
 			Usage: "IANA time `zone` the tag timestamps are written in"},
-		{Name: "max-deletes", Kind: KindInt64, Default: int64(0), Commands: allPruning,
+		{Name: "max-deletes", field: func(c *Config) any { return &c.MaxDeletes }, check: atLeast(int64(0)),
+			Kind: KindInt64, Default: int64(0), Commands: allPruning,
 			Usage: "delete at most `N` tags in the run; a run that reaches the cap stops and fails (exit 2); 0 = no cap"},
-		{Name: "preserve-payloads", Kind: KindBool, Default: true, Commands: allPruning,
+		{Name: "preserve-payloads", field: func(c *Config) any { return &c.Preserve },
+			Kind: KindBool, Default: true, Commands: allPruning,
 			Usage: "preserve release payloads (rc_payload__ tags) and carry out their removal requests, as the existing pruner does"},
-		{Name: "repository-alias", Kind: KindStrings, EnvSep: ",", Commands: allPruning,
+		{Name: "repository-alias", field: func(c *Config) any { return &c.RepoAliases }, check: checkAliases,
+			Kind: KindStrings, EnvSep: ",", Commands: allPruning,
 			Usage: "another `host/path` under which release payloads name a pruned repository (quay-proxy.ci.openshift.org/openshift/ci), " +
 				"or host/path=repository; repeat the flag for several"},
 
 		// How to talk to the registry.
-		{Name: "page-size", Kind: KindInt, Default: 100, Commands: allWorking,
+		{Name: "page-size", field: func(c *Config) any { return &c.PageSize }, check: between(1, MaxPageSize),
+			Kind: KindInt, Default: 100, Commands: allWorking,
 			Usage: "`N` tags per tags/list page (its n parameter), 1 to 1000; Quay caps it at 100"},
-		{Name: "docker-config", Kind: KindString, Commands: allRegistry,
+		{Name: "docker-config", field: func(c *Config) any { return &c.DockerConfig }, check: checkDockerConfig,
+			Kind: KindString, Commands: allRegistry,
 			Env:   []string{EnvName("docker-config"), "QUAY_DOCKERCONFIGJSON_PATH"},
 			Usage: "docker config.json `file` holding the registry credentials"},
-		{Name: "token", Kind: KindString, Commands: allRegistry, Secret: true,
+		{Name: "token", field: func(c *Config) any { return &c.Token },
+			Kind: KindString, Commands: allRegistry, Secret: true,
 			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
 			Usage: "Quay OAuth `token` sent as a bearer token; never logged (prefer the environment to the command line)"},
-		{Name: "auth-host", Kind: KindStrings, EnvSep: ",", Commands: allRegistry,
+		{Name: "auth-host", field: func(c *Config) any { return &c.AuthHosts }, check: checkAuthHosts,
+			Kind: KindStrings, EnvSep: ",", Commands: allRegistry,
 			Usage: "`host[:port]` of a token realm other than the registry's own that may receive the registry's credentials " +
 				"(without a port: the scheme's default); repeat the flag for several. By default credentials go to the --registry host alone"},
-		{Name: "delete-api", Kind: KindString, Default: "v2", Commands: allWorking,
+		{Name: "delete-api", field: func(c *Config) any { return &c.DeleteAPI }, check: checkDeleteAPI,
+			Kind: KindString, Default: "v2", Commands: allWorking,
 			Usage: "`api` tags are deleted through: v2 (DELETE /v2/<repo>/manifests/<tag>) or quay-v1 " +
 				"(DELETE /api/v1/repository/<repo>/tag/<tag> with --token; Quay allows it about a tenth of v2's rate)"},
-		{Name: "max-rps", Kind: KindFloat, Default: 0.0, Commands: allWorking,
+		{Name: "max-rps", field: func(c *Config) any { return &c.MaxRPS }, check: atLeast(0.0),
+			Kind: KindFloat, Default: 0.0, Commands: allWorking,
 			Usage: "registry requests per second (`rate`) per worker process; 0 = unlimited"},
 
 		// Workers.
-		{Name: "workers", Kind: KindInt, Default: 4, Commands: []string{CmdRun},
+		{Name: "workers", field: func(c *Config) any { return &c.Workers }, check: atLeast(1),
+			Kind: KindInt, Default: 4, Commands: []string{CmdRun},
 			Usage: "`N` workers started in this process"},
-		{Name: "slots", Kind: KindInt, Default: 4, Commands: allWorking,
+		{Name: "slots", field: func(c *Config) any { return &c.Slots }, check: atLeast(1),
+			Kind: KindInt, Default: 4, Commands: allWorking,
 			Usage: "`N` shards a worker processes at once"},
-		{Name: "split-after", Kind: KindDuration, Default: 2 * time.Minute, Commands: allWorking,
+		{Name: "split-after", field: func(c *Config) any { return &c.SplitAfter }, check: atLeast(time.Duration(0)),
+			Kind: KindDuration, Default: 2 * time.Minute, Commands: allWorking,
 			Usage: "split a shard still unfinished after this `duration`, handing its second half to another worker (a few times the median shard's duration); 0 = never"},
-		{Name: "delete-concurrency", Kind: KindInt, Default: 256, Commands: allWorking,
+		{Name: "delete-concurrency", field: func(c *Config) any { return &c.DeleteConc }, check: atLeast(1),
+			Kind: KindInt, Default: 256, Commands: allWorking,
 			Usage: "`N` tag deletes a worker process has in flight at once"},
 
 		// NATS JetStream.
-		{Name: "ack-wait", Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus},
+		{Name: "ack-wait", field: func(c *Config) any { return &c.AckWait }, check: atLeast(time.Second),
+			Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus},
 			Usage: "JetStream redelivers a shard whose worker has not heartbeat for this `duration` (status: a running shard quiet for twice this is shown stale)"},
-		{Name: "max-deliver", Kind: KindInt, Default: 5, Commands: allNATS,
+		{Name: "max-deliver", field: func(c *Config) any { return &c.MaxDeliver }, check: atLeast(1),
+			Kind: KindInt, Default: 5, Commands: allNATS,
 			Usage: "`N` deliveries of a shard before it is marked failed"},
-		{Name: "nats-replicas", Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
+		{Name: "nats-replicas", field: func(c *Config) any { return &c.NATSReplicas }, check: between(1, 5),
+			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
-		{Name: "data-dir", Kind: KindString, Commands: []string{CmdRun},
+		{Name: "data-dir", field: func(c *Config) any { return &c.DataDir },
+			Kind: KindString, Commands: []string{CmdRun},
 			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit"},
 
 		// Serving.
-		{Name: "http-addr", Kind: KindString, Default: DefaultHTTPAddr, Commands: allRegistry,
+		{Name: "http-addr", field: func(c *Config) any { return &c.HTTPAddr }, check: checkListenAddr,
+			Kind: KindString, Default: DefaultHTTPAddr, Commands: allRegistry,
 			Defaults: map[string]any{CmdRun: ""},
 			Usage:    "`address` serving /healthz, /readyz and /metrics; empty = do not serve"},
 
 		// Demo (run --demo).
-		{Name: "demo", Kind: KindBool, Default: false, Commands: []string{CmdRun},
+		{Name: "demo", field: func(c *Config) any { return &c.Demo.Enabled },
+			Kind: KindBool, Default: false, Commands: []string{CmdRun},
 			Usage: "start an in-process simulated registry with a generated namespace and prune it"},
-		{Name: "demo-tags", Kind: KindInt, Default: 20000, Commands: []string{CmdRun},
+		{Name: "demo-tags", field: func(c *Config) any { return &c.Demo.Tags }, check: onlyDemo(atLeast(1)),
+			Kind: KindInt, Default: 20000, Commands: []string{CmdRun},
 			Usage: "`N` tags in the --demo namespace"},
-		{Name: "demo-days", Kind: KindInt, Default: 30, Commands: []string{CmdRun},
+		{Name: "demo-days", field: func(c *Config) any { return &c.Demo.Days }, check: onlyDemo(atLeast(1)),
+			Kind: KindInt, Default: 30, Commands: []string{CmdRun},
 			Usage: "`N` days the --demo tag timestamps span, ending now"},
-		{Name: "demo-latency", Kind: KindDuration, Default: 5 * time.Millisecond, Commands: []string{CmdRun},
+		{Name: "demo-latency", field: func(c *Config) any { return &c.Demo.Latency }, check: onlyDemo(atLeast(time.Duration(0))),
+			Kind: KindDuration, Default: 5 * time.Millisecond, Commands: []string{CmdRun},
 			Usage: "simulated registry latency per request in --demo (a `duration`)"},
 
 		// sim.
-		{Name: "addr", Kind: KindString, Default: "127.0.0.1:5000", Commands: []string{CmdSim},
+		{Name: "addr", field: func(c *Config) any { return &c.Sim.Addr }, check: checkListenAddr,
+			Kind: KindString, Default: "127.0.0.1:5000", Commands: []string{CmdSim},
 			Usage: "`address` the simulated registry listens on"},
-		{Name: "tags", Kind: KindInt, Default: 200000, Commands: []string{CmdSim},
+		{Name: "tags", field: func(c *Config) any { return &c.Sim.Tags }, check: atLeast(0),
+			Kind: KindInt, Default: 200000, Commands: []string{CmdSim},
 			Usage: "`N` tags generated in each repository"},
-		{Name: "days", Kind: KindInt, Default: 30, Commands: []string{CmdSim},
+		{Name: "days", field: func(c *Config) any { return &c.Sim.Days }, check: atLeast(1),
+			Kind: KindInt, Default: 30, Commands: []string{CmdSim},
 			Usage: "`N` days the generated tag timestamps span, ending now"},
-		{Name: "latency", Kind: KindDuration, Default: 20 * time.Millisecond, Commands: []string{CmdSim},
+		{Name: "latency", field: func(c *Config) any { return &c.Sim.Latency }, check: atLeast(time.Duration(0)),
+			Kind: KindDuration, Default: 20 * time.Millisecond, Commands: []string{CmdSim},
 			Usage: "simulated latency per request (a `duration`)"},
-		{Name: "seed", Kind: KindInt64, Default: int64(1), Commands: []string{CmdSim},
+		{Name: "seed", field: func(c *Config) any { return &c.Sim.Seed }, check: atLeast(int64(0)),
+			Kind: KindInt64, Default: int64(1), Commands: []string{CmdSim},
 			Usage: "random `seed` of the generated namespace"},
-		{Name: "admin", Kind: KindBool, Default: false, Commands: []string{CmdSim},
+		{Name: "admin", field: func(c *Config) any { return &c.Sim.Admin }, check: checkSimAdmin,
+			Kind: KindBool, Default: false, Commands: []string{CmdSim},
 			Usage: "also serve /_sim/ to loopback clients: the tags, deletions, list requests and counters, tag loading and fault injection (for tests)"},
 
 		// status.
-		{Name: "stale-after", Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
+		{Name: "stale-after", field: func(c *Config) any { return &c.StaleAfter }, check: atLeast(time.Duration(0)),
+			Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
 			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = twice --ack-wait"},
 	}
 	for i := range t {

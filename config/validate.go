@@ -3,9 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -35,192 +39,292 @@ const (
 const MaxPageSize = 1000
 
 // Validate reports every problem of c for its command at once (errors.Join), each
-// naming its flag. Nothing should run when it returns an error.
+// naming where the value came from (--key, TAGSWEEP_KEY or file: key) and the value.
+// Nothing should run when it returns an error.
 func (c Config) Validate() error {
-	errs := slices.Clone(c.empties)
-	bad := func(flag, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
-	}
-	takes := func(flag string) bool {
-		f, ok := Lookup(flag)
-		return ok && f.For(c.Command)
-	}
-
 	if !slices.Contains(Commands(), c.Command) {
 		return fmt.Errorf("unknown command %q", c.Command)
 	}
-
-	switch c.LogFormat {
-	case "auto", "text", "json":
-	default:
-		bad("log-format", "%q is not auto, text or json", c.LogFormat)
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
-	}
-	if takes("nats-url") && strings.TrimSpace(c.NATSURL) == "" {
-		bad("nats-url", "required")
-	}
-
-	demo := c.Command == CmdRun && c.Demo
-	if takes("registry") {
-		switch {
-		case c.Command == CmdWorker && c.Registry == "" && c.Token != "":
-			bad("registry", "required with --token: a worker sends the token only to this registry")
-		case c.Registry == "" && !demo && c.Command != CmdWorker:
-			bad("registry", "required (the registry host[:port], e.g. quay.io)")
-		case c.Registry != "" && demo:
-			bad("registry", "not allowed with --demo, which serves its own registry")
-		case c.Registry != "":
-			if err := checkHost(c.Registry); err != nil {
-				bad("registry", "%v", err)
-			}
+	var errs []error
+	for _, f := range Flags() {
+		if !f.For(c.Command) || f.check == nil || c.origins[f.Name].failed {
+			continue
+		}
+		v := reflect.ValueOf(f.field(&c)).Elem().Interface()
+		for _, p := range unjoin(f.check(c, v)) {
+			errs = append(errs, fmt.Errorf("%s: %w", c.source(f.Name), p))
 		}
 	}
-	if takes("repository") {
-		if len(c.Repositories) == 0 && !demo {
-			bad("repository", "required (e.g. openshift/ci)")
-		}
-		seen := map[string]bool{}
-		for _, r := range c.Repositories {
-			if len(r) > 255 || !repoRE.MatchString(r) {
-				bad("repository", "%q is not a repository name (lower-case ns/name path, no registry host or tag)", r)
-			}
-			if seen[r] {
-				bad("repository", "%q given twice", r)
-			}
-			seen[r] = true
-		}
-	}
-
-	if takes("ttl-days") {
-		if c.TTLDays < -1 {
-			bad("ttl-days", "%d is below -1", c.TTLDays)
-		}
-		if c.TTL != "" {
-			if c.TTLDaysSet {
-				bad("ttl", "conflicts with --ttl-days: give one of them")
-			}
-			if d, err := policy.ParseTTL(c.TTL); err != nil {
-				bad("ttl", "%v", err)
-			} else if d < 0 {
-				bad("ttl", "%q is negative", c.TTL)
-			}
-		}
-		if c.RunID != "" && !proto.ValidToken(c.RunID) {
-			bad("run-id", "%q is not 1 to 64 of [A-Za-z0-9_-]", c.RunID)
-		}
-		if _, err := keyspace.ParseWidth(c.ShardBy); err != nil {
-			bad("shard-by", "%q is not day or hour", c.ShardBy)
-		}
-		if c.MaxDeletes < 0 {
-			bad("max-deletes", "%d is negative", c.MaxDeletes)
-		}
-		errs = append(errs, c.checkRules()...)
-	}
-
-	if takes("page-size") && (c.PageSize < 1 || c.PageSize > MaxPageSize) {
-		bad("page-size", "%d is not between 1 and %d", c.PageSize, MaxPageSize)
-	}
-	if takes("docker-config") && c.DockerConfig != "" {
-		if st, err := os.Stat(c.DockerConfig); err != nil {
-			bad("docker-config", "%v", err)
-		} else if st.IsDir() {
-			bad("docker-config", "%s is a directory", c.DockerConfig)
-		}
-	}
-	if takes("auth-host") {
-		for _, h := range c.AuthHosts {
-			if err := checkHost(h); err != nil {
-				bad("auth-host", "%v", err)
-			}
-		}
-	}
-	if takes("delete-api") {
-		switch c.DeleteAPI {
-		case DeleteAPIV2, "": // "" is the default, v2
-		case DeleteAPIQuayV1:
-			if c.Token == "" {
-				bad("delete-api", "quay-v1 needs --token (QUAY_OAUTH_TOKEN)")
-			}
-		default:
-			bad("delete-api", "%q is not v2 or quay-v1", c.DeleteAPI)
-		}
-	}
-	if takes("repository-alias") {
-		for _, a := range c.RepoAliases {
-			if _, err := preserve.ParseAlias(a); err != nil {
-				bad("repository-alias", "%v", err)
-			}
-		}
-	}
-	if takes("max-rps") && c.MaxRPS < 0 {
-		bad("max-rps", "%g is negative", c.MaxRPS)
-	}
-	if takes("workers") && c.Workers < 1 {
-		bad("workers", "%d is below 1", c.Workers)
-	}
-	if takes("slots") && c.Slots < 1 {
-		bad("slots", "%d is below 1", c.Slots)
-	}
-	if takes("delete-concurrency") && c.DeleteConc < 1 {
-		bad("delete-concurrency", "%d is below 1", c.DeleteConc)
-	}
-	if takes("split-after") && c.SplitAfter < 0 {
-		bad("split-after", "%s is negative", c.SplitAfter)
-	}
-	if takes("stale-after") && c.StaleAfter < 0 {
-		bad("stale-after", "%s is negative", c.StaleAfter)
-	}
-	if takes("ack-wait") && c.AckWait < time.Second {
-		bad("ack-wait", "%s is below 1s", c.AckWait)
-	}
-	if takes("max-deliver") && c.MaxDeliver < 1 {
-		bad("max-deliver", "%d is below 1", c.MaxDeliver)
-	}
-	if takes("nats-replicas") && (c.NATSReplicas < 1 || c.NATSReplicas > 5) {
-		bad("nats-replicas", "%d is not between 1 and 5", c.NATSReplicas)
-	}
-	if takes("http-addr") && c.HTTPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			bad("http-addr", "%v", err)
-		}
-	}
-	if takes("demo") && demo {
-		if c.DemoTags < 1 {
-			bad("demo-tags", "%d is below 1", c.DemoTags)
-		}
-		if c.DemoDays < 1 {
-			bad("demo-days", "%d is below 1", c.DemoDays)
-		}
-		if c.DemoLatency < 0 {
-			bad("demo-latency", "%s is negative", c.DemoLatency)
-		}
-	}
-	if c.Command == CmdSim {
-		if _, _, err := net.SplitHostPort(c.SimAddr); err != nil {
-			bad("addr", "%v", err)
-		}
-		if c.SimTags < 0 {
-			bad("tags", "%d is negative", c.SimTags)
-		}
-		if c.SimDays < 1 {
-			bad("days", "%d is below 1", c.SimDays)
-		}
-		if c.SimLatency < 0 {
-			bad("latency", "%s is negative", c.SimLatency)
-		}
-		if c.SimAdmin {
-			if host, _, err := net.SplitHostPort(c.SimAddr); err == nil && !loopback(host) {
-				bad("admin", "the admin endpoint is for loopback only; --addr %s is not a loopback address", c.SimAddr)
-			}
-		}
-		if c.SimSeed < 0 {
-			bad("seed", "%d is negative", c.SimSeed)
+	failed := slices.ContainsFunc(slices.Collect(maps.Values(c.origins)), func(o origin) bool { return o.failed })
+	if len(errs) == 0 && !failed && slices.Contains(allPruning, c.Command) {
+		// The rules together: a combination the checks of single keys cannot see must
+		// still fail here, not at the coordinator. Only when every key passed on its
+		// own, so that no problem is reported twice.
+		p := c.Policy()
+		p.Cutoff = time.Now()
+		if _, err := policy.New(p); err != nil {
+			errs = append(errs, errors.New(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join into its errors.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// show renders a value the way a user would type it: a duration as 2m, a string quoted.
+func showValue(v any) string {
+	switch x := v.(type) {
+	case time.Duration:
+		return FormatDuration(x)
+	case string:
+		return strconv.Quote(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// atLeast is the check of a number or duration that must be min or more.
+func atLeast[T int | int64 | float64 | time.Duration](min T) func(Config, any) error {
+	return func(_ Config, v any) error {
+		if x := v.(T); x < min {
+			if min == 0 {
+				return fmt.Errorf("%s is negative", showValue(x))
+			}
+			return fmt.Errorf("%s is below %s", showValue(x), showValue(min))
+		}
+		return nil
+	}
+}
+
+// between is the check of a number that must lie in [lo, hi].
+func between(lo, hi int) func(Config, any) error {
+	return func(_ Config, v any) error {
+		if x := v.(int); x < lo || x > hi {
+			return fmt.Errorf("%d is not between %d and %d", x, lo, hi)
+		}
+		return nil
+	}
+}
+
+// oneOf is the check of a string that must be one of values.
+func oneOf(values ...string) func(Config, any) error {
+	return func(_ Config, v any) error {
+		if s := v.(string); !slices.Contains(values, s) {
+			last := len(values) - 1
+			return fmt.Errorf("%q is not %s or %s", s, strings.Join(values[:last], ", "), values[last])
+		}
+		return nil
+	}
+}
+
+// onlyDemo applies check only to run --demo.
+func onlyDemo(check func(Config, any) error) func(Config, any) error {
+	return func(c Config, v any) error {
+		if !c.Demo.Enabled {
+			return nil
+		}
+		return check(c, v)
+	}
+}
+
+func required(_ Config, v any) error {
+	if strings.TrimSpace(v.(string)) == "" {
+		return errors.New("required")
+	}
+	return nil
+}
+
+func checkLogLevel(_ Config, v any) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(v.(string))); err != nil {
+		return fmt.Errorf("%q is not debug, info, warn or error", v)
+	}
+	return nil
+}
+
+func checkRegistry(c Config, v any) error {
+	reg := v.(string)
+	demo := c.Command == CmdRun && c.Demo.Enabled
+	switch {
+	case c.Command == CmdWorker && reg == "" && c.Token != "":
+		return errors.New("required with --token: a worker sends the token only to this registry")
+	case reg == "" && !demo && c.Command != CmdWorker:
+		return errors.New("required (the registry host[:port], e.g. quay.io)")
+	case reg != "" && demo:
+		return fmt.Errorf("%q is not allowed with --demo, which serves its own registry", reg)
+	case reg != "":
+		return checkHost(reg)
+	}
+	return nil
+}
+
+func checkRepositories(c Config, v any) error {
+	repos := v.([]string)
+	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) {
+		return errors.New("required (e.g. openshift/ci)")
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, r := range repos {
+		if len(r) > 255 || !repoRE.MatchString(r) {
+			errs = append(errs, fmt.Errorf("%q is not a repository name (lower-case ns/name path, no registry host or tag)", r))
+		}
+		if seen[r] {
+			errs = append(errs, fmt.Errorf("%q given twice", r))
+		}
+		seen[r] = true
+	}
+	return errors.Join(errs...)
+}
+
+func checkTTL(c Config, v any) error {
+	ttl := v.(string)
+	if ttl == "" {
+		return nil
+	}
+	if c.given("ttl-days") {
+		return fmt.Errorf("%q conflicts with %s: give one of them", ttl, c.source("ttl-days"))
+	}
+	if d, err := policy.ParseTTL(ttl); err != nil {
+		return fmt.Errorf("%q is not a duration such as 36h, 5d or 5d12h", ttl)
+	} else if d < 0 {
+		return fmt.Errorf("%q is negative", ttl)
+	}
+	return nil
+}
+
+func checkRunID(_ Config, v any) error {
+	if id := v.(string); id != "" && !proto.ValidToken(id) {
+		return fmt.Errorf("%q is not 1 to 64 of [A-Za-z0-9_-]", id)
+	}
+	return nil
+}
+
+func checkShardBy(_ Config, v any) error {
+	if _, err := keyspace.ParseWidth(v.(string)); err != nil {
+		return fmt.Errorf("%q is not day or hour", v)
+	}
+	return nil
+}
+
+// checkReport refuses a report file that could not be written at the end of the run,
+// before the run deletes anything: it is written to a temporary file beside it and
+// renamed, so its directory must take a new file.
+func checkReport(_ Config, v any) error {
+	path := v.(string)
+	if path == "" {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%q is a directory", path)
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%q: directory %s does not exist", path, dir)
+	case err != nil:
+		return fmt.Errorf("%q: %w", path, err)
+	case !st.IsDir():
+		return fmt.Errorf("%q: %s is not a directory", path, dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check-*")
+	if err != nil {
+		return fmt.Errorf("%q cannot be written: %w", path, errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+func checkDockerConfig(_ Config, v any) error {
+	path := v.(string)
+	if path == "" {
+		return nil
+	}
+	if st, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%q: %w", path, errors.Unwrap(err))
+	} else if st.IsDir() {
+		return fmt.Errorf("%q is a directory", path)
+	}
+	return nil
+}
+
+func checkAuthHosts(_ Config, v any) error {
+	var errs []error
+	for _, h := range v.([]string) {
+		errs = append(errs, checkHost(h))
+	}
+	return errors.Join(errs...)
+}
+
+func checkDeleteAPI(c Config, v any) error {
+	switch api := v.(string); api {
+	case DeleteAPIV2, "": // "" is the default, v2
+	case DeleteAPIQuayV1:
+		if c.Token == "" {
+			return errors.New("quay-v1 needs --token (QUAY_OAUTH_TOKEN)")
+		}
+	default:
+		return fmt.Errorf("%q is not v2 or quay-v1", api)
+	}
+	return nil
+}
+
+func checkAliases(_ Config, v any) error {
+	var errs []error
+	for _, a := range v.([]string) {
+		if _, err := preserve.ParseAlias(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkListenAddr accepts host:port or :port; empty (do not serve) is fine.
+func checkListenAddr(_ Config, v any) error {
+	addr := v.(string)
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port or :port", addr)
+	}
+	return nil
+}
+
+func checkSimAdmin(c Config, v any) error {
+	if !v.(bool) {
+		return nil
+	}
+	if host, _, err := net.SplitHostPort(c.Sim.Addr); err == nil && !loopback(host) {
+		return fmt.Errorf("the admin endpoint is for loopback only; %s %q is not a loopback address", c.source("addr"), c.Sim.Addr)
+	}
+	return nil
+}
+
+// checkRule checks one policy key with the policy package itself, so the rules are
+// checked in one place: the key is compiled on its own over the defaults, so every
+// problem is reported against the key that caused it.
+func checkRule(apply func(p *proto.Policy, c Config)) func(Config, any) error {
+	return func(c Config, _ any) error {
+		p := policy.Defaults()
+		p.Cutoff = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // any cutoff: only the rules are checked here
+		apply(&p, c)
+		if _, err := policy.New(p); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "policy: ")
+			return errors.New(strings.ReplaceAll(msg, "\n", "; "))
+		}
+		return nil
+	}
 }
 
 // checkHost accepts host or host:port, and says what is wrong with anything else.

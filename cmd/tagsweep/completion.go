@@ -54,7 +54,7 @@ func completeRunIDs(name string) cobra.CompletionFunc {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		cfg, err := config.Load(name, cmd.Flags())
+		cfg, err := config.Decode(name, cmd.Flags())
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,6 +77,25 @@ func TestConfigErrorRunsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(entries) != 0 {
+		t.Errorf("data dir holds %d entries, want none: the run must not have started", len(entries))
+	}
+}
+
+// TestReportCheckedFirst: a report that could not be written at the end is refused before
+// the run starts, not found after it deleted tags.
+func TestReportCheckedFirst(t *testing.T) {
+	clearEnv(t)
+	dataDir := t.TempDir()
+	report := filepath.Join(t.TempDir(), "missing", "report.json")
+	code, out, errOut := execute(t, t.Context(), "run", "--demo", "--demo-tags", "10", "--confirm",
+		"--data-dir", dataDir, "--report", report)
+	if code != exitError || !strings.Contains(errOut, "--report: "+strconv.Quote(report)+": directory") {
+		t.Errorf("run with a report in a missing directory = %d, %q; want 1 and --report named", code, errOut)
+	}
+	if out != "" {
+		t.Errorf("stdout = %q, want nothing (nothing ran)", out)
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
 		t.Errorf("data dir holds %d entries, want none: the run must not have started", len(entries))
 	}
 }

@@ -64,9 +64,6 @@ func (a *app) setup(cmd *cobra.Command, name string) (config.Config, *slog.Logge
 	if err != nil {
 		return config.Config{}, nil, withCode(exitError, &configError{err})
 	}
-	if err := cfg.Validate(); err != nil {
-		return config.Config{}, nil, withCode(exitError, &configError{err})
-	}
 	log := newLogger(a.stderr, cfg.LogFormat, cfg.LogLevel)
 	log.Debug("configuration", "config", cfg)
 	return cfg, log, nil

@@ -33,13 +33,13 @@ const demoRepository = "openshift/ci"
 // --log-level debug only (their warnings and errors always show).
 func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
 	host, plainHTTP := cfg.Registry, cfg.PlainHTTP
-	if cfg.Demo {
+	if cfg.Demo.Enabled {
 		if len(cfg.Repositories) == 0 {
 			cfg.Repositories = []string{demoRepository}
 		}
 		srv, err := startSim(ctx, "127.0.0.1:0", simNamespace{
-			repos: cfg.Repositories, tags: cfg.DemoTags, days: cfg.DemoDays, seed: 1,
-			end: time.Now(), latency: cfg.DemoLatency,
+			repos: cfg.Repositories, tags: cfg.Demo.Tags, days: cfg.Demo.Days, seed: 1,
+			end: time.Now(), latency: cfg.Demo.Latency,
 		}, nil)
 		if err != nil {
 			return err
@@ -48,7 +48,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		host, plainHTTP = srv.Addr(), true
 		cfg.Registry, cfg.PlainHTTP = host, true // workers only talk to this registry, as the run does
 		fmt.Fprintf(w, "Demo: simulated registry at %s with %d tags in %v (%d days, %s latency per request)\n",
-			host, cfg.DemoTags, cfg.Repositories, cfg.DemoDays, cfg.DemoLatency)
+			host, cfg.Demo.Tags, cfg.Repositories, cfg.Demo.Days, cfg.Demo.Latency)
 	}
 
 	var natsLog *slog.Logger

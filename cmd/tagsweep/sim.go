@@ -40,12 +40,12 @@ func startSim(ctx context.Context, addr string, ns simNamespace, log *slog.Logge
 
 // runSim serves a simulated registry until ctx ends.
 func runSim(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
-	if cfg.SimAdmin {
+	if cfg.Sim.Admin {
 		return runSimAdmin(ctx, w, log, cfg)
 	}
-	srv, err := startSim(ctx, cfg.SimAddr, simNamespace{
-		repos: cfg.Repositories, tags: cfg.SimTags, days: cfg.SimDays,
-		seed: uint64(cfg.SimSeed), end: time.Now(), latency: cfg.SimLatency,
+	srv, err := startSim(ctx, cfg.Sim.Addr, simNamespace{
+		repos: cfg.Repositories, tags: cfg.Sim.Tags, days: cfg.Sim.Days,
+		seed: uint64(cfg.Sim.Seed), end: time.Now(), latency: cfg.Sim.Latency,
 	}, log)
 	if err != nil {
 		return err
@@ -54,7 +54,7 @@ func runSim(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		fmt.Fprintf(w, "serving %s/%s with %d tags\n", srv.Addr(), repo, srv.Len(repo))
 	}
 	fmt.Fprintf(w, "try: tagsweep run --registry %s --plain-http --repository %s\n", srv.Addr(), cfg.Repositories[0])
-	log.Info("simulated registry serving", "addr", srv.Addr(), "latency", cfg.SimLatency)
+	log.Info("simulated registry serving", "addr", srv.Addr(), "latency", cfg.Sim.Latency)
 	<-ctx.Done()
 	log.Info("simulated registry stopping")
 	return srv.Close()

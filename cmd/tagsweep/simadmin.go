@@ -175,19 +175,19 @@ func loopbackIP(host string) bool {
 // until ctx ends. The namespace is generated as without --admin, unless --tags is 0: then the
 // repositories start empty and a test loads them through the endpoint.
 func runSimAdmin(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config) error {
-	reg := sim.New(sim.Config{Latency: cfg.SimLatency, Logger: log})
+	reg := sim.New(sim.Config{Latency: cfg.Sim.Latency, Logger: log})
 	for i, repo := range cfg.Repositories {
 		var tags []string
-		if cfg.SimTags > 0 {
-			tags = sim.Generate(sim.GenConfig{Seed: uint64(cfg.SimSeed) + uint64(i), Tags: cfg.SimTags, Days: cfg.SimDays, End: time.Now()})
+		if cfg.Sim.Tags > 0 {
+			tags = sim.Generate(sim.GenConfig{Seed: uint64(cfg.Sim.Seed) + uint64(i), Tags: cfg.Sim.Tags, Days: cfg.Sim.Days, End: time.Now()})
 		}
 		if err := reg.AddTags(repo, "", tags...); err != nil {
 			return fmt.Errorf("loading simulated repository %s: %w", repo, err)
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.SimAddr)
+	ln, err := net.Listen("tcp", cfg.Sim.Addr)
 	if err != nil {
-		return fmt.Errorf("listen for simulated registry on %s: %w", cfg.SimAddr, err)
+		return fmt.Errorf("listen for simulated registry on %s: %w", cfg.Sim.Addr, err)
 	}
 	srv := &http.Server{Handler: &simAdmin{reg: reg, lists: make(map[string][]simList)}, ReadHeaderTimeout: 10 * time.Second}
 	addr := ln.Addr().String()
@@ -195,7 +195,7 @@ func runSimAdmin(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.
 		fmt.Fprintf(w, "serving %s/%s with %d tags\n", addr, repo, reg.Len(repo))
 	}
 	fmt.Fprintf(w, "admin endpoint: http://%s%s\n", addr, simAdminPrefix)
-	log.Info("simulated registry serving", "addr", addr, "latency", cfg.SimLatency, "admin", true)
+	log.Info("simulated registry serving", "addr", addr, "latency", cfg.Sim.Latency, "admin", true)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
