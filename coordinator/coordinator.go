@@ -106,6 +106,12 @@ type Status struct {
 	Pending, Running int
 	// LastProgress is the newest claim or checkpoint of any shard; zero = none yet.
 	LastProgress time.Time
+	// Prune counts the prune shards alone, without the release-payload shards (a family
+	// shard and a preserve shard per payload), which are few and quick; PruneStarted is
+	// when the first prune shard was claimed, zero = none yet. A progress display paces
+	// its ETA by them.
+	Prune        proto.ShardTotals
+	PruneStarted time.Time
 	// Final is true for the one status sent after the run's summary was written.
 	Final bool
 }
@@ -859,6 +865,19 @@ func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, f
 		}
 		if sh.Heartbeat.After(s.LastProgress) {
 			s.LastProgress = sh.Heartbeat
+		}
+		if sh.Kind != proto.KindPrune {
+			continue
+		}
+		s.Prune.Total++
+		switch sh.State {
+		case proto.StateDone:
+			s.Prune.Done++
+		case proto.StateFailed:
+			s.Prune.Failed++
+		}
+		if !sh.StartedAt.IsZero() && (s.PruneStarted.IsZero() || sh.StartedAt.Before(s.PruneStarted)) {
+			s.PruneStarted = sh.StartedAt
 		}
 	}
 	c.cfg.Observer.RunStatus(s)

@@ -53,7 +53,7 @@ func (p *progress) RunStatus(s coordinator.Status) {
 		return
 	}
 	now := p.now()
-	v := viewOf(s, p.rate.add(now, s.Report.Tags.Scanned))
+	v := viewOf(s, p.rate.add(now, s.Report.Tags.Scanned), now)
 	if s.Final {
 		// The summary follows on stdout: take the line away rather than leave it half-drawn.
 		p.stopLocked()
@@ -95,19 +95,23 @@ type progressView struct {
 	ETA                  time.Duration // <0 = not known yet
 }
 
-// viewOf is the view of a status, with the recent tags/s rate.
-func viewOf(s coordinator.Status, rate float64) progressView {
+// viewOf is the view of a status at now, with the recent tags/s rate.
+func viewOf(s coordinator.Status, rate float64, now time.Time) progressView {
 	r := s.Report
 	v := progressView{
 		Shards: r.Shards.Total, Done: r.Shards.Done, Failed: r.Shards.Failed,
 		Scanned: r.Tags.Scanned, Deleted: r.Tags.Deleted, Eligible: r.Tags.Eligible,
 		DryRun: r.DryRun, Rate: rate, ETA: -1,
 	}
-	// The ETA is the pace of finished shards so far, over the shards left. Shards differ in
-	// size (tags cluster in time), so it is rough; it is shown once a shard has finished.
-	if finished, left := v.Done+v.Failed, v.Shards-v.Done-v.Failed; finished > 0 && r.DurationSeconds > 0 {
-		perShard := r.DurationSeconds / float64(finished)
-		v.ETA = time.Duration(perShard * float64(left) * float64(time.Second)).Round(time.Second)
+	// The ETA is the pace of the prune shards finished since the first was claimed, over
+	// the prune shards left. The release-payload shards are left out: they finish in an
+	// instant at the start and would make the first ETA far too short. Shards differ in
+	// size (tags cluster in time), so it is rough; it is shown once a prune shard has
+	// finished.
+	p := s.Prune
+	if finished, elapsed := p.Done+p.Failed, now.Sub(s.PruneStarted); finished > 0 && !s.PruneStarted.IsZero() && elapsed > 0 {
+		left := p.Total - finished
+		v.ETA = time.Duration(float64(elapsed) / float64(finished) * float64(left)).Round(time.Second)
 	}
 	return v
 }

@@ -106,13 +106,51 @@ func TestRateMeter(t *testing.T) {
 	}
 }
 
+// progressT0 is the clock of the progress tests at their first status; the run's first
+// prune shard was claimed a second before.
+var progressT0 = time.Unix(1_800_000_000, 0)
+
+// status is a run of prune shards alone.
 func status(total, done, failed int, scanned int64, elapsed time.Duration) coordinator.Status {
+	shards := proto.ShardTotals{Total: total, Done: done, Failed: failed}
 	return coordinator.Status{Report: proto.Report{
 		RunID:           "r1",
-		Shards:          proto.ShardTotals{Total: total, Done: done, Failed: failed},
+		Shards:          shards,
 		Tags:            proto.Counters{Scanned: scanned, Eligible: scanned / 2, Deleted: scanned / 2},
 		DurationSeconds: elapsed.Seconds(),
-	}, Pending: total - done - failed}
+	}, Pending: total - done - failed, Prune: shards, PruneStarted: progressT0.Add(-time.Second)}
+}
+
+// TestETAPacedByPruneShards: the release-payload shards, done in an instant at the start,
+// give no ETA; the first ETA comes from the first prune shard finished, paced from the
+// first prune shard's claim.
+func TestETAPacedByPruneShards(t *testing.T) {
+	claimed := progressT0
+	tests := []struct {
+		name string
+		s    coordinator.Status
+		now  time.Time
+		want time.Duration // -1 = not shown
+	}{
+		{name: "nothing claimed", s: coordinator.Status{Prune: proto.ShardTotals{Total: 10}}, now: claimed, want: -1},
+		{name: "payload shards done, no prune shard finished",
+			s: coordinator.Status{Report: proto.Report{Shards: proto.ShardTotals{Total: 12, Done: 2}, DurationSeconds: 1},
+				Prune: proto.ShardTotals{Total: 10}, PruneStarted: claimed},
+			now: claimed.Add(time.Second), want: -1},
+		{name: "first prune shard finished",
+			s: coordinator.Status{Report: proto.Report{Shards: proto.ShardTotals{Total: 12, Done: 3}, DurationSeconds: 41},
+				Prune: proto.ShardTotals{Total: 10, Done: 1}, PruneStarted: claimed},
+			now: claimed.Add(40 * time.Second), want: 9 * 40 * time.Second},
+		{name: "half the prune shards finished",
+			s: coordinator.Status{Report: proto.Report{Shards: proto.ShardTotals{Total: 12, Done: 6, Failed: 1}, DurationSeconds: 101},
+				Prune: proto.ShardTotals{Total: 10, Done: 4, Failed: 1}, PruneStarted: claimed},
+			now: claimed.Add(100 * time.Second), want: 100 * time.Second},
+	}
+	for _, tc := range tests {
+		if got := viewOf(tc.s, -1, tc.now).ETA; got != tc.want {
+			t.Errorf("%s: ETA = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 // Without a terminal, progress is a "progress" log line: the first status at once, then one
@@ -120,7 +158,7 @@ func status(total, done, failed int, scanned int64, elapsed time.Duration) coord
 func TestProgressLogLines(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	t0 := time.Unix(1_800_000_000, 0)
+	t0 := progressT0
 	now := t0
 	p := newProgress(nil, log)
 	p.now = func() time.Time { return now }
@@ -183,7 +221,7 @@ func TestProgressLiveLine(t *testing.T) {
 			return a
 		}}))
 	p := newProgress(live, log)
-	t0 := time.Unix(1_800_000_000, 0)
+	t0 := progressT0
 	now := t0
 	p.now = func() time.Time { return now }
 
