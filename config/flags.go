@@ -51,6 +51,8 @@ type Flag struct {
 	Default  any            // typed: string, []string, int, int64, float64, bool, time.Duration
 	Defaults map[string]any // per-command defaults that differ from Default
 	Usage    string         // one line; a `word` in back quotes names the value in --help
+	// Usages are per-command usage lines that differ from Usage.
+	Usages map[string]string
 	// Env are the environment variables read for this key, in precedence order.
 	// The first is always TAGSWEEP_<NAME>; others are the existing pruner's names.
 	Env []string
@@ -88,6 +90,14 @@ func (f Flag) DefaultFor(cmd string) any {
 		return d
 	}
 	return f.Default
+}
+
+// UsageFor is the flag's usage line for cmd.
+func (f Flag) UsageFor(cmd string) string {
+	if u, ok := f.Usages[cmd]; ok {
+		return u
+	}
+	return f.Usage
 }
 
 // DefaultString renders the default for cmd as a user would type it ("5", "false",
@@ -179,7 +189,8 @@ func Flags() []Flag {
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
 			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
-			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)"},
+			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)",
+			Usages:   map[string]string{CmdSim: "repository `ns/name` to serve, each with its own generated namespace; repeat the flag for several (comma-separated in the environment)"}},
 		{Name: "ttl-days", field: func(c *Config) any { return &c.TTLDays }, check: atLeast(-1),
 			Kind: KindInt, Default: 5, Commands: allPruning,
 			Usage: "prune tags whose name is dated more than `N`×24h before the run start; -1 = every prune tag dated before the run start"},
@@ -236,7 +247,7 @@ func Flags() []Flag {
 		{Name: "token", field: func(c *Config) any { return &c.Token },
 			Kind: KindString, Commands: allRegistry, Secret: true,
 			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
-			Usage: "Quay OAuth `token` sent as a bearer token; never logged (prefer the environment to the command line)"},
+			Usage: "Quay OAuth `token`, sent to the registry as the password of the user $oauthtoken; never logged (prefer the environment to the command line)"},
 		{Name: "auth-host", field: func(c *Config) any { return &c.AuthHosts }, check: checkAuthHosts,
 			Kind: KindStrings, EnvSep: ",", Commands: allRegistry,
 			Usage: "`host[:port]` of a token realm other than the registry's own that may receive the registry's credentials " +
@@ -349,7 +360,7 @@ func Register(cmd string, fs *pflag.FlagSet) {
 		if !f.For(cmd) {
 			continue
 		}
-		usage := f.Usage + " " + f.HelpSuffix(cmd)
+		usage := f.UsageFor(cmd) + " " + f.HelpSuffix(cmd)
 		switch f.Kind {
 		case KindString:
 			fs.String(f.Name, "", usage)

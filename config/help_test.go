@@ -1,6 +1,11 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
 
 func TestHelpSuffix(t *testing.T) {
 	tests := []struct {
@@ -27,5 +32,21 @@ func TestHelpSuffix(t *testing.T) {
 		if got := f.HelpSuffix(tc.cmd); got != tc.want {
 			t.Errorf("%s.HelpSuffix(%s) = %q, want %q", tc.flag, tc.cmd, got, tc.want)
 		}
+	}
+}
+
+// TestUsagePerCommand: sim serves the repositories it is given; it prunes nothing.
+func TestUsagePerCommand(t *testing.T) {
+	f, _ := Lookup("repository")
+	if got := f.UsageFor(CmdSim); !strings.Contains(got, "to serve") || strings.Contains(got, "prune") {
+		t.Errorf("sim --repository usage = %q, want what sim does with it", got)
+	}
+	if got := f.UsageFor(CmdRun); !strings.Contains(got, "to prune") {
+		t.Errorf("run --repository usage = %q, want the repository to prune", got)
+	}
+	fs := pflag.NewFlagSet(CmdSim, pflag.ContinueOnError)
+	Register(CmdSim, fs)
+	if u := fs.Lookup("repository").Usage; !strings.Contains(u, "to serve") {
+		t.Errorf("sim --help for --repository = %q, want the sim's own usage", u)
 	}
 }

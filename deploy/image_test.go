@@ -77,14 +77,26 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%d go build instructions, want 1", len(builds))
 	}
 	all := strings.Join(dockerfile(t), "\n")
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=${VERSION}", "./cmd/tagsweep", "GOTOOLCHAIN=local"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=${VERSION}", "-X main.revision=${REVISION}",
+		"./cmd/tagsweep", "GOTOOLCHAIN=local"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("Dockerfile lacks %s", want)
 		}
 	}
 	// -X main.version only works if package main has a string variable version.
-	if !hasStringVar(t, filepath.Join("..", "cmd", "tagsweep"), "main", "version") {
-		t.Errorf("cmd/tagsweep has no package-level `var version string` for -X main.version")
+	for _, v := range []string{"version", "revision"} {
+		if !hasStringVar(t, filepath.Join("..", "cmd", "tagsweep"), "main", v) {
+			t.Errorf("cmd/tagsweep has no package-level `var %s string` for -X main.%s", v, v)
+		}
+	}
+	// The OCI labels of the final stage, from build arguments declared in that stage (an
+	// ARG of the builder stage is empty there).
+	final := all[strings.LastIndex(all, "\nFROM "):]
+	for _, want := range []string{"ARG VERSION", "ARG REVISION", `org.opencontainers.image.source="${SOURCE}"`,
+		`org.opencontainers.image.version="${VERSION}"`, `org.opencontainers.image.revision="${REVISION}"`} {
+		if !strings.Contains(final, want) {
+			t.Errorf("the final stage of the Dockerfile lacks %s", want)
+		}
 	}
 }
 

@@ -126,6 +126,15 @@ func newSimCmd(a *app) *cobra.Command {
 	return a.configured(&cobra.Command{
 		Use:   "sim",
 		Short: "Serve a simulated registry with a generated namespace until interrupted",
+		Long: `sim serves a simulated container registry on --addr until interrupted: the OCI
+distribution API as Quay answers it (tags/list pages capped at 100 with Link headers,
+DELETE by tag), holding in each --repository a generated namespace of --tags tags whose
+YYYYMMDDHHMMSS_prune_ timestamps span the --days ending now, with floating tags, strays
+and release payloads among them, the same for the same --seed. --latency is added to
+every request. Point run, coordinator or a worker at it with --plain-http to try tagsweep
+without a real registry; it deletes nothing but its own tags, which it keeps in memory.
+With --admin it also serves /_sim/ to loopback clients, for tests: its tags, the
+deletions and list requests it saw, counters, loading tags and injecting faults.`,
 		Example: `  tagsweep sim --addr 127.0.0.1:5000 --repository openshift/ci --tags 200000 --days 30 --latency 20ms --seed 1
   tagsweep run --registry 127.0.0.1:5000 --plain-http --repository openshift/ci`,
 		Args: cobra.NoArgs,

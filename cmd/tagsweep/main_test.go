@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,6 +48,10 @@ func TestVersion(t *testing.T) {
 	code, out, errOut := execute(t, t.Context(), "version")
 	if code != 0 || !strings.HasPrefix(out, "tagsweep ") || errOut != "" {
 		t.Errorf("tagsweep version = %d, %q, %q; want 0, \"tagsweep …\", \"\"", code, out, errOut)
+	}
+	code, flagOut, errOut := execute(t, t.Context(), "--version")
+	if code != 0 || flagOut != out || errOut != "" {
+		t.Errorf("tagsweep --version = %d, %q, %q; want 0 and what tagsweep version prints, %q", code, flagOut, errOut, out)
 	}
 }
 
@@ -181,8 +186,11 @@ func TestNewLogger(t *testing.T) {
 		var buf bytes.Buffer
 		log := newLogger(&buf, tc.format, tc.level)
 		log.Debug("d")
-		log.Warn("w", "run", "r1")
+		log.Warn("w", "run", "r1", "latency", 20*time.Millisecond, slog.Group("g", "wait", 90*time.Second))
 		out := buf.String()
+		if !strings.Contains(out, "20ms") || !strings.Contains(out, "1m30s") || strings.Contains(out, "20000000") {
+			t.Errorf("newLogger(%s, %s) wrote %q, want durations as text (20ms, 1m30s)", tc.format, tc.level, out)
+		}
 		if !strings.HasPrefix(out, tc.wantPrefix) || !strings.Contains(out, "r1") {
 			t.Errorf("newLogger(%s, %s) wrote %q, want lines starting %q", tc.format, tc.level, out, tc.wantPrefix)
 		}

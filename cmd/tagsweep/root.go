@@ -42,7 +42,9 @@ which wins over the file. Runs are dry runs unless --confirm is given.
 Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the run stopped.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(version), // --version prints what the version command prints
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(a.stderr)
 	root.AddCommand(
@@ -76,7 +78,7 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	if format == "auto" {
 		format = "json"
 		if isTerminal(w) {
@@ -87,6 +89,15 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationString logs a duration as text ("20ms", "1m30s"), which both handlers would
+// otherwise write as integer nanoseconds in JSON.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // isTerminal reports whether w is a character device (a terminal).

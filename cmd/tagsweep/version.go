@@ -13,6 +13,11 @@ import (
 // Empty means: from the module's build information.
 var version string
 
+// revision is the commit built, set at build time (-X main.revision=...) where the build
+// has no .git to read it from, as in the container image. Empty means: from the build
+// information.
+var revision string
+
 func newVersionCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -26,7 +31,16 @@ func newVersionCmd(a *app) *cobra.Command {
 
 // printVersion prints "tagsweep <version> (<commit>, <go version>)".
 func printVersion(w io.Writer, v string) error {
-	commit := ""
+	_, err := fmt.Fprintln(w, versionLine(v))
+	return err
+}
+
+// versionLine is "tagsweep <version> (<commit>, <go version>)".
+func versionLine(v string) string {
+	commit := revision
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if v == "" {
 			v = info.Main.Version
@@ -34,12 +48,15 @@ func printVersion(w io.Writer, v string) error {
 		for _, s := range info.Settings {
 			switch s.Key {
 			case "vcs.revision":
+				if revision != "" {
+					continue
+				}
 				commit = s.Value
 				if len(commit) > 12 {
 					commit = commit[:12]
 				}
 			case "vcs.modified":
-				if s.Value == "true" && commit != "" {
+				if s.Value == "true" && commit != "" && revision == "" {
 					commit += "-dirty"
 				}
 			}
@@ -52,6 +69,5 @@ func printVersion(w io.Writer, v string) error {
 	if commit != "" {
 		extra = "commit " + commit + ", " + extra
 	}
-	_, err := fmt.Fprintf(w, "tagsweep %s (%s)\n", v, extra)
-	return err
+	return fmt.Sprintf("tagsweep %s (%s)", v, extra)
 }
