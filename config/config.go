@@ -7,6 +7,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,7 @@ type Config struct {
 	PlainHTTP    bool
 	Report       string
 	Output       string
+	OutputFile   string
 	RunID        string
 	ShardBy      string
 	PruneRegex   string
@@ -68,6 +70,7 @@ type Config struct {
 	// Sim is the simulated registry of the sim command.
 	Sim Sim
 
+	States     []string
 	StaleAfter time.Duration
 }
 
@@ -190,3 +193,27 @@ func (c Config) Format(f fmt.State, verb rune) {
 
 // MarshalJSON implements json.Marshaler with the redacted configuration.
 func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(plain(c.Redacted())) }
+
+// AuditOutput is where and how `audit` writes its export: the format (jsonl or csv) and the
+// file ("" = stdout). --output once took the file; a value of --output that is not a format is
+// still read as the file, and deprecated says so, for a warning.
+func (c Config) AuditOutput() (format, file string, deprecated bool) {
+	switch c.Output {
+	case "", OutputJSONL, OutputCSV:
+		return cmp.Or(c.Output, OutputJSONL), c.OutputFile, false
+	}
+	return OutputJSONL, c.Output, true
+}
+
+// StateList is --state with comma-separated items split.
+func (c Config) StateList() []string {
+	var out []string
+	for _, s := range c.States {
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}

@@ -17,8 +17,12 @@ func Markdown() string {
 		for i, e := range f.Env {
 			env[i] = "`" + e + "`"
 		}
-		fmt.Fprintf(&b, "| `--%s` | %s | %s | %s | %s |\n",
-			f.Name, strings.Join(env, ", "), markdownDefault(f), strings.Join(f.Commands, ", "), markdownUsage(f))
+		name := "`--" + f.Name + "`"
+		if f.Short != "" {
+			name += ", `-" + f.Short + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n",
+			name, strings.Join(env, ", "), markdownDefault(f), strings.Join(f.Commands, ", "), markdownUsage(f))
 	}
 	return b.String()
 }

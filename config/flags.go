@@ -47,6 +47,7 @@ const EnvPrefix = "TAGSWEEP_"
 // replaced by '_' and prefixed with TAGSWEEP_, the environment variable.
 type Flag struct {
 	Name     string
+	Short    string // one-letter shorthand (-o), if any
 	Kind     Kind
 	Default  any            // typed: string, []string, int, int64, float64, bool, time.Duration
 	Defaults map[string]any // per-command defaults that differ from Default
@@ -156,6 +157,15 @@ var (
 	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
 )
 
+// Output formats (--output).
+const (
+	OutputTable = "table" // status: a table that fits 120 columns
+	OutputWide  = "wide"  // status: every column, nothing cut short
+	OutputJSON  = "json"  // status: one JSON document (docs/operations.md)
+	OutputJSONL = "jsonl" // audit: one JSON object per line
+	OutputCSV   = "csv"   // audit: comma-separated values with a header line
+)
+
 // Default values that other code and the docs refer to.
 const (
 	DefaultNATSURL    = "nats://127.0.0.1:4222"
@@ -207,9 +217,17 @@ func Flags() []Flag {
 		{Name: "report", field: func(c *Config) any { return &c.Report }, check: checkReport,
 			Kind: KindString, Commands: allPruning,
 			Usage: "write the run's JSON report to this `file` at the end"},
-		{Name: "output", field: func(c *Config) any { return &c.Output },
+		{Name: "output", Short: "o", field: func(c *Config) any { return &c.Output }, check: checkOutput,
+			Kind: KindString, Commands: []string{CmdStatus, CmdAudit},
+			Defaults: map[string]any{CmdStatus: OutputTable, CmdAudit: OutputJSONL},
+			Usage:    "output `format`",
+			Usages: map[string]string{
+				CmdStatus: "output `format`: table (fits 120 columns), wide (every column in full) or json (docs/operations.md)",
+				CmdAudit:  "output `format`: jsonl (one JSON object per line) or csv (with a header line); a file name here is read as --output-file (deprecated)",
+			}},
+		{Name: "output-file", field: func(c *Config) any { return &c.OutputFile },
 			Kind: KindString, Commands: []string{CmdAudit},
-			Usage: "write the JSON lines to this `file` (replaced only once the export is complete) instead of stdout"},
+			Usage: "write the export to this `file` (replaced only once the export is complete) instead of stdout"},
 		{Name: "run-id", field: func(c *Config) any { return &c.RunID }, check: checkRunID,
 			Kind: KindString, Commands: allPruning,
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors); empty = generated"},
@@ -329,6 +347,10 @@ func Flags() []Flag {
 			Usage: "also serve /_sim/ to loopback clients: the tags, deletions, list requests and counters, tag loading and fault injection (for tests)"},
 
 		// status.
+		{Name: "state", field: func(c *Config) any { return &c.States }, check: checkStates,
+			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdStatus},
+			Usage: "show only runs in this `state` (running, done, failed, stopped, refused, abandoned), or with RUN only its " +
+				"shards in this state (pending, running, done, failed); repeat or comma-separate for several"},
 		{Name: "stale-after", field: func(c *Config) any { return &c.StaleAfter }, check: atLeast(time.Duration(0)),
 			Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
 			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = twice --ack-wait"},
@@ -363,20 +385,20 @@ func Register(cmd string, fs *pflag.FlagSet) {
 		usage := f.UsageFor(cmd) + " " + f.HelpSuffix(cmd)
 		switch f.Kind {
 		case KindString:
-			fs.String(f.Name, "", usage)
+			fs.StringP(f.Name, f.Short, "", usage)
 		case KindStrings:
 			// StringArray: one value per flag, so a regexp may contain a comma.
-			fs.StringArray(f.Name, nil, usage)
+			fs.StringArrayP(f.Name, f.Short, nil, usage)
 		case KindInt:
-			fs.Int(f.Name, 0, usage)
+			fs.IntP(f.Name, f.Short, 0, usage)
 		case KindInt64:
-			fs.Int64(f.Name, 0, usage)
+			fs.Int64P(f.Name, f.Short, 0, usage)
 		case KindFloat:
-			fs.Float64(f.Name, 0, usage)
+			fs.Float64P(f.Name, f.Short, 0, usage)
 		case KindBool:
-			fs.Bool(f.Name, false, usage)
+			fs.BoolP(f.Name, f.Short, false, usage)
 		case KindDuration:
-			fs.Duration(f.Name, 0, usage)
+			fs.DurationP(f.Name, f.Short, 0, usage)
 		default:
 			panic(fmt.Sprintf("config: flag %s has unknown kind %q", f.Name, f.Kind))
 		}

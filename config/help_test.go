@@ -22,7 +22,9 @@ func TestHelpSuffix(t *testing.T) {
 		{"http-addr", CmdRun, "(env TAGSWEEP_HTTP_ADDR)"}, // per-command default: empty
 		{"repository", CmdSim, "(env TAGSWEEP_REPOSITORY, default openshift/ci)"},
 		{"docker-config", CmdRun, "(env TAGSWEEP_DOCKER_CONFIG or QUAY_DOCKERCONFIGJSON_PATH)"},
-		{"output", CmdAudit, "(env TAGSWEEP_OUTPUT)"},
+		{"output", CmdAudit, "(env TAGSWEEP_OUTPUT, default jsonl)"},
+		{"output", CmdStatus, "(env TAGSWEEP_OUTPUT, default table)"},
+		{"output-file", CmdAudit, "(env TAGSWEEP_OUTPUT_FILE)"},
 	}
 	for _, tc := range tests {
 		f, ok := Lookup(tc.flag)

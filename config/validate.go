@@ -363,3 +363,35 @@ func loopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// checkOutput checks --output for the command: a status format, or an audit format (or, the
+// deprecated spelling, the audit file when --output-file is not given too).
+func checkOutput(c Config, v any) error {
+	out := v.(string)
+	switch c.Command {
+	case CmdStatus:
+		if !slices.Contains([]string{"", OutputTable, OutputWide, OutputJSON}, out) {
+			return fmt.Errorf("%q is not table, wide or json", out)
+		}
+	case CmdAudit:
+		if _, file, deprecated := c.AuditOutput(); deprecated && c.OutputFile != "" {
+			return fmt.Errorf("%q is not jsonl or csv (the file goes in --output-file, which is %q)", file, c.OutputFile)
+		}
+	}
+	return nil
+}
+
+// checkStates checks that every --state item names a run or shard state.
+func checkStates(c Config, _ any) error {
+	states := []string{string(proto.StatePending)} // the one shard state that is no run state
+	for _, s := range proto.RunStates {
+		states = append(states, string(s))
+	}
+	var errs []error
+	for _, s := range c.StateList() {
+		if !slices.Contains(states, s) {
+			errs = append(errs, fmt.Errorf("%q is not one of %s", s, strings.Join(states, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -39,6 +39,11 @@ import (
 // any other error means the run could not be carried out (exit 1).
 var ErrShardsFailed = errors.New("run finished with failed shards")
 
+// ErrStopped: an operator stopped the run (ledger.RequestStop); its unfinished shards were
+// handed back with their checkpoints, and resuming the run continues them. The CLI maps it to
+// exit code 2, as ErrShardsFailed.
+var ErrStopped = errors.New("run stopped")
+
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultPollInterval = 5 * time.Second
@@ -184,7 +189,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 	if err != nil {
 		return proto.Report{}, fmt.Errorf("coordinator: %w", err)
 	}
-	run, err := c.attach(ctx, l)
+	run, isNew, err := c.attach(ctx, l)
 	if err != nil {
 		return proto.Report{}, err
 	}
@@ -193,26 +198,36 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		return proto.Report{}, fmt.Errorf("run %s: %w", run.RunID, err)
 	}
 	log := c.log
-	resume := false
-	if run.State == proto.RunFailed {
-		if resume, err = c.resumable(ctx, l, run); err != nil {
-			return proto.Report{}, err
+	if !isNew {
+		resume := run.State != proto.RunDone
+		if run.State == proto.RunFailed {
+			if resume, err = c.resumable(ctx, l, run); err != nil {
+				return proto.Report{}, err
+			}
+			c.capped = !resume
 		}
-		c.capped = !resume
-	}
-	if run.State != proto.RunRunning && !resume { // re-attached to a finished run: report it again
-		shards, err := l.Shards(ctx, run.RunID)
-		if err != nil {
-			return proto.Report{}, err
+		if !resume { // re-attached to a finished run: report it again
+			shards, err := l.Shards(ctx, run.RunID)
+			if err != nil {
+				return proto.Report{}, err
+			}
+			c.observe(run, shards, run.FinishedAt)
+			return c.report(run, shards, run.FinishedAt), outcome(run)
 		}
-		c.observe(run, shards, run.FinishedAt)
-		return c.report(run, shards, run.FinishedAt), outcome(run)
 	}
 
 	leaseCtx, stopLeases := context.WithCancel(ctx)
 	leaseErr, leasesDone, err := c.takeLeases(leaseCtx, l, run)
 	if err != nil {
 		stopLeases()
+		if isNew && errors.Is(err, ledger.ErrLeaseHeld) {
+			// Recorded, so that status says what became of the run.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
+			if rerr := l.CreateRefused(rctx, run, err); rerr != nil {
+				log.Warn("recording the run as refused", slog.Any("err", rerr))
+			}
+			cancel()
+		}
 		return proto.Report{}, err
 	}
 	keepLeases := true // on interruption the leases stay until they expire: shards may still run
@@ -223,11 +238,14 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 			c.releaseLeases(l, run)
 		}
 	}()
-	if resume {
-		if run, err = c.reopen(ctx, l, run); err != nil {
-			keepLeases = ctx.Err() != nil
-			return proto.Report{}, err
-		}
+	if isNew {
+		run, err = c.create(ctx, l, run)
+	} else {
+		run, err = c.reopen(ctx, l, run)
+	}
+	if err != nil {
+		keepLeases = ctx.Err() != nil
+		return proto.Report{}, err
 	}
 
 	log.Info("planning", slog.Any("repositories", run.Repositories), slog.Time("cutoff", rules.Cutoff()),
@@ -241,6 +259,15 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		return proto.Report{}, err
 	}
 	shards, err := c.track(ctx, l, run, rules.CutoffKey(), leaseErr)
+	if errors.Is(err, errStopRequested) {
+		keepLeases = false
+		final := c.stopped(l, run)
+		rep := c.report(final, shards, final.FinishedAt)
+		c.observe(final, shards, final.FinishedAt)
+		log.Warn("run stopped", slog.String("reason", final.Reason), slog.Int("shards", rep.Shards.Total),
+			slog.Int("done", rep.Shards.Done), slog.Int64("deleted", rep.Tags.Deleted))
+		return rep, outcome(final)
+	}
 	if err != nil {
 		return proto.Report{}, err
 	}
@@ -260,7 +287,37 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 	return rep, outcome(final)
 }
 
+// errStopRequested: track saw an operator's stop request and the run's shards handed back.
+var errStopRequested = errors.New("stop requested")
+
+// stopped marks the run stopped, retrying while NATS is unavailable for a while, as finish does.
+func (c *Coordinator) stopped(l *ledger.Ledger, run proto.RunRecord) proto.RunRecord {
+	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
+	defer cancel()
+	for {
+		rec, err := l.MarkStopped(ctx, run.RunID, "stop requested")
+		if err == nil || errors.Is(err, ledger.ErrNotRunning) {
+			if err != nil {
+				rec, _, err = l.Run(ctx, run.RunID)
+			}
+			if err == nil {
+				return rec
+			}
+		}
+		c.log.Warn("marking the run stopped; trying again", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			run.State, run.Reason, run.FinishedAt = proto.RunStopped, "stop requested (not recorded: "+err.Error()+")", c.now().UTC()
+			return run
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 func outcome(run proto.RunRecord) error {
+	if run.State == proto.RunStopped {
+		return fmt.Errorf("run %s: %s: %w", run.RunID, run.Reason, ErrStopped)
+	}
 	if run.State == proto.RunFailed {
 		if run.Reason != "" {
 			return fmt.Errorf("run %s: %s: %w", run.RunID, run.Reason, ErrShardsFailed)
@@ -302,18 +359,19 @@ func (c *Coordinator) capReached(ctx context.Context, l *ledger.Ledger, run prot
 // it again, as it would stop at once; deleting more takes a new run.
 func (c *Coordinator) CapReached() bool { return c.capped }
 
-// reopen resumes a failed run (the caller holds its leases): the run is running again with its
-// reason cleared, and every failed shard is reopened from its cursor (ledger.ReopenShard), so
-// workers continue where each stopped; done shards stay done. Planning then fills in whatever
-// an interrupted plan left out.
+// reopen takes up a recorded run (the caller holds its leases) with ledger.Resume: it is
+// running again, its reason and stop request cleared. A run that had ended (failed, stopped,
+// refused or abandoned) has every failed shard reopened from its cursor (ledger.ReopenShard),
+// so workers continue where each stopped; done shards stay done. Planning then fills in
+// whatever an interrupted plan left out and re-publishes the pending shards.
 func (c *Coordinator) reopen(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (proto.RunRecord, error) {
 	prev := run.Reason
-	run, err := l.ModifyRun(ctx, run.RunID, func(r *proto.RunRecord) error {
-		r.State, r.Reason, r.FinishedAt = proto.RunRunning, "", time.Time{}
-		return nil
-	})
+	run, was, err := l.Resume(ctx, run.RunID)
 	if err != nil {
-		return run, fmt.Errorf("resuming run %s: %w", c.cfg.RunID, err)
+		return run, err
+	}
+	if was == proto.RunRunning {
+		return run, nil
 	}
 	shards, err := l.Shards(ctx, run.RunID)
 	if err != nil {
@@ -334,25 +392,43 @@ func (c *Coordinator) reopen(ctx context.Context, l *ledger.Ledger, run proto.Ru
 				slog.String("cursor", s.Resume()), slog.String("last_error", s.LastError))
 		}
 	}
-	c.log.Info("resuming failed run", slog.String("reason", prev), slog.Int("shards_reopened", n))
+	c.log.Info("resuming run", slog.String("was", string(was)), slog.String("reason", prev), slog.Int("shards_reopened", n))
 	return run, nil
 }
 
-// attach returns the run record, creating it (with the cutoff fixed now) unless it exists.
-func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (proto.RunRecord, error) {
-	run, _, err := l.Run(ctx, c.cfg.RunID)
+// create records a new run (the caller holds its leases). Should another coordinator with the
+// same run ID have recorded it just now, this one takes it up as well (reopen).
+func (c *Coordinator) create(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (proto.RunRecord, error) {
+	// The settings go first: a worker may take the run's first shard as soon as the run
+	// record exists.
+	if err := c.saveSettings(ctx, run.RunID); err != nil {
+		return run, err
+	}
+	if _, err := l.CreateRun(ctx, run); errors.Is(err, ledger.ErrExists) {
+		return c.reopen(ctx, l, run)
+	} else if err != nil {
+		return run, err
+	}
+	c.log.Info("run created", slog.String("registry", run.Registry), slog.Time("cutoff", run.Policy.Cutoff))
+	return run, nil
+}
+
+// attach returns the recorded run, or a new one (isNew, not recorded yet: create does that
+// once its leases are taken) with the cutoff fixed now.
+func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.RunRecord, isNew bool, err error) {
+	run, _, err = l.Run(ctx, c.cfg.RunID)
 	if err == nil {
 		if len(c.cfg.Repositories) > 0 && !sameSet(c.cfg.Repositories, run.Repositories) {
-			return proto.RunRecord{}, fmt.Errorf("run %s exists with repositories %v, not %v", run.RunID, run.Repositories, c.cfg.Repositories)
+			return proto.RunRecord{}, false, fmt.Errorf("run %s exists with repositories %v, not %v", run.RunID, run.Repositories, c.cfg.Repositories)
 		}
 		c.log.Info("re-attaching to run", slog.String("state", string(run.State)))
-		return run, nil
+		return run, false, nil
 	}
 	if !errors.Is(err, ledger.ErrNotFound) {
-		return proto.RunRecord{}, err
+		return proto.RunRecord{}, false, err
 	}
 	if len(c.cfg.Repositories) == 0 {
-		return proto.RunRecord{}, errors.New("coordinator: no repositories")
+		return proto.RunRecord{}, false, errors.New("coordinator: no repositories")
 	}
 	start := c.now().UTC()
 	p := c.cfg.Policy
@@ -360,9 +436,9 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (proto.RunRe
 		p.Cutoff = policy.Cutoff(start, c.cfg.TTL)
 	}
 	if _, err := policy.New(p); err != nil {
-		return proto.RunRecord{}, fmt.Errorf("run policy: %w", err)
+		return proto.RunRecord{}, false, fmt.Errorf("run policy: %w", err)
 	}
-	run = proto.RunRecord{
+	return proto.RunRecord{
 		RunID:        c.cfg.RunID,
 		Registry:     c.cfg.Registry,
 		PlainHTTP:    c.cfg.PlainHTTP,
@@ -370,19 +446,7 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (proto.RunRe
 		Policy:       p,
 		State:        proto.RunRunning,
 		StartedAt:    start,
-	}
-	// The settings go first: a worker may take the run's first shard as soon as the run
-	// record exists.
-	if err := c.saveSettings(ctx, run.RunID); err != nil {
-		return proto.RunRecord{}, err
-	}
-	if _, err := l.CreateRun(ctx, run); errors.Is(err, ledger.ErrExists) {
-		return c.attach(ctx, l) // another coordinator created it just now
-	} else if err != nil {
-		return proto.RunRecord{}, err
-	}
-	c.log.Info("run created", slog.String("registry", run.Registry), slog.Time("cutoff", p.Cutoff))
-	return run, nil
+	}, true, nil
 }
 
 func sameSet(a, b []string) bool {
@@ -651,8 +715,44 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		}
 	}
 	lc := l.Config()
+	// An operator's stop request (ledger.RequestStop) is seen on the run's record: then the
+	// run ends once no shard is running any more (workers hand theirs back), or after an ack
+	// wait for holders that never answer (dead, or cut off; a resume takes those shards over).
+	var runUpdates <-chan proto.RunRecord
+	runWatch := make(chan (<-chan proto.RunRecord), 1)
+	go func() {
+		if u, err := l.WatchRun(wctx, run.RunID); err == nil {
+			runWatch <- u
+		}
+	}()
+	var stopSeen time.Time
+	sawRun := func(r proto.RunRecord) {
+		if r.Stop != nil && stopSeen.IsZero() {
+			stopSeen = c.now()
+			c.log.Warn("stop requested; waiting for the workers to hand back their shards",
+				slog.String("reason", r.Stop.Reason), slog.String("by", r.Stop.By))
+		}
+	}
 	var observed time.Time // last Observer call
 	for {
+		if !stopSeen.IsZero() {
+			mu.Lock()
+			running, live := 0, live
+			for _, t := range seen {
+				if t.rec.State == proto.StateRunning {
+					running++
+				}
+			}
+			mu.Unlock()
+			if live > 0 && (running == 0 || c.now().Sub(stopSeen) >= lc.AckWait) {
+				if running > 0 {
+					c.log.Warn("stopping with shards still held by workers that did not hand them back", slog.Int("running", running))
+				}
+				all := snapshot()
+				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
+				return all, errStopRequested
+			}
+		}
 		mu.Lock()
 		finished := live == 0
 		mu.Unlock()
@@ -681,6 +781,13 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		}
 		select {
 		case updates = <-watching:
+		case runUpdates = <-runWatch:
+		case r, ok := <-runUpdates:
+			if !ok {
+				runUpdates = nil // the tick re-reads the run
+				continue
+			}
+			sawRun(r)
 		case rec, ok := <-updates:
 			if !ok {
 				if ctx.Err() != nil {
@@ -698,6 +805,9 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		case <-tick.C:
 			if err := relist(); err != nil {
 				c.log.Warn("re-listing shards", slog.Any("err", err))
+			}
+			if r, _, err := l.Run(ctx, run.RunID); err == nil {
+				sawRun(r)
 			}
 			c.poke(ctx, l, seen, &mu, lc)
 			if c.cfg.Progress != nil {

@@ -344,6 +344,43 @@ func TestLeaseHeld(t *testing.T) {
 	if shards, _ := e.l.Shards(testCtx(t), "run1"); len(shards) != 0 {
 		t.Fatalf("refused run planned %d shards", len(shards))
 	}
+	// The refusal is recorded: the run does not stay "running" forever.
+	rec, _, err := e.l.Run(testCtx(t), "run1")
+	if err != nil || rec.State != proto.RunRefused || !strings.Contains(rec.Reason, "other-run") || rec.FinishedAt.IsZero() {
+		t.Fatalf("refused run recorded as %+v, %v; want refused, naming the holder", rec, err)
+	}
+}
+
+// TestLapsedLeaseAbandonsRun: a coordinator that takes over the lapsed lease of a run whose
+// coordinator died records that run as abandoned, and resuming the abandoned run later
+// finishes it.
+func TestLapsedLeaseAbandonsRun(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+	e.fakeWorker(t, f, nil)
+	// A run whose coordinator died: recorded running, its lease lapsed.
+	if err := e.l.AcquireLease(ctx, "ci/a", "dead", "host-x/42", time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.l.CreateRun(ctx, proto.RunRecord{RunID: "dead", Registry: "registry.test", Repositories: []string{"ci/a"},
+		Policy: e.config("dead").Policy, State: proto.RunRunning, StartedAt: start}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, e, e.config("next", "ci/a"), f); err != nil {
+		t.Fatalf("next run: %v", err)
+	}
+	rec, _, err := e.l.Run(ctx, "dead")
+	if err != nil || rec.State != proto.RunAbandoned || !strings.Contains(rec.Reason, "host-x/42") {
+		t.Fatalf("dead run recorded as %+v, %v; want abandoned, naming its coordinator", rec, err)
+	}
+	rep, err := run(t, e, e.config("dead", "ci/a"), f)
+	if err != nil || rep.Shards.Done != rep.Shards.Total {
+		t.Fatalf("resuming the abandoned run: %+v, %v; want every shard done", rep.Shards, err)
+	}
+	if rec, _, _ = e.l.Run(ctx, "dead"); rec.State != proto.RunDone {
+		t.Fatalf("resumed run ended %s, want done", rec.State)
+	}
 }
 
 func TestFailedShards(t *testing.T) {

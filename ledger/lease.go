@@ -63,6 +63,11 @@ func (l *Ledger) AcquireLease(ctx context.Context, repo, runID, holder string, t
 		if err != nil {
 			return fmt.Errorf("lease on %s: %w", repo, err)
 		}
+		if cur.RunID != runID {
+			// The lease lapsed: its run's coordinator is gone. Say so in that run's record
+			// (unless it holds another live lease); not knowing is no reason to refuse this run.
+			_, _, _ = l.checkAbandoned(ctx, cur.RunID, cur)
+		}
 		return nil
 	}
 	return fmt.Errorf("lease on %s: too many concurrent updates: %w", repo, ErrFenced)
@@ -114,4 +119,27 @@ func (l *Ledger) Lease(ctx context.Context, repo string) (proto.Lease, error) {
 	var cur proto.Lease
 	_, err := get(ctx, l.leases, proto.LeaseKey(repo), &cur)
 	return cur, err
+}
+
+// Coordinator reports whether run's coordinator is alive: it holds an unexpired lease on one
+// of the run's repositories (it renews them every third of their life while it runs). lease
+// is that lease, or the last one it held when it is still recorded; zero otherwise.
+func (l *Ledger) Coordinator(ctx context.Context, run proto.RunRecord) (alive bool, lease proto.Lease, err error) {
+	now := l.now()
+	for _, repo := range run.Repositories {
+		cur, err := l.Lease(ctx, repo)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return false, proto.Lease{}, err
+		case cur.RunID != run.RunID:
+			continue
+		}
+		lease = cur
+		if now.Before(cur.Expires) {
+			return true, cur, nil
+		}
+	}
+	return false, lease, nil
 }

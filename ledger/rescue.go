@@ -33,6 +33,9 @@ const (
 
 // queued reports what the shard queue holds for a shard, and the message's stream sequence.
 func (l *Ledger) queued(ctx context.Context, runID, shardID string) (queue, uint64, error) {
+	if l.cons == nil {
+		return 0, 0, fmt.Errorf("consumer %s: %w", proto.ConsumerWorkers, jetstream.ErrConsumerNotFound)
+	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()
 	stream, err := l.js.Stream(ctx, proto.StreamShards)

@@ -100,11 +100,21 @@ func (l *Ledger) Shard(ctx context.Context, runID, shardID string) (proto.ShardR
 
 // Shards returns every shard record of a run, in key order.
 func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
-	defer cancel()
-	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID))
+	out, err := listRecords[proto.ShardRecord](ctx, l, proto.ShardKeyPrefix(runID))
 	if err != nil {
 		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+	}
+	return out, nil
+}
+
+// listRecords returns the current value of every key of the state bucket matching filter,
+// decoded, in key order.
+func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
+	defer cancel()
+	w, err := l.state.Watch(ctx, filter)
+	if err != nil {
+		return nil, err
 	}
 	defer func() { _ = w.Stop() }()
 	// The watcher's end-of-initial-values marker (nil) cannot be trusted alone: it comes after
@@ -112,26 +122,26 @@ func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord,
 	// it, and records written during the listing (they are written all the time during a run)
 	// upset both, so it can come before every record was delivered. Entries arrive in stream
 	// order (the latest value of each key as the watcher started, then every later write), so
-	// the listing is complete once it has reached the run's last write as of now.
+	// the listing is complete once it has reached the last write under filter as of now.
 	stream, err := l.js.Stream(ctx, "KV_"+proto.BucketState)
 	if err != nil {
-		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+		return nil, err
 	}
-	var last uint64 // 0: the run has no record yet
-	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+proto.BucketState+"."+proto.ShardKeyPrefix(runID))
+	var last uint64 // 0: no record yet
+	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+proto.BucketState+"."+filter)
 	switch {
 	case err == nil:
 		last = m.Sequence
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return nil, fmt.Errorf("listing shards of run %s: %w", runID, err)
+		return nil, err
 	}
-	byKey := make(map[string]proto.ShardRecord)
+	byKey := make(map[string]T)
 	initDone, caughtUp := false, last == 0
 	for !(initDone && caughtUp) {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("listing shards of run %s: watcher closed", runID)
+				return nil, errors.New("watcher closed")
 			}
 			if e == nil {
 				initDone = true
@@ -142,17 +152,17 @@ func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord,
 				delete(byKey, e.Key())
 				continue
 			}
-			var rec proto.ShardRecord
+			var rec T
 			if err := decode(e.Value(), &rec); err != nil {
 				return nil, fmt.Errorf("%s: %w", e.Key(), err)
 			}
 			byKey[e.Key()] = rec
 		case <-ctx.Done():
-			return nil, fmt.Errorf("listing shards of run %s: %w", runID, ctx.Err())
+			return nil, ctx.Err()
 		}
 	}
 	keys := slices.Sorted(maps.Keys(byKey))
-	out := make([]proto.ShardRecord, 0, len(keys))
+	out := make([]T, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, byKey[k])
 	}
@@ -164,37 +174,10 @@ func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord,
 // not miss a change should also re-list with Shards now and then. Undecodable records are
 // skipped (Shards reports them).
 func (l *Ledger) Watch(ctx context.Context, runID string) (<-chan proto.ShardRecord, error) {
-	w, err := l.state.Watch(ctx, proto.ShardKeyPrefix(runID), jetstream.IgnoreDeletes())
+	out, err := watchRecords[proto.ShardRecord](ctx, l, proto.ShardKeyPrefix(runID))
 	if err != nil {
 		return nil, fmt.Errorf("watching shards of run %s: %w", runID, err)
 	}
-	out := make(chan proto.ShardRecord)
-	go func() {
-		defer close(out)
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				var rec proto.ShardRecord
-				if decode(e.Value(), &rec) != nil {
-					continue
-				}
-				select {
-				case out <- rec:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	return out, nil
 }
 

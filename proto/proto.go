@@ -176,8 +176,22 @@ type RunState string
 const (
 	RunRunning RunState = "running"
 	RunDone    RunState = "done"   // every shard done
-	RunFailed  RunState = "failed" // at least one shard failed, or the run was stopped
+	RunFailed  RunState = "failed" // at least one shard failed, or the delete cap stopped the run
+	// RunStopped: an operator stopped the run (tagsweep stop, or an interrupted tagsweep run);
+	// its unfinished shards were handed back with their checkpoints.
+	RunStopped RunState = "stopped"
+	// RunRefused: another live run held a repository's lease, so this one never started.
+	RunRefused RunState = "refused"
+	// RunAbandoned: the run's coordinator stopped renewing its leases (it died, or lost its
+	// NATS) before the run ended.
+	RunAbandoned RunState = "abandoned"
 )
+
+// RunStates lists every run state.
+var RunStates = []RunState{RunRunning, RunDone, RunFailed, RunStopped, RunRefused, RunAbandoned}
+
+// Finished reports whether a run in this state has ended (every state but running).
+func (s RunState) Finished() bool { return s != RunRunning }
 
 // RunRecord is a run's state in KV.
 type RunRecord struct {
@@ -192,7 +206,17 @@ type RunRecord struct {
 	FinishedAt   time.Time `json:"finished_at,omitzero"`
 	Shards       int       `json:"shards"` // shards planned (splits add more records)
 	Totals       Counters  `json:"totals"`
-	Reason       string    `json:"reason,omitempty"` // why a run failed or stopped
+	Reason       string    `json:"reason,omitempty"` // why a run failed, stopped, was refused or abandoned
+	// Stop is an operator's request to stop the run (tagsweep stop): workers claim no more of
+	// its shards and hand back those they hold, and the coordinator then marks it stopped.
+	Stop *StopRequest `json:"stop,omitempty"`
+}
+
+// StopRequest is an operator's request to stop a run.
+type StopRequest struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by"` // who asked: user@host
+	At     time.Time `json:"at"`
 }
 
 // Outcome is what happened to one tag a worker decided to delete.

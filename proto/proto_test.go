@@ -47,6 +47,9 @@ func fill(t *testing.T, v reflect.Value, seed int) {
 	t.Helper()
 	switch v.Kind() {
 	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
 		fill(t, v.Elem(), seed)
 	case reflect.Struct:
 		if v.Type() == reflect.TypeOf(time.Time{}) {
@@ -92,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 	values := []any{
 		&ShardMessage{}, &ShardRecord{}, &RunRecord{}, &AuditEvent{}, &Report{},
 		&Policy{}, &Counters{}, &Range{}, &DeleteBudget{}, &Lease{}, &ShardTotals{},
-		&PreserveCounters{}, &PreserveSettings{}, &PreserveResult{},
+		&PreserveCounters{}, &PreserveSettings{}, &PreserveResult{}, &StopRequest{},
 	}
 	for i, in := range values {
 		name := reflect.TypeOf(in).Elem().Name()

@@ -121,6 +121,8 @@ type Worker struct {
 	freeze freezer // a test's stand-in for SIGSTOP (export_test.go)
 
 	bound atomic.Bool // a message iterator on the workers' consumer is open (Ready)
+
+	stops runStops // the runs an operator stopped
 }
 
 // runEntry is what a worker caches per run: the compiled policy and the registry client.
@@ -232,6 +234,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer pool.Wait()
 	defer close(w.deletes) // after the shards in hand have ended (the defer below)
+	watchCtx, stopWatch := context.WithCancel(hard)
+	var watching sync.WaitGroup
+	watching.Go(func() { w.stops.watch(watchCtx, l, w.log) })
+	defer watching.Wait()
+	defer stopWatch() // once the shards in hand have ended: a stop may come while they hand back
 	sem := make(chan struct{}, w.cfg.Slots)
 	var wg sync.WaitGroup
 	defer wg.Wait() // before release: shards in hand use grace and hard until they end
@@ -419,6 +426,13 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		giveBack(w.retryDelay(attempt, err), err)
 		return
 	}
+	if ledger.HandBack(run) {
+		// An operator stopped the run: its record stays as it is for the resume, which
+		// queues the shard afresh.
+		log.Info("run stopped; leaving the shard to its resume")
+		_ = msg.TermWithReason("run stopped")
+		return
+	}
 	claim, err := l.Claim(ctx, m.RunID, m.ShardID, w.cfg.ID, attempt)
 	switch {
 	case errors.Is(err, ledger.ErrTerminal):
@@ -439,6 +453,16 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		giveBack(w.retryDelay(attempt, err), err)
 		return
 	}
+	// The shard's work ends when the worker stops (ctx) or an operator stops the run.
+	ctx, endShard := context.WithCancel(ctx)
+	defer endShard()
+	go func() {
+		select {
+		case <-w.stops.signal(m.RunID):
+			endShard()
+		case <-ctx.Done():
+		}
+	}()
 	rec := claim.Record()
 	log = log.With(slog.String("repo", rec.Repository), slog.Int("attempt", attempt))
 	defer w.cfg.Observer.StartShard(m.RunID, m.ShardID)()
@@ -625,6 +649,12 @@ func (w *Worker) release(hard context.Context, log *slog.Logger, l *ledger.Ledge
 		// The record still names us: the next delivery takes it over (a newer attempt), and
 		// after a requeue the coordinator gives it back once it is stale.
 		log.Warn("releasing shard", slog.Any("err", err))
+	}
+	if w.stops.stopped(claim.Record().RunID) {
+		// The run was stopped: its resume queues the shard afresh.
+		log.Info("run stopped; shard handed back for its resume", slog.String("cursor", claim.Record().Cursor))
+		_ = msg.TermWithReason("run stopped; handed back")
+		return
 	}
 	log.Info("shard released for another worker", slog.String("cursor", claim.Record().Cursor))
 	if !final {

@@ -73,3 +73,12 @@ func shellWord(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// stopped is printed after the summary of a run an operator stopped.
+func (a resumeAdvice) stopped(w io.Writer) {
+	if !a.resumable() {
+		fmt.Fprintf(w, "Stopped. %s\n", a.notResumable())
+		return
+	}
+	fmt.Fprintf(w, "Run %s was stopped; its unfinished shards keep their checkpoints.\nResume it: %s\n", a.runID, a.resumeCommand())
+}

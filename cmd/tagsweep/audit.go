@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,8 @@ type auditLine struct {
 // errRunNotFound: audit was asked for a run that has neither a record nor audit events.
 var errRunNotFound = errors.New("no such run")
 
-// runAudit writes run's audit events as JSON lines to w, or to cfg.Output (replaced only
-// once the export is complete). It only reads: it creates or updates no stream or bucket.
+// runAudit writes run's audit events as JSON lines or CSV (cfg.Output) to w, or to
+// cfg.OutputFile (replaced only once the export is complete). It only reads: it creates or updates no stream or bucket.
 // A run with a record but no events (nothing was eligible) exports nothing and succeeds; a
 // run with neither is an error.
 func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, runID string) error {
@@ -54,12 +55,21 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 		return fmt.Errorf("jetstream: %w", err)
 	}
 
-	out, commit, abort, err := auditOutput(w, cfg.Output)
+	format, file, deprecated := cfg.AuditOutput()
+	if deprecated {
+		log.Warn("--output FILE is deprecated: --output (-o) names the format (jsonl or csv); give the file with --output-file",
+			slog.String("output_file", file))
+	}
+	out, commit, abort, err := auditOutput(w, file)
 	if err != nil {
 		return err
 	}
 	defer abort()
-	n, err := exportAudit(out, ledger.ReadAudit(ctx, js, runID))
+	export := exportAudit
+	if format == config.OutputCSV {
+		export = exportAuditCSV
+	}
+	n, err := export(out, ledger.ReadAudit(ctx, js, runID))
 	if err != nil {
 		return fmt.Errorf("exporting the audit of run %s after %d events: %w", runID, n, err)
 	}
@@ -75,7 +85,7 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 	if err := commit(); err != nil {
 		return err
 	}
-	log.Info("audit exported", slog.String("run", runID), slog.Int("events", n), slog.String("output", cmp.Or(cfg.Output, "stdout")))
+	log.Info("audit exported", slog.String("run", runID), slog.Int("events", n), slog.String("format", format), slog.String("output", cmp.Or(file, "stdout")))
 	return nil
 }
 
@@ -97,6 +107,36 @@ func exportAudit(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int, e
 			return n, fmt.Errorf("writing: %w", err)
 		}
 		n++
+	}
+	return n, nil
+}
+
+// auditCSVHeader is the first line of `audit -o csv`: the JSON lines' fields, in order.
+var auditCSVHeader = []string{"run", "shard", "repository", "tag", "outcome", "time", "error"}
+
+// exportAuditCSV is exportAudit as CSV (RFC 4180) with a header line.
+func exportAuditCSV(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int, error) {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(auditCSVHeader); err != nil {
+		return 0, fmt.Errorf("writing: %w", err)
+	}
+	n := 0
+	for ev, err := range events {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+		rec := []string{ev.RunID, ev.ShardID, ev.Repository, ev.Tag, string(ev.Outcome), ev.Time.UTC().Format(time.RFC3339Nano), ev.Error}
+		if err := cw.Write(rec); err != nil {
+			return n, fmt.Errorf("writing: %w", err)
+		}
+		n++
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return n, fmt.Errorf("writing: %w", err)
 	}
 	return n, nil
 }

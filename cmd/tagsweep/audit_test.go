@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,18 +138,49 @@ func TestAudit(t *testing.T) {
 		wantOut  string // stdout
 		file     string // written file, "" = none
 		wantFile string
+		wantErr  string // in stderr
+		check    func(t *testing.T, stdout string)
 	}{
-		{name: "to a file", args: []string{"audit-1", "--output", filepath.Join(dir, "a.jsonl")},
+		{name: "to a file", args: []string{"audit-1", "--output-file", filepath.Join(dir, "a.jsonl")},
 			file: "a.jsonl", wantFile: out},
-		{name: "a run with nothing to delete exports nothing", args: []string{"audit-dry", "--output", filepath.Join(dir, "dry.jsonl")},
+		{name: "the deprecated --output FILE still works and warns", args: []string{"audit-1", "--output", filepath.Join(dir, "old.jsonl")},
+			file: "old.jsonl", wantFile: out, wantErr: "--output FILE is deprecated"},
+		{name: "jsonl named", args: []string{"audit-1", "-o", "jsonl"}, wantOut: out},
+		{name: "a run with nothing to delete exports nothing", args: []string{"audit-dry", "--output-file", filepath.Join(dir, "dry.jsonl")},
 			file: "dry.jsonl", wantFile: ""},
-		{name: "unknown run", args: []string{"nope", "--output", filepath.Join(dir, "nope.jsonl")}, wantCode: exitError},
+		{name: "unknown run", args: []string{"nope", "--output-file", filepath.Join(dir, "nope.jsonl")}, wantCode: exitError},
 		{name: "not a run ID", args: []string{"a.>"}, wantCode: exitError},
+		{name: "a format and the file in --output", args: []string{"audit-1", "--output", "x.jsonl", "--output-file", "y.jsonl"},
+			wantCode: exitError, wantErr: "--output"},
+		{name: "csv", args: []string{"audit-1", "-o", "csv"}, check: func(t *testing.T, stdout string) {
+			rows, err := csv.NewReader(strings.NewReader(stdout)).ReadAll()
+			if err != nil || len(rows) == 0 || !slices.Equal(rows[0], []string{"run", "shard", "repository", "tag", "outcome", "time", "error"}) {
+				t.Fatalf("csv export: %v, header %v", err, rows[:min(1, len(rows))])
+			}
+			var csvTags []string
+			for _, r := range rows[1:] {
+				if _, err := time.Parse(time.RFC3339Nano, r[5]); r[0] != "audit-1" || r[2] != repo || r[4] != "deleted" || err != nil {
+					t.Errorf("csv row %v: want run audit-1, %s, deleted and a time", r, repo)
+				}
+				csvTags = append(csvTags, r[3])
+			}
+			slices.Sort(csvTags)
+			if !slices.Equal(csvTags, deleted) {
+				t.Errorf("csv names %d tags, the registry deleted %d", len(csvTags), len(deleted))
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"audit", "--nats-url", ns.ClientURL(), "--log-format", "json"}, tc.args...)
 			code, got, errOut := execute(t, t.Context(), args...)
+			if tc.wantErr != "" && !strings.Contains(errOut, tc.wantErr) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, tc.wantErr, errOut)
+			}
+			if tc.check != nil {
+				tc.check(t, got)
+				return
+			}
 			if code != tc.wantCode || got != tc.wantOut {
 				t.Fatalf("%v: exit %d, stdout %q, want %d, %q\n%s", args, code, got, tc.wantCode, tc.wantOut, errOut)
 			}

@@ -83,11 +83,19 @@ func newStatusCmd(a *app) *cobra.Command {
 	return a.configured(&cobra.Command{
 		Use:   "status [RUN]",
 		Short: "Show runs, or one run's shards, from the ledger",
-		Long: `status lists the runs recorded in NATS JetStream at --nats-url, or, given a run ID, that
-run's shards: state, range, cursor, owner, attempts, heartbeat (stale ones flagged),
-counters and last error. It only reads.`,
+		Long: `status lists the runs recorded in NATS JetStream at --nats-url (newest first: state,
+mode, start, duration, repositories, shards done, tags deleted, whether the run's
+coordinator is alive, reason), or, given a run ID, that run's shards: state, range,
+cursor, owner, attempts, heartbeat (stale ones flagged), counters and last error.
+
+-o table (the default) fits 120 columns, cutting long values short with "…"; -o wide
+shows every column in full; -o json writes one JSON document whose fields are listed in
+docs/operations.md. --state keeps only runs (or, with RUN, shards) in the given states.
+It only reads.`,
 		Example: `  tagsweep status --nats-url nats://nats:4222
-  tagsweep status --nats-url nats://nats:4222 nightly-20261122`,
+  tagsweep status --nats-url nats://nats:4222 --state running,abandoned
+  tagsweep status --nats-url nats://nats:4222 nightly-20261122 -o wide
+  tagsweep status nightly-20261122 -o json | jq '.shards[] | select(.state == "failed") | .last_error'`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeRunIDs(config.CmdStatus),
 	}, config.CmdStatus, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
@@ -102,18 +110,20 @@ counters and last error. It only reads.`,
 func newAuditCmd(a *app) *cobra.Command {
 	return a.configured(&cobra.Command{
 		Use:   "audit RUN",
-		Short: "Export a run's audit trail (every tag it deleted, or would have) as JSON lines",
+		Short: "Export a run's audit trail (every tag it deleted, or would have) as JSON lines or CSV",
 		Long: `audit exports the audit stream of run RUN from NATS JetStream at --nats-url: one JSON
-object per line for every tag the run deleted, found already gone, failed to delete, or
-(in a dry run) would have deleted, in the order they were recorded:
+object per line (-o jsonl, the default) for every tag the run deleted, found already gone,
+failed to delete, or (in a dry run) would have deleted, in the order they were recorded:
 
   {"run":"…","shard":"…","repository":"…","tag":"…","outcome":"deleted","time":"…"}
 
-outcome is deleted, already_gone, failed or dry_run; error is set for failed ones. The
-events are kept for 90 days. It only reads. It exits 1 for a run that has neither a record
-nor events.`,
+outcome is deleted, already_gone, failed or dry_run; error is set for failed ones. -o csv
+writes the same fields as CSV under a header line. --output-file writes a file, replaced
+only once the export is complete (--output FILE, its old spelling, still works and warns).
+The events are kept for 90 days. It only reads. It exits 1 for a run that has neither a
+record nor events.`,
 		Example: `  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 > audit.jsonl
-  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 --output audit.jsonl
+  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 -o csv --output-file audit.csv
   tagsweep audit nightly-20261122 | jq -r 'select(.outcome == "failed") | [.tag, .error] | @tsv'`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRunIDs(config.CmdAudit),

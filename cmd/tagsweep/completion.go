@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -97,9 +98,9 @@ func recordedRuns(ctx context.Context, url string) ([]proto.RunRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, proto.BucketState)
+	l, err := ledger.Bind(ctx, js, ledger.Config{})
 	if err != nil {
 		return nil, err
 	}
-	return readRecords[proto.RunRecord](ctx, kv, "run.*")
+	return l.Runs(ctx)
 }

@@ -90,6 +90,15 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	rep, err := co.Run(ctx)
 	display.Stop() // before anything is printed
 	switch {
+	case errors.Is(err, coordinator.ErrStopped):
+		printSummary(w, rep)
+		adviceFor(cfg, rep.RunID).stopped(w)
+		if cfg.Report != "" {
+			if werr := writeReport(cfg.Report, runReport{Report: rep}); werr != nil {
+				return errors.Join(withCode(exitFailed, err), werr)
+			}
+		}
+		return withCode(exitFailed, err)
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
 		full := runReport{Report: rep}
 		pc, failures, perr := co.Preservation(ctx)

@@ -118,7 +118,7 @@ func TestDistributed(t *testing.T) {
 
 	// status reads what the run left behind.
 	code, out, _ = execute(t, t.Context(), "status", "--nats-url", ns.ClientURL(), "nightly-1")
-	if code != 0 || !strings.Contains(out, "Run:            nightly-1 (done, confirm)") {
+	if code != 0 || !strings.Contains(out, "Run:          nightly-1 (done, confirm)") {
 		t.Errorf("status nightly-1: exit %d\n%s", code, out)
 	}
 

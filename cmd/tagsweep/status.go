@@ -9,14 +9,17 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -61,13 +64,19 @@ func redactNATSURL(url string) string {
 	return config.Config{NATSURL: url}.Redacted().NATSURL
 }
 
-// runStatus prints the runs, or one run's shards, from the state bucket. It only reads:
-// it neither creates nor updates any stream, consumer or bucket, so it cannot change a
-// deployment's JetStream settings.
+// runStatus prints the runs, or one run's shards, from the ledger, as cfg.Output says (table,
+// wide or json), keeping only those in the states of --state when given. It creates and
+// updates no stream, consumer or bucket, so it cannot change a deployment's JetStream settings;
+// the one record it may write marks a running run whose coordinator's lease lapsed abandoned.
 func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, runID string) error {
 	if runID != "" && !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
+	states := cfg.StateList()
+	if err := checkStates(states, runID != ""); err != nil {
+		return withCode(exitError, &configError{err})
+	}
+	format := cmp.Or(cfg.Output, config.OutputTable)
 	nc, err := connectNATS(cfg.NATSURL, "tagsweep-status", log)
 	if err != nil {
 		return err
@@ -77,151 +86,370 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	kv, err := js.KeyValue(ctx, proto.BucketState)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	l, err := ledger.Bind(ctx, js, ledgerConfig(cfg))
+	if errors.Is(err, ledger.ErrNoLedger) {
+		if runID != "" {
+			return fmt.Errorf("run %s: not found (no tagsweep runs at %s)", runID, redactNATSURL(cfg.NATSURL))
+		}
+		if format == config.OutputJSON {
+			return writeJSON(w, statusList{V: statusVersion, Runs: []statusRun{}})
+		}
 		fmt.Fprintf(w, "no tagsweep runs at %s (bucket %s does not exist yet)\n", redactNATSURL(cfg.NATSURL), proto.BucketState)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("opening bucket %s: %w", proto.BucketState, err)
+		return err
 	}
 	staleAfter := cfg.StaleAfter
 	if staleAfter <= 0 {
 		staleAfter = 2 * cfg.AckWait
 	}
+	now := time.Now()
 	if runID == "" {
-		runs, err := readRecords[proto.RunRecord](ctx, kv, "run.*")
+		runs, err := readRuns(ctx, l, now, staleAfter)
 		if err != nil {
 			return err
 		}
-		printRuns(w, runs, time.Now())
+		runs = slices.DeleteFunc(runs, func(r statusRun) bool {
+			return len(states) > 0 && !slices.Contains(states, string(r.State))
+		})
+		switch format {
+		case config.OutputJSON:
+			return writeJSON(w, statusList{V: statusVersion, Runs: runs})
+		default:
+			printRuns(w, runs, format == config.OutputWide)
+		}
 		return nil
 	}
-	runs, err := readRecords[proto.RunRecord](ctx, kv, proto.RunKey(runID))
-	if err != nil {
-		return err
-	}
-	if len(runs) == 0 {
+	rec, _, err := l.Run(ctx, runID)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("run %s: not found", runID)
 	}
-	shards, err := readRecords[proto.ShardRecord](ctx, kv, proto.ShardKeyPrefix(runID))
 	if err != nil {
 		return err
 	}
-	printRun(w, runs[0], shards, time.Now(), staleAfter)
+	if rec, err = abandonedYet(ctx, l, rec); err != nil {
+		return err
+	}
+	records, err := l.Shards(ctx, runID)
+	if err != nil {
+		return err
+	}
+	run, err := describeRun(ctx, l, rec, records, now, staleAfter)
+	if err != nil {
+		return err
+	}
+	shards := make([]statusShard, 0, len(records))
+	for _, s := range records {
+		if len(states) == 0 || slices.Contains(states, string(s.State)) {
+			shards = append(shards, describeShard(s, now, staleAfter))
+		}
+	}
+	slices.SortFunc(shards, func(a, b statusShard) int {
+		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.After, b.After), cmp.Compare(a.Shard, b.Shard))
+	})
+	if format == config.OutputJSON {
+		return writeJSON(w, statusDetail{V: statusVersion, Run: run, Shards: shards})
+	}
+	printRun(w, run, shards, format == config.OutputWide, staleAfter)
 	return nil
 }
 
-// readRecords reads and decodes every record under the key filter. A record with a newer
-// wire version is refused, not guessed at.
-func readRecords[T any](ctx context.Context, kv jetstream.KeyValue, filter string) ([]T, error) {
-	lister, err := kv.ListKeysFiltered(ctx, filter)
+// abandonedYet returns a running run as abandoned when its coordinator's lease has lapsed,
+// recording it so (ledger.CheckAbandoned): status is where an operator sees a run whose
+// coordinator died, and it is the one write status makes.
+func abandonedYet(ctx context.Context, l *ledger.Ledger, r proto.RunRecord) (proto.RunRecord, error) {
+	if r.State != proto.RunRunning {
+		return r, nil
+	}
+	rec, _, err := l.CheckAbandoned(ctx, r.RunID)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", filter, err)
+		return r, fmt.Errorf("run %s: checking its coordinator: %w", r.RunID, err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var out []T
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted since listed
+	return rec, nil
+}
+
+// checkStates checks --state against the states of runs (the list) or of shards (one run).
+func checkStates(states []string, shards bool) error {
+	var valid []string
+	if shards {
+		valid = []string{string(proto.StatePending), string(proto.StateRunning), string(proto.StateDone), string(proto.StateFailed)}
+	} else {
+		for _, s := range proto.RunStates {
+			valid = append(valid, string(s))
 		}
+	}
+	var errs []error
+	for _, s := range states {
+		if !slices.Contains(valid, s) {
+			what := "run"
+			if shards {
+				what = "shard"
+			}
+			errs = append(errs, fmt.Errorf("--state: %q is not a %s state (%s)", s, what, strings.Join(valid, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// statusVersion is the "v" of `status -o json`. The documents below are a contract
+// (docs/operations.md): fields are added, never renamed or removed, without a new version.
+const statusVersion = 1
+
+// statusList is `status -o json` without RUN.
+type statusList struct {
+	V    int         `json:"v"`
+	Runs []statusRun `json:"runs"`
+}
+
+// statusDetail is `status RUN -o json`.
+type statusDetail struct {
+	V      int           `json:"v"`
+	Run    statusRun     `json:"run"`
+	Shards []statusShard `json:"shards"`
+}
+
+// statusRun is one run as status shows it. Its shard counts and tag counters are summed from
+// the run's shard records, in the list as in the detail, so the two always agree.
+type statusRun struct {
+	Run             string         `json:"run"`
+	State           proto.RunState `json:"state"`
+	DryRun          bool           `json:"dry_run"`
+	Registry        string         `json:"registry"`
+	Repositories    []string       `json:"repositories"`
+	Cutoff          time.Time      `json:"cutoff"`
+	StartedAt       time.Time      `json:"started_at"`
+	FinishedAt      *time.Time     `json:"finished_at"` // null while running
+	DurationSeconds float64        `json:"duration_seconds"`
+	Reason          string         `json:"reason"`
+	Coordinator     statusCoord    `json:"coordinator"`
+	Shards          statusSums     `json:"shards"`
+	Tags            proto.Counters `json:"tags"`
+}
+
+// statusCoord says whether a run's coordinator is alive: it holds an unexpired lease on the
+// run's repositories, which it renews while it runs.
+type statusCoord struct {
+	Alive        bool       `json:"alive"`
+	Holder       string     `json:"holder"`        // host/pid of the coordinator that held the lease; "" when none is recorded
+	LeaseExpires *time.Time `json:"lease_expires"` // null when no lease is recorded
+}
+
+// statusSums counts a run's shards by state; Stale counts the running ones whose record was
+// not written for --stale-after.
+type statusSums struct {
+	Total   int `json:"total"`
+	Done    int `json:"done"`
+	Failed  int `json:"failed"`
+	Running int `json:"running"`
+	Stale   int `json:"stale"`
+	Pending int `json:"pending"`
+}
+
+// statusShard is one shard of `status RUN`.
+type statusShard struct {
+	Shard      string           `json:"shard"`
+	State      proto.ShardState `json:"state"`
+	Kind       proto.ShardKind  `json:"kind"`
+	Repository string           `json:"repository"`
+	After      string           `json:"after"`
+	Through    string           `json:"through"`
+	Cursor     string           `json:"cursor"`
+	Owner      string           `json:"owner"`
+	Attempt    int              `json:"attempt"`
+	Heartbeat  *time.Time       `json:"heartbeat"` // null before the first claim
+	Stale      bool             `json:"stale"`
+	Counters   proto.Counters   `json:"tags"`
+	LastError  string           `json:"last_error"`
+	heartbeat  time.Duration    // age of Heartbeat, for the tables
+}
+
+// readRuns describes every run, newest first.
+func readRuns(ctx context.Context, l *ledger.Ledger, now time.Time, staleAfter time.Duration) ([]statusRun, error) {
+	recs, err := l.Runs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	shards, err := l.AllShards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(recs, func(a, b proto.RunRecord) int { return b.StartedAt.Compare(a.StartedAt) })
+	out := make([]statusRun, 0, len(recs))
+	for _, r := range recs {
+		if r, err = abandonedYet(ctx, l, r); err != nil {
+			return nil, err
+		}
+		run, err := describeRun(ctx, l, r, shards[r.RunID], now, staleAfter)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", k, err)
+			return nil, err
 		}
-		var hdr struct {
-			V int `json:"v"`
-		}
-		if err := json.Unmarshal(e.Value(), &hdr); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", k, err)
-		}
-		if hdr.V > proto.Version {
-			return nil, fmt.Errorf("%s: wire version %d is newer than this tagsweep's %d: upgrade it", k, hdr.V, proto.Version)
-		}
-		var v T
-		if err := json.Unmarshal(e.Value(), &v); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", k, err)
-		}
-		out = append(out, v)
+		out = append(out, run)
 	}
 	return out, nil
 }
 
-func printRuns(w io.Writer, runs []proto.RunRecord, now time.Time) {
+// describeRun builds a run's status from its record, its shards and its leases.
+func describeRun(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, shards []proto.ShardRecord, now time.Time,
+	staleAfter time.Duration) (statusRun, error) {
+	run := statusRun{Run: r.RunID, State: r.State, DryRun: r.Policy.DryRun, Registry: r.Registry,
+		Repositories: r.Repositories, Cutoff: r.Policy.Cutoff.UTC(), StartedAt: r.StartedAt.UTC(), Reason: r.Reason}
+	if run.Repositories == nil {
+		run.Repositories = []string{}
+	}
+	end := now
+	if !r.FinishedAt.IsZero() {
+		f := r.FinishedAt.UTC()
+		run.FinishedAt, end = &f, f
+	}
+	run.DurationSeconds = max(0, end.Sub(r.StartedAt).Round(time.Second).Seconds())
+	alive, lease, err := l.Coordinator(ctx, r)
+	if err != nil {
+		return statusRun{}, fmt.Errorf("run %s: reading its leases: %w", r.RunID, err)
+	}
+	run.Coordinator.Alive, run.Coordinator.Holder = alive, lease.Holder
+	if !lease.Expires.IsZero() {
+		e := lease.Expires.UTC()
+		run.Coordinator.LeaseExpires = &e
+	}
+	for _, s := range shards {
+		run.Tags.Add(s.Counters)
+		run.Shards.Total++
+		switch s.State {
+		case proto.StateDone:
+			run.Shards.Done++
+		case proto.StateFailed:
+			run.Shards.Failed++
+		case proto.StateRunning:
+			run.Shards.Running++
+			if isStale(s, now, staleAfter) {
+				run.Shards.Stale++
+			}
+		default:
+			run.Shards.Pending++
+		}
+	}
+	return run, nil
+}
+
+func describeShard(s proto.ShardRecord, now time.Time, staleAfter time.Duration) statusShard {
+	out := statusShard{Shard: s.ShardID, State: s.State, Kind: cmp.Or(s.Kind, proto.KindPrune), Repository: s.Repository,
+		After: s.Range.After, Through: s.Range.Through, Cursor: s.Cursor, Owner: s.Owner, Attempt: s.Attempt,
+		Stale: isStale(s, now, staleAfter), Counters: s.Counters, LastError: s.LastError}
+	if !s.Heartbeat.IsZero() {
+		h := s.Heartbeat.UTC()
+		out.Heartbeat, out.heartbeat = &h, now.Sub(s.Heartbeat).Round(time.Second)
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// tableWidth is what `status RUN -o table` fits in; -o wide cuts nothing short.
+const tableWidth = 120
+
+func printRuns(w io.Writer, runs []statusRun, wide bool) {
 	if len(runs) == 0 {
 		fmt.Fprintln(w, "no runs")
 		return
 	}
-	slices.SortFunc(runs, func(a, b proto.RunRecord) int { return b.StartedAt.Compare(a.StartedAt) })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTATE\tMODE\tSTARTED\tDURATION\tREPOSITORIES\tSHARDS\tSCANNED\tELIGIBLE\tDELETED\tREASON")
+	if wide {
+		fmt.Fprintln(tw, "RUN\tSTATE\tMODE\tSTARTED\tDURATION\tREPOSITORIES\tSHARDS\tSCANNED\tELIGIBLE\tDELETED\tCOORDINATOR\tREASON")
+	} else {
+		fmt.Fprintln(tw, "RUN\tSTATE\tMODE\tSTARTED\tDURATION\tREPOSITORIES\tSHARDS\tDELETED\tCOORDINATOR\tREASON")
+	}
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
-			r.RunID, r.State, mode(r.Policy.DryRun), r.StartedAt.UTC().Format(time.RFC3339),
-			runDuration(r, now), strings.Join(r.Repositories, ","), r.Shards,
-			r.Totals.Scanned, r.Totals.Eligible, r.Totals.Deleted, r.Reason)
+		repos, reason := strings.Join(r.Repositories, ","), oneLine(r.Reason)
+		shards := fmt.Sprintf("%d/%d", r.Shards.Done, r.Shards.Total)
+		if wide {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Run, r.State, mode(r.DryRun),
+				r.StartedAt.Format(time.RFC3339), duration(r), repos, shards, r.Tags.Scanned, r.Tags.Eligible,
+				r.Tags.Deleted, coordinatorState(r, true), reason)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Run, r.State, mode(r.DryRun),
+			r.StartedAt.Format("2006-01-02 15:04"), duration(r), truncate(repos, 24), shards, r.Tags.Deleted,
+			coordinatorState(r, false), truncate(reason, 36))
 	}
 	tw.Flush()
 }
 
-func printRun(w io.Writer, r proto.RunRecord, shards []proto.ShardRecord, now time.Time, staleAfter time.Duration) {
-	var sum proto.Counters
-	var done, failed, running, pending, stale int
-	for _, s := range shards {
-		sum.Add(s.Counters)
-		switch s.State {
-		case proto.StateDone:
-			done++
-		case proto.StateFailed:
-			failed++
-		case proto.StateRunning:
-			running++
-			if isStale(s, now, staleAfter) {
-				stale++
-			}
-		default:
-			pending++
-		}
+// coordinatorState describes a run's coordinator: alive or gone while the run is running, and who
+// it is in the wide table.
+func coordinatorState(r statusRun, wide bool) string {
+	if r.State.Finished() && !r.Coordinator.Alive {
+		return "-"
 	}
-	fmt.Fprintf(w, "Run:            %s (%s, %s)\n", r.RunID, r.State, mode(r.Policy.DryRun))
-	fmt.Fprintf(w, "Registry:       %s %s\n", r.Registry, strings.Join(r.Repositories, ", "))
-	fmt.Fprintf(w, "Cutoff:         %s\n", r.Policy.Cutoff.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "Started:        %s (%s)\n", r.StartedAt.UTC().Format(time.RFC3339), runDuration(r, now))
-	if r.Reason != "" {
-		fmt.Fprintf(w, "Reason:         %s\n", r.Reason)
+	s := "gone"
+	if r.Coordinator.Alive {
+		s = "alive"
 	}
-	fmt.Fprintf(w, "Shards:         %d: %d done, %d failed, %d running (%d stale), %d pending\n",
-		len(shards), done, failed, running, stale, pending)
-	fmt.Fprintf(w, "Tags:           %d scanned, %d eligible, %d deleted, %d already gone, %d delete failed, %d kept, %d invalid\n\n",
-		sum.Scanned, sum.Eligible, sum.Deleted, sum.AlreadyGone, sum.DeleteFailed, sum.Kept, sum.Invalid)
+	if wide && r.Coordinator.Holder != "" {
+		s += " (" + r.Coordinator.Holder + ")"
+	}
+	return s
+}
 
-	slices.SortFunc(shards, func(a, b proto.ShardRecord) int {
-		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.Range.After, b.Range.After))
-	})
+func printRun(w io.Writer, r statusRun, shards []statusShard, wide bool, staleAfter time.Duration) {
+	line := func(format string, args ...any) {
+		s := fmt.Sprintf(format, args...)
+		if !wide {
+			s = truncate(s, tableWidth)
+		}
+		fmt.Fprintln(w, s)
+	}
+	line("Run:          %s (%s, %s)", r.Run, r.State, mode(r.DryRun))
+	line("Coordinator:  %s", coordinatorState(r, true))
+	line("Registry:     %s %s", r.Registry, strings.Join(r.Repositories, ", "))
+	line("Cutoff:       %s", r.Cutoff.Format(time.RFC3339))
+	line("Started:      %s (%s)", r.StartedAt.Format(time.RFC3339), duration(r))
+	if r.Reason != "" {
+		line("Reason:       %s", oneLine(r.Reason))
+	}
+	s := r.Shards
+	line("Shards:       %d: %d done, %d failed, %d running (%d stale), %d pending", s.Total, s.Done, s.Failed, s.Running, s.Stale, s.Pending)
+	t := r.Tags
+	line("Tags:         %d scanned, %d eligible, %d deleted, %d already gone, %d delete failed", t.Scanned, t.Eligible,
+		t.Deleted, t.AlreadyGone, t.DeleteFailed)
+	line("              %d kept, %d invalid", t.Kept, t.Invalid)
+	fmt.Fprintln(w)
+
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHARD\tSTATE\tREPOSITORY\tAFTER\tTHROUGH\tCURSOR\tOWNER\tATTEMPT\tHEARTBEAT\tSCANNED\tELIGIBLE\tDELETED\tERROR")
+	if wide {
+		fmt.Fprintln(tw, "SHARD\tSTATE\tREPOSITORY\tAFTER\tTHROUGH\tCURSOR\tOWNER\tATTEMPT\tHEARTBEAT\tSCANNED\tELIGIBLE\tDELETED\tERROR")
+	} else {
+		fmt.Fprintln(tw, "SHARD\tSTATE\tTHROUGH\tCURSOR\tTRY\tHEARTBEAT\tSCANNED\tDELETED\tERROR")
+	}
 	for _, s := range shards {
 		hb := "-"
-		if !s.Heartbeat.IsZero() {
-			hb = now.Sub(s.Heartbeat).Round(time.Second).String() + " ago"
-			if isStale(s, now, staleAfter) {
-				hb += " (stale)"
+		if s.Heartbeat != nil {
+			hb = s.heartbeat.String()
+			if s.Stale {
+				hb += " stale"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n",
-			s.ShardID, s.State, s.Repository, dash(s.Range.After), dash(s.Range.Through), dash(s.Cursor),
-			dash(s.Owner), s.Attempt, hb, s.Counters.Scanned, s.Counters.Eligible, s.Counters.Deleted,
-			truncate(s.LastError, 80))
+		if wide {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n",
+				s.Shard, s.State, s.Repository, dash(s.After), dash(s.Through), dash(s.Cursor), dash(s.Owner), s.Attempt,
+				hb, s.Counters.Scanned, s.Counters.Eligible, s.Counters.Deleted, oneLine(s.LastError))
+			continue
+		}
+		// At most 22+7+16+16+3+10+9+9 characters and 8 gaps of 2 before ERROR: ERROR gets the rest of 120.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+			truncate(s.Shard, 22), s.State, truncate(dash(s.Through), 16), truncate(dash(s.Cursor), 16), min(s.Attempt, 999),
+			truncate(hb, 10), truncate(strconv.FormatInt(s.Counters.Scanned, 10), 9),
+			truncate(strconv.FormatInt(s.Counters.Deleted, 10), 9), truncate(oneLine(s.LastError), 12))
 	}
 	tw.Flush()
-	if stale > 0 {
-		fmt.Fprintf(w, "\n%d running shards were not written for more than %s (stale): their worker may be gone. JetStream "+
-			"redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed as abandoned, and "+
-			"resuming the run (--run-id %s) resumes it from its cursor.\n", stale, staleAfter, r.RunID)
+	if r.Shards.Stale > 0 {
+		fmt.Fprintf(w, "\n%d running shards were not written for more than %s (stale): their worker may be gone.\n"+
+			"JetStream redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed\n"+
+			"as abandoned, and resuming the run (--run-id %s) resumes it from its cursor.\n", r.Shards.Stale, staleAfter, r.Run)
 	}
 }
 
@@ -231,12 +459,8 @@ func isStale(s proto.ShardRecord, now time.Time, staleAfter time.Duration) bool 
 	return s.State == proto.StateRunning && !s.Heartbeat.IsZero() && now.Sub(s.Heartbeat) > staleAfter
 }
 
-func runDuration(r proto.RunRecord, now time.Time) string {
-	end := r.FinishedAt
-	if end.IsZero() {
-		end = now
-	}
-	return end.Sub(r.StartedAt).Round(time.Second).String()
+func duration(r statusRun) string {
+	return (time.Duration(r.DurationSeconds) * time.Second).String()
 }
 
 func mode(dryRun bool) string {
@@ -253,9 +477,14 @@ func dash(s string) string {
 	return s
 }
 
+// oneLine keeps a multi-line text (joined errors) on one table line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// truncate cuts s to at most n characters (runes), marking a cut with "…".
 func truncate(s string, n int) string {
-	if len(s) <= n {
+	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
