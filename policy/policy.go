@@ -2,7 +2,7 @@
 // The coordinator fixes a run's proto.Policy (including the cutoff) once; every worker compiles
 // it with New and asks Decide about each listed tag, so all workers decide alike.
 //
-// A tag is deleted only when all of these hold (DESIGN.md "Safety"):
+// A tag is deleted only when all of these hold:
 //   - no keep pattern matches it (keep wins over everything, including an invalid timestamp);
 //   - it is not a release-payload-family tag (rc_payload__, preserved__rc_payload__,
 //     remove__rc_payload__ prefixes), whatever the prune pattern says;
@@ -83,7 +83,7 @@ const (
 	DefaultTimeZone     = "UTC"
 )
 
-// familyPrefixes are the release-payload preservation tags (existing-pruner.md §4). They are
+// familyPrefixes are the release-payload preservation tags (see package preserve). They are
 // handled by preservation shards and never by the prune rule.
 var familyPrefixes = [...]string{"rc_payload__", "preserved__rc_payload__", "remove__rc_payload__"}
 

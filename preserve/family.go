@@ -1,5 +1,5 @@
-// Package preserve holds the rules of release-payload preservation (existing-pruner.md §4),
-// in one place: which tags belong to a payload's family, what state each payload version is
+// Package preserve holds the rules of release-payload preservation, as the existing pruner
+// (qci_registry_pruner.py) applied them and with its mistakes fixed, in one place: which tags belong to a payload's family, what state each payload version is
 // in, what a run must do about it (Plan), and how one payload is preserved or one family
 // removed through small registry interfaces declared here.
 //
@@ -60,7 +60,8 @@ func (r Role) String() string {
 // Classify says what tag is, for which payload version and, for a component tag, which
 // component. Component tags are recognised before payload tags: rc_payload__<v>__component__<c>
 // also starts with the payload prefix, and the existing pruner's test in the other order took
-// every component tag for a payload of version "<v>__component__<c>" (existing-pruner.md §4.6).
+// every component tag for a payload of version "<v>__component__<c>" (so it tried to preserve
+// every component as a payload, and never deleted component tags on removal).
 // The version is what lies before the last "__component__", as the existing pruner's greedy
 // regular expression has it. A prefix with an empty version or component is RoleNone.
 func Classify(tag string) (role Role, version, component string) {

@@ -27,7 +27,8 @@ const (
 	// StateRemoval: a removal request. Delete payload, marker and components, then the request.
 	StateRemoval
 	// StateOrphan: markers or components with neither payload nor request, left behind by
-	// an earlier partial removal (existing-pruner.md §4.5). They are deleted.
+	// an earlier partial removal (the existing pruner, once the payload tag was gone, deleted
+	// only the removal request and left the rest forever). They are deleted.
 	StateOrphan
 )
 

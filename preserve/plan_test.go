@@ -17,7 +17,8 @@ func TestClassify(t *testing.T) {
 		component string
 	}{
 		{"rc_payload__4.22.0-0.ci-2026-01-30-070825", RolePayload, "4.22.0-0.ci-2026-01-30-070825", ""},
-		// §4.6: a component tag is a component, not a payload of version "<v>__component__<c>".
+		// A component tag is a component, not a payload of version "<v>__component__<c>"
+		// (the existing pruner read it so).
 		{"rc_payload__4.22.0-0.ci-2026-01-30-070825__component__cli", RoleComponent, "4.22.0-0.ci-2026-01-30-070825", "cli"},
 		{"preserved__rc_payload__4.22.0-0.ci-2026-01-30-070825", RoleMarker, "4.22.0-0.ci-2026-01-30-070825", ""},
 		{"remove__rc_payload__4.22.0-0.ci-2026-01-30-070825", RoleRemoval, "4.22.0-0.ci-2026-01-30-070825", ""},
@@ -162,7 +163,7 @@ func TestPlan(t *testing.T) {
 			want:  Actions{Remove: []Removal{{Version: v, Tags: []string{PayloadTag(v)}, Request: RemovalTag(v)}}},
 		},
 		{
-			// The existing pruner's leftover (§4.5): payload gone, components left; it deleted
+			// The existing pruner's leftover: payload gone, components left; it deleted
 			// only the request and left the rest forever.
 			name:  "removal request whose payload is gone",
 			tags:  append([]string{MarkerTag(v), RemovalTag(v)}, comps("cli")...),

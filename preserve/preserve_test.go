@@ -199,7 +199,8 @@ func TestPreserve(t *testing.T) {
 				res: Result{Components: 3, Tagged: 3, Marked: true}},
 		},
 		{
-			// Not a prefix match: ci-public and ci-other are other repositories (§4.4 bug).
+			// Not a prefix match: ci-public and ci-other are other repositories (the existing
+			// pruner matched image references by prefix, and took them for openshift/ci).
 			name: "components in other repositories",
 			platforms: []map[string]string{{
 				"cli":       "quay.io/openshift/ci@" + cli,

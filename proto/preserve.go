@@ -1,8 +1,9 @@
 package proto
 
 // PreserveCounters are the release-payload preservation outcomes of a shard (and, summed, of a
-// run). Their summary lines are the existing pruner's (existing-pruner.md §5), plus the
-// failures and orphans that pruner never reported.
+// run). Their summary lines are the existing pruner's five preservation lines (payloads needing
+// preservation, preserved, removal requests processed, tags targeted for removal, tags removed),
+// plus the failures and orphans that pruner never reported.
 type PreserveCounters struct {
 	// FamilyTags: preservation-family tags listed (payloads, markers, requests, components).
 	FamilyTags int64 `json:"family_tags"`

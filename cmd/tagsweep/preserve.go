@@ -81,8 +81,8 @@ type runReport struct {
 	PreservationFailures []string                `json:"preservation_failures,omitempty"`
 }
 
-// printPreservation prints the existing pruner's preservation lines (existing-pruner.md §5,
-// lines 5 to 9, in its order), then tagsweep's own.
+// printPreservation prints the existing pruner's five preservation summary lines, in its
+// order and words (so that whoever reads its logs finds them), then tagsweep's own.
 func printPreservation(w io.Writer, dryRun bool, p proto.PreserveCounters, failures []string) {
 	fmt.Fprintf(w, "Release payloads needing preservation: %d\n", p.NeedingPreservation)
 	if dryRun {

@@ -17,7 +17,7 @@ import (
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
 
-// The QCI scenarios (issue 3): the simulated Quay holds prune tags and about twenty release
+// The QCI scenarios: the simulated Quay holds prune tags and about twenty release
 // payloads in every state (preserved, unpreserved, partially preserved, multi-arch, with a
 // component in another repository, removal requests, orphan markers and components), behind
 // Quay-style token auth, and tagsweep runs through its command line as operators would.

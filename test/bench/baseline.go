@@ -15,8 +15,10 @@ import (
 	"github.com/tagsweep/tagsweep/policy"
 )
 
-// baselineConfig is the existing pruner's algorithm (shared/reference/existing-pruner.md §2,
-// §5) pointed at a registry.
+// baselineConfig is the existing pruner's algorithm pointed at a registry: one sequential
+// keyset listing of tags/list pages of 100 (the next page asked for with last=<the page's
+// last tag>, more pages only while the answer has a Link rel="next"), each eligible tag's
+// DELETE handed to a pool of 100 threads while the listing goes on.
 type baselineConfig struct {
 	Base       string // http://host:port
 	Repo       string

@@ -82,7 +82,7 @@ func writeMarkdown(w io.Writer, r scenarioResult) {
 	fmt.Fprintln(w)
 }
 
-// checks measures the targets of issue 6 that apply to the scenario.
+// checks measures the performance targets (docs/performance.md) that apply to the scenario.
 func checks(sc scenario, o options, r scenarioResult, ceiling *sideResult) []check {
 	ts, ok := r.side("tagsweep")
 	if !ok {

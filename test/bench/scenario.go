@@ -70,7 +70,7 @@ type scenarioResult struct {
 	Checks      []check      `json:"checks"`
 }
 
-// check is one target of issue 6, measured.
+// check is one performance target of docs/performance.md, measured.
 type check struct {
 	Target string `json:"target"`
 	Got    string `json:"got"`
