@@ -1020,7 +1020,11 @@ func failedShards(shards []proto.ShardRecord) string {
 func (c *Coordinator) report(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) proto.Report {
 	rep := proto.Report{
 		RunID:        run.RunID,
+		Registry:     run.Registry,
+		State:        run.State,
 		DryRun:       run.Policy.DryRun,
+		Policy:       run.Policy,
+		TTLSeconds:   int64(run.StartedAt.Sub(run.Policy.Cutoff) / time.Second),
 		Cutoff:       run.Policy.Cutoff,
 		StartedAt:    run.StartedAt,
 		FinishedAt:   finished,

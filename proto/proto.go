@@ -241,10 +241,19 @@ type AuditEvent struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-// Report is the JSON document `--report` writes at the end of a run.
+// Report is the JSON document `--report` writes at the end of a run (docs/operations.md
+// describes every field).
 type Report struct {
-	RunID           string      `json:"run_id"`
-	DryRun          bool        `json:"dry_run"`
+	RunID    string   `json:"run_id"`
+	Registry string   `json:"registry"`
+	State    RunState `json:"state"`
+	DryRun   bool     `json:"dry_run"`
+	// Policy is the rule the run applied, fixed at its start: the prune pattern, time layout
+	// and zone, keep patterns, cutoff, delete cap and dry run.
+	Policy Policy `json:"policy"`
+	// TTLSeconds is how long before the run's start the cutoff lies: the TTL it was given,
+	// to the second.
+	TTLSeconds      int64       `json:"ttl_seconds"`
 	Cutoff          time.Time   `json:"cutoff"`
 	StartedAt       time.Time   `json:"started_at"`
 	FinishedAt      time.Time   `json:"finished_at"`

@@ -100,7 +100,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		}
 		return withCode(exitFailed, err)
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
-		full := runReport{Report: rep}
+		full := runReport{Tagsweep: build(version), Report: rep}
 		pc, failures, perr := co.Preservation(ctx)
 		if perr != nil {
 			log.Warn("reading the run's preservation results", slog.Any("err", perr))

@@ -74,8 +74,10 @@ func preserver(cfg config.Config, regs *registries, log *slog.Logger) func(conte
 	}
 }
 
-// runReport is the JSON report: the run's, plus its release-payload preservation.
+// runReport is the JSON report: the tagsweep that wrote it, the run's report, and its
+// release-payload preservation.
 type runReport struct {
+	Tagsweep buildInfo `json:"tagsweep"`
 	proto.Report
 	Preservation         *proto.PreserveCounters `json:"preservation,omitempty"`
 	PreservationFailures []string                `json:"preservation_failures,omitempty"`

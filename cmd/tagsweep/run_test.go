@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry/sim"
@@ -71,6 +72,9 @@ func TestRunDemo(t *testing.T) {
 			check: func(t *testing.T, r proto.Report, out string) {
 				if r.Tags.Deleted > 50 || r.Shards.Failed == 0 || r.Reason == "" {
 					t.Errorf("report = %+v, want at most 50 deleted, failed shards and a reason", r)
+				}
+				if r.State == proto.RunDone || r.State == proto.RunRunning || r.Policy.MaxDeletes != 50 {
+					t.Errorf("report state, policy cap = %q, %d; want a run that did not end done, and the cap of 50", r.State, r.Policy.MaxDeletes)
 				}
 				if !strings.Contains(out, "Stopped: ") {
 					t.Errorf("summary does not say why the run stopped:\n%s", out)
@@ -162,6 +166,33 @@ func TestRunAgainstRegistry(t *testing.T) {
 	}
 	if !srv.HasTag(repo, "20200101000000_prune_ci_keep_me") {
 		t.Errorf("the tag matching --keep-regex was deleted")
+	}
+
+	// The report says what it is: which tagsweep, which registry, how the run ended and
+	// the settings that decided.
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full runReport
+	if err := json.Unmarshal(data, &full); err != nil {
+		t.Fatal(err)
+	}
+	got := full.Report
+	if full.Tagsweep.Version == "" || full.Tagsweep.Go == "" {
+		t.Errorf("report tagsweep = %+v, want its version and Go version", full.Tagsweep)
+	}
+	if got.Registry != srv.Addr() || got.State != proto.RunDone || got.TTLSeconds != 3*24*3600 || got.DryRun || got.Policy.DryRun {
+		t.Errorf("report registry, state, ttl_seconds, dry_run = %q, %q, %d, %v; want %q, done, %d, false",
+			got.Registry, got.State, got.TTLSeconds, got.DryRun, srv.Addr(), 3*24*3600)
+	}
+	if !slices.Equal(got.Policy.KeepPatterns, []string{"_keep_"}) || got.Policy.PrunePattern != config.DefaultPruneRegex ||
+		got.Policy.TimeZone != "UTC" || got.Policy.MaxDeletes != 0 || !got.Policy.Cutoff.Equal(got.Cutoff) {
+		t.Errorf("report policy = %+v, want the run's rule (keep _keep_, default prune pattern, UTC, no cap, cutoff %s)", got.Policy, got.Cutoff)
+	}
+	if got.StartedAt.IsZero() || got.FinishedAt.Before(got.StartedAt) || got.DurationSeconds <= 0 {
+		t.Errorf("report timings = %s to %s, %gs; want a start, an end after it and the duration between",
+			got.StartedAt, got.FinishedAt, got.DurationSeconds)
 	}
 }
 

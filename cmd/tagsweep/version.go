@@ -37,6 +37,23 @@ func printVersion(w io.Writer, v string) error {
 
 // versionLine is "tagsweep <version> (<commit>, <go version>)".
 func versionLine(v string) string {
+	b := build(v)
+	extra := b.Go
+	if b.Commit != "" {
+		extra = "commit " + b.Commit + ", " + extra
+	}
+	return fmt.Sprintf("tagsweep %s (%s)", b.Version, extra)
+}
+
+// buildInfo says which tagsweep this is.
+type buildInfo struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
+	Go      string `json:"go"`
+}
+
+// build is this binary's build information; v is the stamped version, "" for none.
+func build(v string) buildInfo {
 	commit := revision
 	if len(commit) > 12 {
 		commit = commit[:12]
@@ -65,9 +82,5 @@ func versionLine(v string) string {
 	if v == "" {
 		v = "(devel)"
 	}
-	extra := runtime.Version()
-	if commit != "" {
-		extra = "commit " + commit + ", " + extra
-	}
-	return fmt.Sprintf("tagsweep %s (%s)", v, extra)
+	return buildInfo{Version: v, Commit: commit, Go: runtime.Version()}
 }
