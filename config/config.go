@@ -47,6 +47,7 @@ type Config struct {
 	KeepRegex    []string
 	TagTimezone  string
 	MaxDeletes   int64
+	MaxClockSkew time.Duration
 	PageSize     int
 	DockerConfig string
 	Token        Secret

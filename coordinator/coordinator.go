@@ -44,6 +44,11 @@ var ErrShardsFailed = errors.New("run finished with failed shards")
 // exit code 2, as ErrShardsFailed.
 var ErrStopped = errors.New("run stopped")
 
+// ErrClockSkew: this host's clock and the registry's disagree by more than MaxClockSkew, so a
+// cutoff fixed from this clock could make tags eligible that are not old enough. No run is
+// recorded.
+var ErrClockSkew = errors.New("clock disagrees with the registry's")
+
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultPollInterval = 5 * time.Second
@@ -53,6 +58,8 @@ const (
 	ledgerTimeout       = 30 * time.Second
 	summaryTimeout      = 2 * time.Minute // how long the final summary is retried
 	planAttempts        = 5               // planning tries before a run fails for good
+	// DefaultMaxClockSkew is how far this host's clock may be from the registry's Date.
+	DefaultMaxClockSkew = 5 * time.Minute
 )
 
 // Config describes a run. Zero values mean the documented defaults.
@@ -70,6 +77,10 @@ type Config struct {
 	Policy proto.Policy
 	// TTL is how old a tag must be to go: Cutoff = start - TTL.
 	TTL time.Duration
+	// MaxClockSkew is how far this host's clock may be from the registry's (its Date
+	// header) when a new run fixes its start and cutoff; beyond it the run is refused with
+	// ErrClockSkew. Default DefaultMaxClockSkew; negative = do not check.
+	MaxClockSkew time.Duration
 	// Width of shard boundaries (default keyspace.Day).
 	Width keyspace.Width
 	// Progress, if set, is called with a partial report every PollInterval while shards run.
@@ -167,6 +178,7 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	cfg.ObserveEvery = cmp.Or(cfg.ObserveEvery, DefaultObserveEvery)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, DefaultLeaseTTL)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
+	cfg.MaxClockSkew = cmp.Or(cfg.MaxClockSkew, DefaultMaxClockSkew)
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
 		cfg.Holder = cmp.Or(host, "coordinator") + "/" + strconv.Itoa(os.Getpid())
@@ -430,6 +442,9 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 	if len(c.cfg.Repositories) == 0 {
 		return proto.RunRecord{}, false, errors.New("coordinator: no repositories")
 	}
+	if err := c.checkClock(ctx, c.cfg.Repositories[0]); err != nil {
+		return proto.RunRecord{}, false, err
+	}
 	start := c.now().UTC()
 	p := c.cfg.Policy
 	if p.Cutoff.IsZero() {
@@ -447,6 +462,56 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 		State:        proto.RunRunning,
 		StartedAt:    start,
 	}, true, nil
+}
+
+// checkClock compares this host's clock with the registry's Date header on one list call
+// for repo, before a new run fixes its cutoff from this clock: a clock years ahead would make
+// every prune tag eligible. Date has whole seconds and the answer takes time, so only a skew
+// proven beyond that uncertainty counts. A registry that sends no Date cannot be checked: the
+// run goes on, with a warning.
+//
+// A list call that fails in a way that may pass is tried again like planning is.
+func (c *Coordinator) checkClock(ctx context.Context, repo string) error {
+	if c.cfg.MaxClockSkew < 0 {
+		return nil
+	}
+	var (
+		page           registry.Page
+		sent, received time.Time
+		err            error
+	)
+	delay := c.cfg.RetryDelay
+	for attempt := 1; ; attempt++ {
+		sent = c.now()
+		page, err = c.lister.List(ctx, repo, "", 1)
+		received = c.now()
+		if err == nil || ctx.Err() != nil || attempt == planAttempts || !mayPass(err) {
+			break
+		}
+		c.log.Warn("checking the clock against the registry; trying again", slog.Any("err", err),
+			slog.Int("attempt", attempt), slog.Duration("in", delay))
+		if err := sleep(ctx, delay); err != nil {
+			return err
+		}
+		delay *= 2
+	}
+	if err != nil {
+		return fmt.Errorf("checking the clock against the registry: %w", err)
+	}
+	if page.Date.IsZero() {
+		c.log.Warn("the registry sent no Date header; this host's clock alone fixes the cutoff",
+			slog.String("repo", repo))
+		return nil
+	}
+	// The registry's clock read something in [Date, Date+1s) while we waited in [sent, received].
+	ahead := page.Date.Sub(received)               // registry ahead of us, at least
+	behind := sent.Sub(page.Date.Add(time.Second)) // registry behind us, at least
+	if skew := max(ahead, behind); skew > c.cfg.MaxClockSkew {
+		return fmt.Errorf("%w: this host's clock reads %s, the registry's Date header %s: %s apart, more than the %s allowed",
+			ErrClockSkew, received.UTC().Format(time.RFC3339), page.Date.UTC().Format(time.RFC3339),
+			skew.Round(time.Second), c.cfg.MaxClockSkew)
+	}
+	return nil
 }
 
 func sameSet(a, b []string) bool {
@@ -616,8 +681,7 @@ func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run pr
 	delay := c.cfg.RetryDelay
 	for attempt := 1; ; attempt++ {
 		err := c.plan(ctx, l, run, through)
-		if err == nil || ctx.Err() != nil || attempt == planAttempts || errors.Is(err, registry.ErrKeysetUnsupported) ||
-			errors.Is(err, registry.ErrBadPage) || errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) {
+		if err == nil || ctx.Err() != nil || attempt == planAttempts || !mayPass(err) {
 			return err
 		}
 		c.log.Warn("planning failed; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", delay))
@@ -629,6 +693,25 @@ func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run pr
 			return ctx.Err()
 		}
 		delay *= 2
+	}
+}
+
+// mayPass reports whether a registry or NATS failure may pass when tried again: a registry
+// that breaks the keyset contract, an unknown repository or refused credentials will not.
+func mayPass(err error) bool {
+	return !errors.Is(err, registry.ErrKeysetUnsupported) && !errors.Is(err, registry.ErrBadPage) &&
+		!errors.Is(err, registry.ErrNotFound) && !errors.Is(err, registry.ErrUnauthorized)
+}
+
+// sleep waits for d, or returns ctx's error when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

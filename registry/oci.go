@@ -338,7 +338,7 @@ func (o *OCI) List(ctx context.Context, repo, last string, n int) (Page, error) 
 		// The registry ignored n. The keyset is intact: the caller goes on after tags[n-1].
 		tags, more = tags[:n], true
 	}
-	return Page{Tags: tags, More: more}, nil
+	return Page{Tags: tags, More: more, Date: c.date()}, nil
 }
 
 // Delete deletes one tag with DELETE /v2/<repo>/manifests/<tag>: 202 or 200 is success, 404
@@ -511,11 +511,11 @@ func (c *call) class() string {
 	return "delete"
 }
 
-// answered records the status and, of the headers, the two the call reads (Link, Retry-After):
-// cloning every answer's whole header cost 8% of a worker's allocations.
+// answered records the status and, of the headers, the three the call reads (Link,
+// Retry-After, Date): cloning every answer's whole header cost 8% of a worker's allocations.
 func (c *call) answered(status int, header http.Header) {
 	var kept http.Header
-	for _, k := range [...]string{"Link", "Retry-After"} {
+	for _, k := range [...]string{"Link", "Retry-After", "Date"} {
 		if v := header.Values(k); len(v) > 0 {
 			if kept == nil {
 				kept = make(http.Header, 2)
@@ -533,6 +533,17 @@ func (c *call) result() (links []string, status int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.header.Values("Link"), c.status
+}
+
+// date returns the last attempt's Date header, zero when it had none or it does not parse.
+func (c *call) date() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := http.ParseTime(c.header.Get("Date"))
+	if err != nil {
+		return time.Time{}
+	}
+	return d
 }
 
 func (c *call) retryAfter() (time.Duration, bool) {

@@ -38,6 +38,9 @@ type Page struct {
 	Tags []string
 	// More is true when the registry said (Link rel="next") that more tags may follow.
 	More bool
+	// Date is the registry's clock as its Date header gave it (to the second), zero when
+	// the answer had none. The coordinator checks its own clock against it.
+	Date time.Time
 }
 
 // Lister lists one keyset page: at most n tags greater than last ("" = from the first tag).

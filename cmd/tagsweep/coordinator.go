@@ -75,6 +75,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		Repositories: cfg.Repositories,
 		Policy:       cfg.Policy(),
 		TTL:          ttl,
+		MaxClockSkew: clockSkew(cfg.MaxClockSkew),
 		Width:        cfg.ShardWidth(),
 		Observer: observerFunc(func(s coordinator.Status) {
 			gauges.RunStatus(s)
@@ -123,6 +124,15 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	default:
 		return err
 	}
+}
+
+// clockSkew is the coordinator's MaxClockSkew for --max-clock-skew, whose 0 means "do not
+// check" (the coordinator's zero means its default).
+func clockSkew(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // observerFunc is a coordinator.Observer made of a function.
