@@ -3,11 +3,14 @@ package registry_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tagsweep/tagsweep/registry"
@@ -164,5 +167,56 @@ func TestNewOCIBadAuthHost(t *testing.T) {
 	_, err := registry.NewOCI(registry.OCIConfig{Host: "quay.io", AuthHosts: []string{"https://auth.example"}})
 	if err == nil || !strings.Contains(err.Error(), "auth.example") {
 		t.Errorf("NewOCI with auth host https://auth.example = %v, want an error naming it", err)
+	}
+}
+
+// TestObtainedTokenNeverInErrors: a bearer token the client obtained from a token realm at
+// runtime (never in its configuration) is redacted from errors and logs when the registry
+// echoes it back, bare, in error bodies.
+func TestObtainedTokenNeverInErrors(t *testing.T) {
+	t.Parallel()
+	const user, password = "robot", "s3cr3t-Pa55word-XYZ"
+	const token, refresh = "obtained-token-7f3a9c2e51", "refresh-token-0b8d4e6f27"
+	var host string
+	var echoed atomic.Int64
+	host, _ = startFake(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		switch {
+		case r.URL.Path == "/token":
+			fmt.Fprintf(w, `{"token":%q,"refresh_token":%q,"expires_in":300}`, token, refresh)
+			return
+		case r.Header.Get("Authorization") != "Bearer "+token:
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="test"`, host))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		echoed.Add(1)
+		body := fmt.Sprintf(`{"errors":[{"code":"DENIED","message":"token %s (refresh %s) may not do this"}]}`, token, refresh)
+		if r.Method == http.MethodDelete {
+			w.WriteHeader(http.StatusForbidden)
+		} else {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		io.WriteString(w, body)
+	})
+	var logs lockedBuffer
+	c := newClient(t, host, registry.OCIConfig{Username: user, Password: password,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	_, listErr := c.List(t.Context(), "team/app", "", 10)
+	delErr := c.Delete(t.Context(), "team/app", "t1")
+	if echoed.Load() == 0 {
+		t.Fatal("precondition: the registry never echoed the token")
+	}
+	if !errors.Is(listErr, registry.ErrNotFound) || !errors.Is(delErr, registry.ErrUnauthorized) {
+		t.Errorf("errors = %v, %v; want ErrNotFound, ErrUnauthorized", listErr, delErr)
+	}
+	for _, s := range []string{fmt.Sprint(listErr), fmt.Sprint(delErr), logs.String()} {
+		for _, secret := range []string{token, refresh, password} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%q leaks into %q", secret, s)
+			}
+		}
+	}
+	if !strings.Contains(delErr.Error(), "may not do this") {
+		t.Errorf("delete error %q lost the registry's words", delErr)
 	}
 }

@@ -145,7 +145,7 @@ type OCI struct {
 	callTimeout time.Duration
 	limiter     *rate.Limiter // nil: no MaxRPS
 	control     *RateControl
-	redact      redactor
+	redact      *redactor
 	edge        *credentialEdge
 	refs        sync.Map // repository name -> ref.Ref, for names that passed repoRE
 }
@@ -184,7 +184,7 @@ type hostSetup struct {
 	cfg    OCIConfig // defaults applied; Logger and RateControl never nil
 	docker []config.Host
 	host   *config.Host
-	redact redactor
+	redact *redactor
 	edge   *credentialEdge // sends through base (wrapped); see transport
 	// base is a clone of http.DefaultTransport keeping up to Concurrency idle connections
 	// to the host.
@@ -239,13 +239,14 @@ func prepareHost(cfg OCIConfig, what string) (hostSetup, error) {
 		}
 	}
 
-	edge, err := newCredentialEdge(nil, cfg.Host, cfg.PlainHTTP, cfg.AuthHosts)
+	redact := newRedactor(secrets)
+	edge, err := newCredentialEdge(nil, cfg.Host, cfg.PlainHTTP, cfg.AuthHosts, redact)
 	if err != nil {
 		return hostSetup{}, fmt.Errorf("%s: %w", what, err)
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = cfg.Concurrency
-	return hostSetup{cfg: cfg, docker: docker, host: host, redact: newRedactor(secrets), edge: edge, base: base}, nil
+	return hostSetup{cfg: cfg, docker: docker, host: host, redact: redact, edge: edge, base: base}, nil
 }
 
 // transport is the transport the client's guard sends through: the credential edge over the
@@ -701,37 +702,12 @@ func linkParams(v string) (rest, rel string) {
 	}
 }
 
-// authValueRE matches credentials in an Authorization header value written out.
-var authValueRE = regexp.MustCompile(`(?i)\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]{16,}`)
-
-// redactor removes known secrets and anything shaped like an Authorization value from text.
-type redactor struct{ secrets []string }
-
-func newRedactor(secrets []string) redactor {
-	var r redactor
-	for _, s := range secrets {
-		if s != "" && !slices.Contains(r.secrets, s) {
-			r.secrets = append(r.secrets, s)
-		}
-	}
-	// Longest first, so that a secret containing another is replaced whole.
-	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
-	return r
-}
-
-func (r redactor) apply(s string) string {
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	return authValueRE.ReplaceAllString(s, "$1 [redacted]")
-}
-
 // redactHandler passes regclient's warnings and errors to the injected logger, with
 // credentials redacted from the message and every attribute. regclient's debug and trace
 // records (every request with its URL) are dropped.
 type redactHandler struct {
 	inner  slog.Handler
-	redact redactor
+	redact *redactor
 }
 
 func (h *redactHandler) Enabled(ctx context.Context, l slog.Level) bool {

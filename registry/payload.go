@@ -56,7 +56,7 @@ type Payload struct {
 	callTimeout time.Duration
 	readTimeout time.Duration
 	maxFile     int64
-	redact      redactor
+	redact      *redactor
 	edge        *credentialEdge
 }
 

@@ -100,7 +100,7 @@ type Quay struct {
 	base    string // scheme://host
 	client  *http.Client
 	log     *slog.Logger
-	redact  redactor
+	redact  *redactor
 	control *RateControl
 	limiter *rate.Limiter // MaxRPS; nil when unbounded
 	logged  atomic.Int64  // RateControl's decreases when the last warning was logged
