@@ -31,6 +31,8 @@ type Config struct {
 	LogFormat string
 	LogLevel  string
 	NATSURL   string
+	// NATS is how the command authenticates to NATS and verifies its servers.
+	NATS NATSTrust
 
 	Registry     string
 	Repositories []string
@@ -52,6 +54,7 @@ type Config struct {
 	DockerConfig string
 	Token        Secret
 	AuthHosts    []string
+	MinTTL       string
 	MaxRPS       float64
 	DeleteAPI    string
 	Preserve     bool
@@ -73,6 +76,20 @@ type Config struct {
 
 	States     []string
 	StaleAfter time.Duration
+}
+
+// NATSTrust is how a command authenticates to NATS (at most one of: a credentials file, an
+// nkey seed file, a user and password, a token) and the TLS it speaks: the CA that signs the
+// servers' certificates and a client certificate and key. Zero values mean none.
+type NATSTrust struct {
+	Creds     string // credentials file (user JWT and nkey seed)
+	NKey      string // nkey seed file
+	User      string
+	Password  Secret
+	Token     Secret
+	TokenFile string // file holding the token
+	CA        string // PEM file of the CA(s) the servers' certificates must chain to
+	Cert, Key string // PEM files of the client certificate and its key
 }
 
 // Demo configures run --demo: an in-process simulated registry holding a generated
@@ -136,6 +153,8 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.mask()), nil }
 func (c Config) Redacted() Config {
 	r := c
 	r.Token = Secret(c.Token.mask())
+	r.NATS.Password = Secret(c.NATS.Password.mask())
+	r.NATS.Token = Secret(c.NATS.Token.mask())
 	r.NATSURL = redactURLs(c.NATSURL)
 	r.Repositories = slices.Clone(c.Repositories)
 	r.KeepRegex = slices.Clone(c.KeepRegex)

@@ -397,6 +397,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateCommands(t *testing.T) {
+	existing := writeFile(t, "x")
 	tests := []struct {
 		name string
 		c    Config
@@ -409,20 +410,33 @@ func TestValidateCommands(t *testing.T) {
 			Registry: "quay.io", TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
 			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1},
 			want: []string{"--registry", "--workers", "--slots", "--delete-concurrency", "--max-rps", "--demo-tags", "--demo-days"}},
-		{name: "worker limits", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 1001,
+		{name: "worker limits", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 1001,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 1, SplitAfter: -time.Second},
 			want: []string{"--page-size", "--split-after"}},
-		{name: "worker", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
+		{name: "worker", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3}},
-		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
+		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
 			PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3, TTLDays: -9, ShardBy: "x"}},
-		{name: "worker with a token needs a registry", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn",
+		{name: "worker with a token needs a registry", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn",
 			NATSURL: DefaultNATSURL, PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5,
 			NATSReplicas: 3, Token: "t"}, want: []string{"--registry: required with --token"}},
-		{name: "worker with a token and a registry", c: Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn",
+		{name: "worker with a token and a registry", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn",
 			NATSURL: DefaultNATSURL, PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5,
 			NATSReplicas: 3, Token: "t", Registry: "quay.io"}},
 		{name: "status", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL, AckWait: time.Minute}},
+		{name: "worker floor and nats trust", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn",
+			NATSURL: DefaultNATSURL, PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3,
+			Repositories: []string{"openshift/ci"}, MinTTL: "3d",
+			NATS: NATSTrust{User: "tagsweep-worker", Password: "p", CA: existing, Cert: existing, Key: existing}}},
+		{name: "nats trust problems", c: Config{Command: CmdStatus, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL, AckWait: time.Minute,
+			NATS: NATSTrust{Creds: existing, Token: "t", TokenFile: "/nonexistent/token", Password: "p", CA: "/nonexistent/ca.pem", Cert: existing}},
+			want: []string{"--nats-token: conflicts with --nats-creds", "--nats-token-file: \"/nonexistent/token\": no such file",
+				"--nats-token-file: conflicts with --nats-creds", "--nats-password: given without --nats-user",
+				"--nats-ca: \"/nonexistent/ca.pem\"", "--nats-cert: given without --nats-key"}},
+		{name: "worker floor problems", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn",
+			NATSURL: DefaultNATSURL, PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3,
+			Repositories: []string{"OpenShift/CI"}, MinTTL: "3 days"},
+			want: []string{"--repository: \"OpenShift/CI\"", "--min-ttl: \"3 days\""}},
 		{name: "sim", c: Config{Command: CmdSim, LogFormat: "auto", LogLevel: "info", Repositories: []string{"openshift/ci"},
 			Sim: Sim{Addr: "nowhere", Tags: -1, Days: 0, Latency: -time.Second}},
 			want: []string{"--addr", "--tags", "--days", "--latency"}},

@@ -154,6 +154,8 @@ var (
 	allWorking  = []string{CmdRun, CmdWorker}
 	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
 	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
+	// natsClients are the commands that connect to an external NATS (the keys of its trust).
+	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit}
 	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
 )
 
@@ -190,6 +192,33 @@ func Flags() []Flag {
 		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: required,
 			Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit},
 			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
+		{Name: "nats-creds", field: func(c *Config) any { return &c.NATS.Creds }, check: natsAuth("nats-creds", checkFile),
+			Kind: KindString, Commands: natsClients,
+			Usage: "NATS credentials `file` (user JWT and nkey seed) to authenticate with"},
+		{Name: "nats-nkey", field: func(c *Config) any { return &c.NATS.NKey }, check: natsAuth("nats-nkey", checkFile),
+			Kind: KindString, Commands: natsClients,
+			Usage: "NATS nkey seed `file` to authenticate with"},
+		{Name: "nats-user", field: func(c *Config) any { return &c.NATS.User }, check: natsAuth("nats-user", nil),
+			Kind: KindString, Commands: natsClients,
+			Usage: "NATS `user` to authenticate as, with --nats-password"},
+		{Name: "nats-password", field: func(c *Config) any { return &c.NATS.Password }, check: checkNATSPassword,
+			Kind: KindString, Commands: natsClients, Secret: true,
+			Usage: "NATS `password` of --nats-user; never logged (prefer the environment to the command line)"},
+		{Name: "nats-token", field: func(c *Config) any { return &c.NATS.Token }, check: natsAuth("nats-token", nil),
+			Kind: KindString, Commands: natsClients, Secret: true,
+			Usage: "NATS authentication `token`; never logged (prefer the environment or --nats-token-file to the command line)"},
+		{Name: "nats-token-file", field: func(c *Config) any { return &c.NATS.TokenFile }, check: natsAuth("nats-token-file", checkFile),
+			Kind: KindString, Commands: natsClients,
+			Usage: "`file` holding the NATS authentication token"},
+		{Name: "nats-ca", field: func(c *Config) any { return &c.NATS.CA }, check: checkFile,
+			Kind: KindString, Commands: natsClients,
+			Usage: "PEM `file` of the CA the NATS servers' certificates must chain to; given, the connection is TLS"},
+		{Name: "nats-cert", field: func(c *Config) any { return &c.NATS.Cert }, check: pairedWith("nats-key", func(c Config) string { return c.NATS.Key }),
+			Kind: KindString, Commands: natsClients,
+			Usage: "PEM `file` of the client certificate presented to NATS over TLS, with --nats-key"},
+		{Name: "nats-key", field: func(c *Config) any { return &c.NATS.Key }, check: pairedWith("nats-cert", func(c Config) string { return c.NATS.Cert }),
+			Kind: KindString, Commands: natsClients,
+			Usage: "PEM `file` of the key of --nats-cert"},
 
 		// What to prune.
 		{Name: "registry", field: func(c *Config) any { return &c.Registry }, check: checkRegistry,
@@ -197,10 +226,13 @@ func Flags() []Flag {
 			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo); " +
 				"a worker given it refuses runs against any other registry (required for a worker with --token)"},
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
-			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdSim},
+			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim},
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
 			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)",
-			Usages:   map[string]string{CmdSim: "repository `ns/name` to serve, each with its own generated namespace; repeat the flag for several (comma-separated in the environment)"}},
+			Usages: map[string]string{
+				CmdSim:    "repository `ns/name` to serve, each with its own generated namespace; repeat the flag for several (comma-separated in the environment)",
+				CmdWorker: "repository `ns/name` this worker may prune: it refuses the shards of any other; repeat the flag for several (comma-separated in the environment); none = any",
+			}},
 		{Name: "ttl-days", field: func(c *Config) any { return &c.TTLDays }, check: atLeast(-1),
 			Kind: KindInt, Default: 5, Commands: allPruning,
 			Usage: "prune tags whose name is dated more than `N`×24h before the run start; -1 = every prune tag dated before the run start"},
@@ -235,8 +267,12 @@ func Flags() []Flag {
 			Kind: KindString, Default: "day", Commands: allPruning,
 			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
 		{Name: "prune-regex", field: func(c *Config) any { return &c.PruneRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.PrunePattern = c.PruneRegex }),
-			Kind: KindString, Default: DefaultPruneRegex, Commands: allPruning, NoEmpty: true,
-			Usage: "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp"},
+			Kind: KindString, Default: DefaultPruneRegex, Commands: []string{CmdRun, CmdCoordinator, CmdWorker}, NoEmpty: true,
+			Usage:  "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp",
+			Usages: map[string]string{CmdWorker: "the prune `regexp` this worker carries out: it refuses a run with any other"}},
+		{Name: "min-ttl", field: func(c *Config) any { return &c.MinTTL }, check: checkMinTTL,
+			Kind: KindString, Commands: []string{CmdWorker},
+			Usage: "refuse a run whose cutoff is later than now minus this `duration` (36h, 5d), whatever the run record asks; empty = no floor"},
 		{Name: "keep-regex", field: func(c *Config) any { return &c.KeepRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.KeepPatterns = c.KeepRegex }),
 			Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
 			Usage: "`regexp` of tags never to delete; repeat the flag for several (one per line in the environment)"},
@@ -261,7 +297,7 @@ func Flags() []Flag {
 		{Name: "page-size", field: func(c *Config) any { return &c.PageSize }, check: between(1, MaxPageSize),
 			Kind: KindInt, Default: 100, Commands: allWorking,
 			Usage: "`N` tags per tags/list page (its n parameter), 1 to 1000; Quay caps it at 100"},
-		{Name: "docker-config", field: func(c *Config) any { return &c.DockerConfig }, check: checkDockerConfig,
+		{Name: "docker-config", field: func(c *Config) any { return &c.DockerConfig }, check: checkFile,
 			Kind: KindString, Commands: allRegistry,
 			Env:   []string{EnvName("docker-config"), "QUAY_DOCKERCONFIGJSON_PATH"},
 			Usage: "docker config.json `file` holding the registry credentials"},

@@ -10,7 +10,7 @@ import (
 // needs the OAuth token it sends.
 func TestValidatePreservation(t *testing.T) {
 	base := func() Config {
-		return Config{Command: CmdWorker, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
+		return Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 1, Registry: "quay.io"}
 	}
 	coord := func() Config {

@@ -168,7 +168,7 @@ func checkRegistry(c Config, v any) error {
 
 func checkRepositories(c Config, v any) error {
 	repos := v.([]string)
-	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) {
+	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) && c.Command != CmdWorker {
 		return errors.New("required (e.g. openshift/ci)")
 	}
 	var errs []error
@@ -245,7 +245,8 @@ func checkReport(_ Config, v any) error {
 	return nil
 }
 
-func checkDockerConfig(_ Config, v any) error {
+// checkFile accepts an empty path or one naming a file that exists.
+func checkFile(_ Config, v any) error {
 	path := v.(string)
 	if path == "" {
 		return nil
@@ -394,4 +395,81 @@ func checkStates(c Config, _ any) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func checkMinTTL(_ Config, v any) error {
+	ttl := v.(string)
+	if ttl == "" {
+		return nil
+	}
+	if d, err := policy.ParseTTL(ttl); err != nil {
+		return fmt.Errorf("%q is not a duration such as 36h, 5d or 5d12h", ttl)
+	} else if d < 0 {
+		return fmt.Errorf("%q is negative", ttl)
+	}
+	return nil
+}
+
+// natsAuthKeys are the keys of the ways to authenticate to NATS, one of which may be given
+// (the password goes with the user).
+var natsAuthKeys = []string{"nats-creds", "nats-nkey", "nats-user", "nats-token", "nats-token-file"}
+
+// natsAuthSet reports whether key's way to authenticate to NATS is given in c.
+func natsAuthSet(c Config, key string) bool {
+	switch key {
+	case "nats-creds":
+		return c.NATS.Creds != ""
+	case "nats-nkey":
+		return c.NATS.NKey != ""
+	case "nats-user":
+		return c.NATS.User != ""
+	case "nats-token":
+		return c.NATS.Token != ""
+	case "nats-token-file":
+		return c.NATS.TokenFile != ""
+	}
+	return false
+}
+
+// natsAuth checks key, a way to authenticate to NATS: with check (if any), and that no way
+// before it in natsAuthKeys is given too, so that a conflict is reported once, on the later key.
+func natsAuth(key string, check func(Config, any) error) func(Config, any) error {
+	return func(c Config, v any) error {
+		var err error
+		if check != nil {
+			err = check(c, v)
+		}
+		if !natsAuthSet(c, key) {
+			return err
+		}
+		for _, k := range natsAuthKeys {
+			if k == key {
+				break
+			}
+			if natsAuthSet(c, k) {
+				return errors.Join(err, fmt.Errorf("conflicts with %s: give one way to authenticate to NATS", c.source(k)))
+			}
+		}
+		return err
+	}
+}
+
+func checkNATSPassword(c Config, v any) error {
+	if v.(Secret) != "" && c.NATS.User == "" {
+		return errors.New("given without --nats-user")
+	}
+	return nil
+}
+
+// pairedWith checks a file that needs another key given with it (a certificate and its key).
+func pairedWith(other string, get func(Config) string) func(Config, any) error {
+	return func(c Config, v any) error {
+		if v.(string) == "" {
+			return nil
+		}
+		if get(c) == "" {
+			return fmt.Errorf("given without --%s", other)
+		}
+		return checkFile(c, v)
+	}
 }

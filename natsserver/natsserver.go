@@ -49,6 +49,10 @@ type Config struct {
 	// Name is the server's name; in a cluster every server needs its own. Default
 	// "tagsweep-embedded".
 	Name string
+	// Options, when set, adjusts the server's options last, before the server starts: the
+	// authorization, accounts and TLS of a locked-down server (tests of secured deployments
+	// load a nats-server configuration file with ProcessConfigFile here).
+	Options func(*server.Options) error
 	// Cluster, when set, makes the server one node of a JetStream cluster of embedded servers
 	// (tests and demos of the clustered deployment; production runs the NATS Helm chart).
 	Cluster *Cluster
@@ -119,6 +123,11 @@ func Start(cfg Config) (*Server, error) {
 				return nil, fmt.Errorf("nats cluster route %q: %w", r, err)
 			}
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+		}
+	}
+	if cfg.Options != nil {
+		if err := cfg.Options(opts); err != nil {
+			return nil, fmt.Errorf("nats server options: %w", err)
 		}
 	}
 	s := &Server{listening: cfg.Listen != ""}

@@ -98,6 +98,9 @@ type Config struct {
 	// worker fails preserve shards (family shards, which only list and delete through
 	// Connect's client, still run).
 	Preserver func(ctx context.Context, run proto.RunRecord, aliases []preserve.Alias) (*preserve.Preserver, error)
+	// Floor is what the worker refuses whatever a run record asks: a shard beyond it fails
+	// at once, before any registry call. The zero Floor refuses nothing.
+	Floor Floor
 }
 
 // Worker prunes shards. Create it with New and start it with Run.
@@ -492,6 +495,10 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	case proto.KindPrune, proto.KindFamily, proto.KindPreserve:
 	default:
 		fail(fmt.Errorf("shard kind %q is not supported by this worker", rec.Kind))
+		return
+	}
+	if err := w.cfg.Floor.Check(run, rec.Repository, time.Now()); err != nil {
+		fail(err) // before any client exists: nothing of the shard is listed, tagged or deleted
 		return
 	}
 	entry, err := w.runEntry(ctx, run)

@@ -45,7 +45,7 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	nc, err := connectNATS(cfg.NATSURL, "tagsweep-audit", log)
+	nc, err := connectNATS(cfg, "tagsweep-audit", log)
 	if err != nil {
 		return err
 	}

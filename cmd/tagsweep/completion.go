@@ -61,7 +61,7 @@ func completeRunIDs(name string) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(cmp.Or[context.Context](cmd.Context(), context.Background()), completionTimeout)
 		defer cancel()
-		runs, err := recordedRuns(ctx, cfg.NATSURL)
+		runs, err := recordedRuns(ctx, cfg)
 		if err != nil {
 			cobra.CompDebugln("tagsweep: listing runs: "+err.Error(), false) // BASH_COMP_DEBUG_FILE
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -86,10 +86,14 @@ func runCompletions(runs []proto.RunRecord, prefix string) []cobra.Completion {
 	return out
 }
 
-// recordedRuns reads the run records at url, creating nothing.
-func recordedRuns(ctx context.Context, url string) ([]proto.RunRecord, error) {
+// recordedRuns reads the run records at cfg's NATS, creating nothing.
+func recordedRuns(ctx context.Context, cfg config.Config) ([]proto.RunRecord, error) {
 	deadline, _ := ctx.Deadline()
-	nc, err := nats.Connect(url, nats.Name("tagsweep-completion"), nats.Timeout(time.Until(deadline)), nats.NoReconnect())
+	trust, err := natsTrust(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(trust, nats.Name("tagsweep-completion"), nats.Timeout(time.Until(deadline)), nats.NoReconnect())...)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 // error (exit 1) when the run could not be carried out. Progress goes to live (a
 // terminal), or to log lines when live is nil.
 func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
-	nc, err := connectNATS(cfg.NATSURL, "tagsweep-coordinator", log)
+	nc, err := connectNATS(cfg, "tagsweep-coordinator", log)
 	if err != nil {
 		return err
 	}

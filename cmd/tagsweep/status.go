@@ -26,11 +26,16 @@ import (
 // connectNATS connects to the NATS servers at url. name identifies the process to
 // the server (nats server's connz). Reconnects are unbounded: a worker outlives a
 // NATS rolling restart.
-func connectNATS(url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+func connectNATS(cfg config.Config, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nc, err := nats.Connect(url, append([]nats.Option{
+	url := cfg.NATSURL
+	trust, err := natsTrust(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to nats at %s: %w", redactNATSURL(url), err)
+	}
+	nc, err := nats.Connect(url, append(append([]nats.Option{
 		nats.Name(name),
 		nats.Timeout(10 * time.Second),
 		nats.MaxReconnects(-1),
@@ -40,7 +45,7 @@ func connectNATS(url, name string, log *slog.Logger, opts ...nats.Option) (*nats
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	}, opts...)...)
+	}, trust...), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to nats at %s: %w", redactNATSURL(url), err)
 	}
@@ -77,7 +82,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 		return withCode(exitError, &configError{err})
 	}
 	format := cmp.Or(cfg.Output, config.OutputTable)
-	nc, err := connectNATS(cfg.NATSURL, "tagsweep-status", log)
+	nc, err := connectNATS(cfg, "tagsweep-status", log)
 	if err != nil {
 		return err
 	}

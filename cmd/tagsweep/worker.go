@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/telemetry"
 	"github.com/tagsweep/tagsweep/worker"
 )
@@ -22,7 +23,7 @@ import (
 func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Config) error {
 	// A worker outlives NATS being away, at its start too: it waits for a server, and its
 	// Run reopens the queue once one answers.
-	nc, err := connectNATS(cfg.NATSURL, "tagsweep-worker", log, nats.RetryOnFailedConnect(true))
+	nc, err := connectNATS(cfg, "tagsweep-worker", log, nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
@@ -71,5 +72,16 @@ func workerConfig(cfg config.Config, id string, regs *registries, log *slog.Logg
 		Preserver:         preserver(cfg, regs, log),
 		Ledger:            ledgerConfig(cfg),
 		Observer:          workerMetrics{m: regs.m},
+		Floor:             workerFloor(cfg),
 	}
+}
+
+// workerFloor is the worker's own floor: its prune pattern, its repositories (if given) and
+// its minimum TTL (if given, worker only), which a run record cannot widen.
+func workerFloor(cfg config.Config) worker.Floor {
+	f := worker.Floor{PrunePattern: cfg.PruneRegex, Repositories: cfg.Repositories}
+	if cfg.MinTTL != "" {
+		f.MinTTL, _ = policy.ParseTTL(cfg.MinTTL) // validated by config
+	}
+	return f
 }
