@@ -148,12 +148,17 @@ type deployment struct {
 
 	mu sync.Mutex
 	nc *nats.Conn // the test's own connection, for reading records
+
+	secure *secureNATS // nil: NATS without authentication or TLS
 }
 
 type deployConfig struct {
 	nodes   int           // NATS servers: 1 (default) or 3
 	latency time.Duration // the sim's latency per request
 	ackWait time.Duration // default 2s
+	// secure turns NATS authentication (a user per role, allowed only tagsweep's subjects)
+	// and TLS (client certificates verified) on.
+	secure bool
 }
 
 func deploy(t testing.TB, cfg deployConfig) *deployment {
@@ -163,6 +168,9 @@ func deploy(t testing.TB, cfg deployConfig) *deployment {
 	// before stopAll, or it runs while the NATS processes still write to them.
 	stores := t.TempDir()
 	t.Cleanup(d.stopAll)
+	if cfg.secure {
+		d.secure = newSecureNATS(t)
+	}
 	n := max(cfg.nodes, 1)
 	clients := testnet.FreeAddrs(t, n)
 	var routes []string
@@ -252,6 +260,9 @@ func (d *deployment) startNATS(i int, wait bool) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = env(helperEnv+"=nats", envNATSListen+"="+n.listen, envNATSDir+"="+n.dir, envNATSName+"="+n.name,
 		envNATSCluster+"="+n.cluster, envNATSRoutes+"="+n.routes)
+	if d.secure != nil {
+		cmd.Env = append(cmd.Env, envNATSConf+"="+d.secure.conf)
+	}
 	n.p = d.startCmd(n.name, cmd)
 	if wait {
 		n.p.waitFor(d.t, "nats ready", 1, 30*time.Second)
@@ -264,9 +275,19 @@ func (d *deployment) natsArgs() []string {
 		"--nats-replicas", fmt.Sprint(d.replicas), "--http-addr=", "--log-format", "json"}
 }
 
+// trustArgs are the NATS credentials and TLS files of role ("coordinator" or "worker") on a
+// secure deployment, none otherwise.
+func (d *deployment) trustArgs(role string) []string {
+	if d.secure == nil {
+		return nil
+	}
+	return d.secure.args(role)
+}
+
 // worker starts a worker process with small pages, so a shard takes many.
 func (d *deployment) worker(name string, extra ...string) *proc {
 	args := append([]string{"worker", "--slots", "2", "--page-size", "10"}, d.natsArgs()...)
+	args = append(args, d.trustArgs("worker")...)
 	p := d.start(name, append(args, extra...)...)
 	return p
 }
@@ -275,6 +296,7 @@ func (d *deployment) worker(name string, extra ...string) *proc {
 func (d *deployment) coordinator(name, runID string, extra ...string) *proc {
 	args := append([]string{"coordinator", "--registry", d.simAddr, "--plain-http", "--repository", repo,
 		"--run-id", runID, "--confirm", "--ttl-days", "5"}, d.natsArgs()...)
+	args = append(args, d.trustArgs("coordinator")...)
 	return d.start(name, append(args, extra...)...)
 }
 
@@ -380,7 +402,11 @@ func (d *deployment) state() jetstream.KeyValue {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.nc == nil {
-		nc, err := nats.Connect(d.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+		if d.secure != nil {
+			opts = append(opts, d.secure.options("coordinator")...)
+		}
+		nc, err := nats.Connect(d.natsURL, opts...)
 		if err != nil {
 			d.t.Fatal(err)
 		}

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/tagsweep/tagsweep/natsserver"
 )
 
@@ -67,6 +69,7 @@ const (
 	envNATSName    = "TAGSWEEP_PROC_NATS_NAME"    // server name
 	envNATSCluster = "TAGSWEEP_PROC_NATS_CLUSTER" // route address host:port; empty: no cluster
 	envNATSRoutes  = "TAGSWEEP_PROC_NATS_ROUTES"  // every node's route address, comma-separated
+	envNATSConf    = "TAGSWEEP_PROC_NATS_CONF"    // nats-server configuration file (authorization, TLS); empty: none
 )
 
 // natsHelper runs an embedded NATS server (natsserver) until SIGTERM or SIGINT, announcing
@@ -76,6 +79,9 @@ func natsHelper() int {
 		MaxMemory: 64 << 20, MaxStore: 512 << 20}
 	if addr := os.Getenv(envNATSCluster); addr != "" {
 		cfg.Cluster = &natsserver.Cluster{Name: "tagsweep", Listen: addr, Routes: strings.Split(os.Getenv(envNATSRoutes), ",")}
+	}
+	if conf := os.Getenv(envNATSConf); conf != "" {
+		cfg.Options = func(o *server.Options) error { return o.ProcessConfigFile(conf) }
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
