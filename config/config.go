@@ -75,6 +75,8 @@ type Config struct {
 	Sim Sim
 
 	States     []string
+	Reason     string
+	Wait       time.Duration
 	StaleAfter time.Duration
 }
 

@@ -18,12 +18,13 @@ const (
 	CmdWorker      = "worker"
 	CmdStatus      = "status"
 	CmdAudit       = "audit"
+	CmdStop        = "stop"
 	CmdSim         = "sim"
 )
 
 // Commands lists every command that takes configuration, in help order.
 func Commands() []string {
-	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
+	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdSim}
 }
 
 // Kind is the type of a flag's value.
@@ -155,8 +156,8 @@ var (
 	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
 	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
 	// natsClients are the commands that connect to an external NATS (the keys of its trust).
-	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit}
-	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdSim}
+	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop}
+	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdSim}
 )
 
 // Output formats (--output).
@@ -190,7 +191,7 @@ func Flags() []Flag {
 			Kind: KindString, Default: "info", Commands: allCommands,
 			Usage: "log `level`: debug, info, warn or error"},
 		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: required,
-			Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit},
+			Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop},
 			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
 		{Name: "nats-creds", field: func(c *Config) any { return &c.NATS.Creds }, check: natsAuth("nats-creds", checkFile),
 			Kind: KindString, Commands: natsClients,
@@ -342,8 +343,10 @@ func Flags() []Flag {
 			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
 		{Name: "data-dir", field: func(c *Config) any { return &c.DataDir },
-			Kind: KindString, Commands: []string{CmdRun},
-			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit"},
+			Kind: KindString, Commands: []string{CmdRun, CmdStop},
+			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit",
+			Usages: map[string]string{CmdStop: "`dir`ectory of the store of the tagsweep run whose run to stop, instead of --nats-url " +
+				"(refused while that tagsweep run is running: stop it with Ctrl-C)"}},
 
 		// Serving.
 		{Name: "http-addr", field: func(c *Config) any { return &c.HTTPAddr }, check: checkListenAddr,
@@ -384,6 +387,14 @@ func Flags() []Flag {
 		{Name: "admin", field: func(c *Config) any { return &c.Sim.Admin }, check: checkSimAdmin,
 			Kind: KindBool, Default: false, Commands: []string{CmdSim},
 			Usage: "also serve /_sim/ to loopback clients: the tags, deletions, list requests and counters, tag loading and fault injection (for tests)"},
+
+		// stop.
+		{Name: "reason", field: func(c *Config) any { return &c.Reason },
+			Kind: KindString, Commands: []string{CmdStop},
+			Usage: "why the run is stopped, recorded in the run (status shows it); empty = stopped by an operator"},
+		{Name: "wait", field: func(c *Config) any { return &c.Wait }, check: atLeast(time.Duration(0)),
+			Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdStop},
+			Usage: "how long to wait for the run's coordinator to mark it stopped once its workers handed back their shards; 0 = do not wait"},
 
 		// status.
 		{Name: "state", field: func(c *Config) any { return &c.States }, check: checkStates,

@@ -132,6 +132,32 @@ record nor events.`,
 	})
 }
 
+func newStopCmd(a *app) *cobra.Command {
+	return a.configured(&cobra.Command{
+		Use:   "stop RUN",
+		Short: "Stop a run gracefully: its shards are handed back with their checkpoints, and it can be resumed",
+		Long: `stop asks run RUN to stop: workers claim no more of its shards and hand back the ones
+they hold once their page is checkpointed, and the run's coordinator then marks it stopped
+and exits 2. stop waits up to --wait for that. A run whose coordinator is not alive is
+marked stopped at once. Resume a stopped run by running its coordinator (or tagsweep run
+with the same --data-dir) again with its --run-id.
+
+The run is found in NATS JetStream at --nats-url, or with --data-dir in the store of a
+tagsweep run that has ended (an interrupted or killed one). A tagsweep run that is still
+running holds its store's lock, so stop cannot reach it: stop it with Ctrl-C (SIGINT or
+SIGTERM), which stops its run the same way and records it stopped.
+
+It exits 0 once the stop is requested (and, within --wait, done), and 1 for a run that
+does not exist or has already ended otherwise.`,
+		Example: `  tagsweep stop --nats-url nats://nats:4222 nightly-20261122 --reason "registry maintenance"
+  tagsweep stop --data-dir /var/lib/tagsweep 20261122T031500Z-3fa2`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRunIDs(config.CmdStop),
+	}, config.CmdStop, func(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, args []string) error {
+		return runStop(ctx, w, log, cfg, args[0])
+	})
+}
+
 func newSimCmd(a *app) *cobra.Command {
 	return a.configured(&cobra.Command{
 		Use:   "sim",

@@ -119,6 +119,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		}
 		return withCode(exitFailed, err)
 	case ctx.Err() != nil:
+		if cfg.Command == config.CmdRun {
+			stopInterrupted(js, cfg, co.RunID(), log)
+		}
 		adviceFor(cfg, co.RunID()).interrupted(w)
 		return withCode(exitFailed, fmt.Errorf("run %s interrupted: %w", co.RunID(), err))
 	default:

@@ -54,6 +54,7 @@ Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the ru
 		newWorkerCmd(a),
 		newStatusCmd(a),
 		newAuditCmd(a),
+		newStopCmd(a),
 		newSimCmd(a),
 	)
 	return root

@@ -74,8 +74,14 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	// starts: each component's own ledger.Open then only updates them. (nats-server
 	// v2.15.2 races a stream update against a consumer creation on the same file store,
 	// which concurrent first Opens would trigger.)
-	if _, err := ledger.Open(ctx, js, ledgerConfig(cfg)); err != nil {
+	l, err := ledger.Open(ctx, js, ledgerConfig(cfg))
+	if err != nil {
 		return err
+	}
+	if cfg.DataDir != "" {
+		if err := adoptStore(ctx, l, cfg.RunID, log); err != nil {
+			return err
+		}
 	}
 
 	metrics := telemetry.New()
@@ -163,5 +169,57 @@ func waitPulling(ctx context.Context, js jetstream.JetStream, n int, limit time.
 			return fmt.Errorf("waiting for workers: %w (%w)", ctx.Err(), err)
 		case <-tick.C:
 		}
+	}
+}
+
+// adoptStore takes over what the previous process on this --data-dir left behind. The store
+// is this process's alone (locked, and its server has no listener), so nothing in it has an
+// owner left: the shards of the run being resumed that the previous process held or had been
+// handed are given back at once (ledger.HandBackOrphans), instead of after --ack-wait, and any
+// other run it left running is ended abandoned, its leases given up, so that they do not
+// refuse this run until they expire.
+func adoptStore(ctx context.Context, l *ledger.Ledger, runID string, log *slog.Logger) error {
+	runs, err := l.Runs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		switch {
+		case r.RunID == runID && r.State != proto.RunDone:
+			n, err := l.HandBackOrphans(ctx, r.RunID)
+			if err != nil {
+				return fmt.Errorf("resuming run %s: %w", r.RunID, err)
+			}
+			if n > 0 {
+				log.Info("handed back the shards the previous process left in flight", slog.String("run", r.RunID), slog.Int("shards", n))
+			}
+		case r.RunID != runID && r.State == proto.RunRunning:
+			if _, err := l.AbandonOrphan(ctx, r.RunID, "its tagsweep run process ended before the run did"); err != nil {
+				return err
+			}
+			log.Warn("a run the previous process on this store left running is abandoned; resume it with its --run-id",
+				slog.String("run", r.RunID))
+		}
+	}
+	return nil
+}
+
+// stopInterrupted records a run that this `tagsweep run` was interrupted in as stopped and
+// gives up its leases: its workers were this process's and hand back their shards, so the
+// run does not go on until it is resumed, and another run may take its repositories.
+func stopInterrupted(js jetstream.JetStream, cfg config.Config, runID string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := ledger.Bind(ctx, js, ledgerConfig(cfg))
+	if err == nil {
+		var rec proto.RunRecord
+		if rec, err = l.MarkStopped(ctx, runID, "interrupted: tagsweep run was stopped by a signal"); err == nil {
+			for _, repo := range rec.Repositories {
+				err = errors.Join(err, l.ReleaseLease(ctx, repo, runID))
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, ledger.ErrNotRunning) && !errors.Is(err, ledger.ErrNotFound) {
+		log.Warn("recording the interrupted run as stopped", slog.String("run", runID), slog.Any("err", err))
 	}
 }

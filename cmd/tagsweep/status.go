@@ -111,7 +111,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	}
 	now := time.Now()
 	if runID == "" {
-		runs, err := readRuns(ctx, l, now, staleAfter)
+		runs, err := readRuns(ctx, l, log, now, staleAfter)
 		if err != nil {
 			return err
 		}
@@ -133,9 +133,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return err
 	}
-	if rec, err = abandonedYet(ctx, l, rec); err != nil {
-		return err
-	}
+	rec = abandonedYet(ctx, l, rec, log)
 	records, err := l.Shards(ctx, runID)
 	if err != nil {
 		return err
@@ -163,15 +161,21 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 // abandonedYet returns a running run as abandoned when its coordinator's lease has lapsed,
 // recording it so (ledger.CheckAbandoned): status is where an operator sees a run whose
 // coordinator died, and it is the one write status makes.
-func abandonedYet(ctx context.Context, l *ledger.Ledger, r proto.RunRecord) (proto.RunRecord, error) {
+//
+// A status whose NATS user may only read cannot record it: it then shows the run as it is,
+// running with its coordinator gone, and says why at debug level.
+func abandonedYet(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, log *slog.Logger) proto.RunRecord {
 	if r.State != proto.RunRunning {
-		return r, nil
+		return r
 	}
 	rec, _, err := l.CheckAbandoned(ctx, r.RunID)
 	if err != nil {
-		return r, fmt.Errorf("run %s: checking its coordinator: %w", r.RunID, err)
+		if log != nil {
+			log.Debug("not recording the run as abandoned", slog.String("run", r.RunID), slog.Any("err", err))
+		}
+		return r
 	}
-	return rec, nil
+	return rec
 }
 
 // checkStates checks --state against the states of runs (the list) or of shards (one run).
@@ -270,7 +274,7 @@ type statusShard struct {
 }
 
 // readRuns describes every run, newest first.
-func readRuns(ctx context.Context, l *ledger.Ledger, now time.Time, staleAfter time.Duration) ([]statusRun, error) {
+func readRuns(ctx context.Context, l *ledger.Ledger, log *slog.Logger, now time.Time, staleAfter time.Duration) ([]statusRun, error) {
 	recs, err := l.Runs(ctx)
 	if err != nil {
 		return nil, err
@@ -282,9 +286,7 @@ func readRuns(ctx context.Context, l *ledger.Ledger, now time.Time, staleAfter t
 	slices.SortFunc(recs, func(a, b proto.RunRecord) int { return b.StartedAt.Compare(a.StartedAt) })
 	out := make([]statusRun, 0, len(recs))
 	for _, r := range recs {
-		if r, err = abandonedYet(ctx, l, r); err != nil {
-			return nil, err
-		}
+		r = abandonedYet(ctx, l, r, log)
 		run, err := describeRun(ctx, l, r, shards[r.RunID], now, staleAfter)
 		if err != nil {
 			return nil, err
