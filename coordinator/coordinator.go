@@ -631,16 +631,13 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 		if err := registry.ProbeKeyset(ctx, c.lister, repo); err != nil {
 			return err
 		}
+		var seen []string // the tags planning saw, ascending: each shard records one it holds
 		first := func(ctx context.Context, after string) (string, bool, error) {
-			after = max(after, covered)
-			page, err := c.lister.List(ctx, repo, after, 1)
-			if err != nil {
-				return "", false, err
+			tag, ok, err := registry.FirstAfter(ctx, c.lister, repo, max(after, covered))
+			if ok {
+				seen = append(seen, tag)
 			}
-			if len(page.Tags) == 0 {
-				return "", false, nil
-			}
-			return page.Tags[0], true, nil
+			return tag, ok, err
 		}
 		ranges, err := keyspace.Plan(ctx, first, through, c.cfg.Width)
 		if err != nil {
@@ -652,7 +649,8 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 				continue
 			}
 			r.After = max(r.After, covered)
-			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: proto.KindPrune, Repository: repo, Range: r}
+			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: proto.KindPrune, Repository: repo, Range: r,
+				Seen: seenIn(seen, r)}
 			isNew, err := l.CreateShard(ctx, rec)
 			if err != nil {
 				return err
@@ -671,6 +669,20 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	}
 	c.log.Info("shards published", slog.Int("new", created), slog.Int("total", total))
 	return nil
+}
+
+// seenIn returns the first of the ascending tags seen that lies in r, "" when none does.
+func seenIn(seen []string, r proto.Range) string {
+	i, _ := slices.BinarySearch(seen, r.After)
+	for ; i < len(seen); i++ {
+		if r.Contains(seen[i]) {
+			return seen[i]
+		}
+		if seen[i] > r.Through {
+			break
+		}
+	}
+	return ""
 }
 
 // planRetrying plans, trying again after a failure that may pass, with a doubling delay.

@@ -142,6 +142,7 @@ type ShardRecord struct {
 	Owner      string     `json:"owner,omitempty"`
 	Attempt    int        `json:"attempt"`
 	Parent     string     `json:"parent,omitempty"` // shard this one was split from
+	Seen       string     `json:"seen,omitempty"`   // a tag planning saw in Range, "" = none known (Worker: a listing that finds no tag while it exists is incomplete)
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  time.Time  `json:"started_at,omitzero"`
 	Heartbeat  time.Time  `json:"heartbeat,omitzero"`

@@ -377,6 +377,38 @@ func (o *OCI) Delete(ctx context.Context, repo, tag string) error {
 	return o.edgeError(ctx, callCtx, c, deleteWhat(repo, tag), err)
 }
 
+// Exists reports whether tag exists in repo, asked directly with HEAD
+// /v2/<repo>/manifests/<tag> rather than read from a listing: true on 200, false on 404.
+// The guard lets through no other request for the call (no GET fallback).
+func (o *OCI) Exists(ctx context.Context, repo, tag string) (bool, error) {
+	what := fmt.Sprintf("check tag %s:%s", repo, tag)
+	if !proto.ValidTag(tag) {
+		return false, fmt.Errorf("%s: not a valid tag name", what)
+	}
+	r, err := o.repoRef(repo)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	c := &call{method: http.MethodHead, path: "/v2/" + repo + "/manifests/" + tag}
+	callCtx, cancel, err := o.start(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	defer cancel()
+	_, err = o.rc.ManifestHead(callCtx, r.SetTag(tag))
+	if _, status := c.result(); status == http.StatusOK {
+		return true, nil
+	}
+	if err == nil {
+		return false, fmt.Errorf("%s: regclient reported success without a 200 from the registry", what)
+	}
+	err = o.edgeError(ctx, callCtx, c, what, err)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return false, err
+}
+
 // RateControl is the client's adaptive rate controller (for its state in logs and metrics).
 func (o *OCI) RateControl() *RateControl { return o.control }
 

@@ -54,6 +54,12 @@ type Deleter interface {
 	Delete(ctx context.Context, repo, tag string) error
 }
 
+// Checker tells whether a tag exists by asking for it directly (a manifest HEAD), not from a
+// listing: the check a deletion that rests on a tag's absence makes just before it deletes.
+type Checker interface {
+	Exists(ctx context.Context, repo, tag string) (bool, error)
+}
+
 // Client is what a worker needs from a registry.
 type Client interface {
 	Lister

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,32 +78,25 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	return e.pres, nil
 }
 
-// listRange lists every tag of r, page by page.
+// listRange lists every tag of r, page by page, until the registry.Walk proves its end.
 func (w *Worker) listRange(ctx context.Context, client registry.Lister, repo string, r proto.Range, each func(tag string)) (int, error) {
-	n, last := 0, r.After
+	n := 0
+	walk := registry.NewWalk(r, "")
 	for {
 		if err := w.wait(ctx); err != nil {
 			return n, err
 		}
-		page, err := client.List(ctx, repo, last, w.cfg.PageSize)
-		if err == nil {
-			err = registry.CheckPage(last, page.Tags)
-		}
+		in, done, err := walk.Next(ctx, client, repo, w.cfg.PageSize)
 		if err != nil {
 			return n, &listError{err}
 		}
-		end := len(page.Tags) == 0 || (!page.More && len(page.Tags) < w.cfg.PageSize)
-		for _, t := range page.Tags {
-			if t > r.Through {
-				return n, nil
-			}
+		for _, t := range in {
 			each(t)
 			n++
 		}
-		if end {
+		if done {
 			return n, nil
 		}
-		last = page.Tags[len(page.Tags)-1]
 	}
 }
 
@@ -168,7 +162,17 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	for _, rm := range actions.Remove {
 		do(rm, false)
 	}
+	// An orphan is an orphan only if its payload is gone: the listing, proven complete,
+	// says so, and a direct manifest HEAD just before deleting must agree. A payload the
+	// listing left out keeps its marker and components, and the shard is tried again.
+	var unconfirmed error
 	for _, o := range actions.Orphans {
+		if err := confirmOrphan(ctx, e.client, rec.Repository, o.Version); err != nil {
+			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", o.Version, err))
+			log.Error("orphaned release payload tags kept", slog.String("tag", preserve.PayloadTag(o.Version)), slog.Any("err", err))
+			unconfirmed = cmp.Or(unconfirmed, err)
+			continue
+		}
 		do(o, true)
 	}
 	for _, ev := range del.take() {
@@ -179,6 +183,9 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if unconfirmed != nil {
+		return &retryError{fmt.Errorf("removing orphaned release payload tags: %w", unconfirmed)}
+	}
 	if refused != nil {
 		// The credentials were refused (a token the registry expired before the client
 		// expected): the next delivery lists the family again with a fresh client and repeats
@@ -187,6 +194,27 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 		return &retryError{fmt.Errorf("removing release payload tags: %w", refused)}
 	}
 	return w.saveResult(hard, res)
+}
+
+// errPayloadPresent: a payload tag the listing did not show exists when asked directly.
+var errPayloadPresent = errors.New("the payload exists, although the listing did not show it")
+
+// confirmOrphan checks, with a manifest HEAD, that the payload of version v is absent from
+// repo, so that its marker and components may be deleted as orphans.
+func confirmOrphan(ctx context.Context, client registry.Client, repo, v string) error {
+	checker, ok := client.(registry.Checker)
+	if !ok {
+		return errors.New("this registry client cannot check that the payload is gone")
+	}
+	payload := preserve.PayloadTag(v)
+	exists, err := checker.Exists(ctx, repo, payload)
+	switch {
+	case err != nil:
+		return fmt.Errorf("checking that %s is gone: %w", payload, err)
+	case exists:
+		return fmt.Errorf("%s: %w", payload, errPayloadPresent)
+	}
+	return nil
 }
 
 // preserveOne works a preserve shard: it preserves one payload.

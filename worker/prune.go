@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -58,16 +57,13 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 	rec := claim.Record()
 	repo := rec.Repository
 	cursor := rec.Resume()
+	walk := registry.NewWalk(rec.Range, cursor)
 	budgetStart := time.Now()
 	list := func(last string) (registry.Page, error) {
 		if err := w.wait(ctx); err != nil {
 			return registry.Page{}, err
 		}
-		page, err := e.client.List(ctx, repo, last, w.cfg.PageSize)
-		if err == nil {
-			err = registry.CheckPage(last, page.Tags)
-		}
-		return page, err
+		return e.client.List(ctx, repo, last, w.cfg.PageSize)
 	}
 	// The next page is listed while this page's deletes run (keyset listing after the page's
 	// last tag is not affected by deleting tags up to it), so that a page costs the longer of
@@ -93,13 +89,19 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 		if next != nil {
 			p := <-next
 			next = nil
-			if p.last == cursor {
+			if p.last == walk.Last() {
 				page, err = p.page, p.err
-			} else { // cannot happen: the checkpoint ends where the prefetch started
-				page, err = list(cursor)
+			} else { // cannot happen: the prefetch starts where the walk goes on
+				page, err = list(walk.Last())
 			}
 		} else {
-			page, err = list(cursor)
+			page, err = list(walk.Last())
+		}
+		var in []string
+		end := false
+		if err == nil {
+			walk.Narrow(claim.Record().Range.Through) // a split may have moved it
+			in, end, err = walk.Page(page)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -107,14 +109,12 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			}
 			return &listError{err}
 		}
-		through := claim.Record().Range.Through // a split may have moved it
-		in := page.Tags
-		end := len(page.Tags) == 0 || (!page.More && len(page.Tags) < w.cfg.PageSize)
-		if i := slices.IndexFunc(in, func(t string) bool { return t > through }); i >= 0 {
-			in, end = in[:i], true
-		}
-		if !end {
-			ch, last := make(chan prefetched, 1), page.Tags[len(page.Tags)-1]
+		if end {
+			if err := w.checkListed(ctx, e.client, claim, len(in), log); err != nil {
+				return err
+			}
+		} else {
+			ch, last := make(chan prefetched, 1), walk.Last()
 			next = ch
 			go func() {
 				p, err := list(last)
@@ -143,6 +143,33 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			return nil
 		}
 	}
+}
+
+// checkListed fails a shard whose listing, proven complete, found no tag at all in a range
+// where planning saw one (proto.ShardRecord.Seen) that still exists, asked directly: the
+// registry left tags out of its pages. pending is how many tags of the last page are still to
+// be counted. A tag gone since planning (deleted by an earlier delivery whose checkpoint was
+// lost, or by someone else) leaves the range truly empty.
+func (w *Worker) checkListed(ctx context.Context, client registry.Client, claim *ledger.Claim, pending int, log *slog.Logger) error {
+	rec := claim.Record()
+	if rec.Seen == "" || !rec.Range.Contains(rec.Seen) || rec.Counters.Scanned > 0 || pending > 0 {
+		return nil
+	}
+	incomplete := fmt.Errorf("%w: listing %s found no tag in (%q, %q], where planning saw %q",
+		registry.ErrIncompleteListing, rec.Repository, rec.Range.After, rec.Range.Through, rec.Seen)
+	checker, ok := client.(registry.Checker)
+	if !ok {
+		return &listError{fmt.Errorf("%w, and this registry client cannot check that it is gone", incomplete)}
+	}
+	exists, err := checker.Exists(ctx, rec.Repository, rec.Seen)
+	switch {
+	case err != nil:
+		return &listError{fmt.Errorf("%w; checking that it is gone: %w", incomplete, err)}
+	case exists:
+		return &listError{fmt.Errorf("%w, and it still exists", incomplete)}
+	}
+	log.Info("the tag planning saw in the shard is gone; the shard is empty", slog.String("tag", rec.Seen))
+	return nil
 }
 
 // prefetched is a page listed ahead, after last.

@@ -84,6 +84,14 @@ func (f *fakeRegistry) Delete(ctx context.Context, repo, tag string) error {
 	return nil
 }
 
+// Exists reports whether tag is present (registry.Checker).
+func (f *fakeRegistry) Exists(ctx context.Context, repo, tag string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := slices.BinarySearch(f.tags, tag)
+	return ok, nil
+}
+
 func (f *fakeRegistry) snapshot() (remaining, deleted []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -673,4 +681,58 @@ func TestOneMessagePerSlot(t *testing.T) {
 	}
 	close(release)
 	e.waitShards(t, "r1", 3)
+}
+
+// TestEmptyShardWherePlanningSawATag: a shard whose listing, proven complete, finds no tag
+// where planning saw one fails while that tag still exists (the registry left it out of its
+// pages), and finishes when the tag is gone (deleted since planning: the shard is empty).
+func TestEmptyShardWherePlanningSawATag(t *testing.T) {
+	tests := []struct {
+		name      string
+		seen      string
+		wantState proto.ShardState
+	}{
+		{name: "seen tag still exists", seen: "20261030000000_prune_hidden", wantState: proto.StateFailed},
+		{name: "seen tag gone", seen: "20261030000000_prune_gone", wantState: proto.StateDone},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, ledger.Config{MaxDeliver: 1})
+			// The registry holds the hidden tag but never lists it.
+			reg := newFake([]string{"20261030000000_prune_hidden"})
+			lister := hidingLister{fakeRegistry: reg, hide: "20261030000000_prune_hidden"}
+			c := testCtx(t)
+			if _, err := e.l.CreateRun(c, proto.RunRecord{RunID: "r1", Registry: "fake", Repositories: []string{"ci/x"},
+				Policy: testPolicy(), State: proto.RunRunning, StartedAt: time.Now().UTC(), Shards: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.l.CreateShard(c, proto.ShardRecord{RunID: "r1", ShardID: "s0", Kind: proto.KindPrune, Repository: "ci/x",
+				Range: proto.Range{After: "20261029", Through: "20261031"}, Seen: tc.seen}); err != nil {
+				t.Fatal(err)
+			}
+			e.startWorkers(t, 1, worker.Config{RetryDelay: 10 * time.Millisecond}, lister, nil)
+			s := e.waitShards(t, "r1", 1)[0]
+			if s.State != tc.wantState {
+				t.Fatalf("shard = %s (%q), want %s", s.State, s.LastError, tc.wantState)
+			}
+			if tc.wantState == proto.StateFailed && !strings.Contains(s.LastError, "where planning saw") {
+				t.Errorf("shard error = %q, want it to say planning saw a tag there", s.LastError)
+			}
+			if _, deleted := reg.snapshot(); len(deleted) != 0 {
+				t.Errorf("deleted %q, want nothing", deleted)
+			}
+		})
+	}
+}
+
+// hidingLister is a fake registry whose listing leaves one tag out.
+type hidingLister struct {
+	*fakeRegistry
+	hide string
+}
+
+func (h hidingLister) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	p, err := h.fakeRegistry.List(ctx, repo, last, n)
+	p.Tags = slices.DeleteFunc(p.Tags, func(t string) bool { return t == h.hide })
+	return p, err
 }

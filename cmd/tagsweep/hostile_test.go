@@ -1,12 +1,17 @@
 package main
 
 import (
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
 	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/test/invariant"
 )
 
 // hostileRepo is the repository the hostile-registry tests prune.
@@ -59,5 +64,137 @@ func TestRunRefusesClockSkew(t *testing.T) {
 	if code, out, errOut := execute(t, t.Context(), args...); code != 0 || len(srv.DeletedTags(hostileRepo)) == 0 {
 		t.Fatalf("run against a registry 2 minutes behind: exit %d with %d deletes, want 0 and some deletes\nstdout:\n%s\nstderr:\n%s",
 			code, len(srv.DeletedTags(hostileRepo)), out, errOut)
+	}
+}
+
+// hostileScenario is a namespace of prune tags and two preserved release payloads, served
+// behind a hostile registry.
+type hostileScenario struct {
+	srv  *sim.Server
+	host string
+	tags []string // every tag before the run
+}
+
+// The two preserved payloads of every hostile scenario.
+var hostileVersions = []string{"4.18.0-0.ci-2026-12-01-000000", "4.19.0-0.ci-2026-12-02-000000"}
+
+func newHostileScenario(t *testing.T, h registrytest.Hostile) *hostileScenario {
+	t.Helper()
+	tags := sim.Generate(sim.GenConfig{Seed: 9, Tags: 300, Days: 10, End: time.Now(), Floating: 20, Signatures: -1})
+	for _, v := range hostileVersions {
+		tags = append(tags, preserve.PayloadTag(v), preserve.MarkerTag(v), preserve.ComponentTag(v, "cli"), preserve.ComponentTag(v, "tests"))
+	}
+	srv, host := startHostileSim(t, tags, h)
+	return &hostileScenario{srv: srv, host: host, tags: tags}
+}
+
+// run prunes the scenario with a confirmed run (TTL 3 days, one delivery per shard so that a
+// failure is final at once) and checks the invariant: nothing but eligible tags deleted, and
+// every eligible tag deleted if the run exited 0. It returns the exit code and output.
+func (s *hostileScenario) run(t *testing.T) (code int, out string) {
+	t.Helper()
+	report := filepath.Join(t.TempDir(), "report.json")
+	args := []string{"run", "--registry", s.host, "--plain-http", "--repository", hostileRepo, "--confirm",
+		"--ttl", "3d", "--workers", "1", "--slots", "2", "--max-deliver", "1", "--report", report, "--log-format", "json"}
+	code, out, errOut := execute(t, t.Context(), args...)
+	out += errOut
+	r := readReport(t, report)
+	p := policy.Defaults()
+	p.Cutoff = r.Cutoff
+	if !invariant.Check(t, invariant.State{Policy: p, Initial: s.tags, Deleted: s.srv.DeletedTags(hostileRepo),
+		Remaining: s.srv.Tags(hostileRepo), ExitOK: code == 0}) {
+		t.Logf("exit %d, report %+v\n%s", code, r, out)
+	}
+	return code, out
+}
+
+// lastIn reports whether a list request asks for the tags after a key starting with prefix.
+func lastIn(req registrytest.ListRequest, prefix string) bool {
+	return strings.HasPrefix(req.Last, prefix)
+}
+
+// TestHostileListings runs whole runs against registries that lie in their listings. Each must
+// either finish exactly (exit 0, every eligible tag deleted) or fail (exit 2), never delete a
+// tag that is not eligible, and never exit 0 having left eligible tags behind.
+func TestHostileListings(t *testing.T) {
+	v2 := preserve.PayloadTag(hostileVersions[1])
+	tests := []struct {
+		name     string
+		list     func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool)
+		wantCode int
+		wantOut  string // in the output when the run fails
+	}{
+		{
+			// A page that is empty but says more follows: the end of no shard is proven.
+			name: "empty pages with Link",
+			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
+				if req.N > 1 {
+					return nil, true
+				}
+				return tags, link
+			},
+			wantCode: exitFailed, wantOut: "registry listing is incomplete",
+		},
+		{
+			// Pages capped at 3 tags, never a Link: a short page proves nothing, so the
+			// listing goes on after it and finds everything.
+			name: "pages capped at 3 without Link",
+			list: func(req registrytest.ListRequest, tags []string, _ bool) ([]string, bool) {
+				return tags[:min(3, len(tags))], false
+			},
+			wantCode: 0,
+		},
+		{
+			// Prune pages that are empty and end the listing, where planning saw tags.
+			name: "empty prune pages where planning saw tags",
+			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
+				if req.N > 1 && req.Last < "3" {
+					return nil, false
+				}
+				return tags, link
+			},
+			wantCode: exitFailed, wantOut: "where planning saw",
+		},
+		{
+			// Release payload pages cut to one tag without Link: a listing that stopped
+			// there would take the second payload's marker and components for orphans.
+			name: "payload pages truncated",
+			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
+				if lastIn(req, preserve.PayloadPrefix) {
+					return tags[:min(1, len(tags))], false
+				}
+				return tags, link
+			},
+			wantCode: 0,
+		},
+		{
+			// A listing that leaves a payload out altogether, with every page well formed:
+			// only asking for the payload itself shows it exists.
+			name: "payload left out of every listing",
+			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
+				return slices.DeleteFunc(tags, func(t string) bool { return t == v2 }), link
+			},
+			wantCode: exitFailed, wantOut: "the payload exists, although the listing did not show it",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			s := newHostileScenario(t, registrytest.Hostile{List: tc.list})
+			code, out := s.run(t)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\n%s", code, tc.wantCode, out)
+			}
+			if tc.wantOut != "" && !strings.Contains(out, tc.wantOut) {
+				t.Errorf("output does not say %q:\n%s", tc.wantOut, out)
+			}
+			for _, v := range hostileVersions {
+				for _, tag := range []string{preserve.PayloadTag(v), preserve.MarkerTag(v), preserve.ComponentTag(v, "cli")} {
+					if !s.srv.HasTag(hostileRepo, tag) {
+						t.Errorf("%s was deleted: its payload exists", tag)
+					}
+				}
+			}
+		})
 	}
 }

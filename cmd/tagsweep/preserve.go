@@ -39,15 +39,15 @@ func (r *registries) quayClient(cfg config.Config, host string, plainHTTP bool, 
 	})
 }
 
-// quayDeletes is a registry client that lists through the registry API and deletes through
-// Quay's API v1 (--delete-api quay-v1).
+// quayDeletes is a registry client that lists and checks tags through the registry API and
+// deletes through Quay's API v1 (--delete-api quay-v1).
 type quayDeletes struct {
-	registry.Lister
-	*registry.Quay
+	*registry.OCI
+	quay *registry.Quay
 }
 
 func (q quayDeletes) Delete(ctx context.Context, repo, tag string) error {
-	return q.Quay.Delete(ctx, repo, tag)
+	return q.quay.Delete(ctx, repo, tag)
 }
 
 // preserver returns the worker's Preserver factory: payloads are read through the registry

@@ -67,7 +67,7 @@ func connector(cfg config.Config, regs *registries, log *slog.Logger) func(conte
 			if err != nil {
 				return nil, err
 			}
-			return quayDeletes{Lister: c, Quay: q}, nil
+			return quayDeletes{OCI: c, quay: q}, nil
 		}
 		return c, nil
 	}
