@@ -137,8 +137,9 @@ func (c OCIConfig) String() string { return c.LogValue().String() }
 //
 // Every request regclient sends for a call passes a guard (see guard) that lets through
 // exactly the one registry request the call means: GET /v2/<repo>/tags/list for List,
-// DELETE /v2/<repo>/manifests/<tag> for Delete. So a List is one page (regclient cannot
-// follow Link), and a Delete is one tag delete: nothing can ever delete by digest or push.
+// DELETE /v2/<repo>/manifests/<tag> for Delete, HEAD /v2/<repo>/manifests/<tag> for Digest.
+// So a List is one page (regclient cannot follow Link), and a Delete is one tag delete:
+// nothing can ever delete by digest or push.
 type OCI struct {
 	rc          *regclient.RegClient
 	name        string // regclient's name of the host, the Registry of every ref
@@ -536,7 +537,8 @@ func (c *call) attempt(ctx context.Context, rc *RateControl) (Ticket, error) {
 }
 
 // class is the call's class of request for the rate control: registries limit tags/list and
-// manifests separately.
+// manifests separately, so a Digest's HEAD counts with the deletes ("delete": the manifests
+// endpoint).
 func (c *call) class() string {
 	if c.method == http.MethodGet {
 		return "list"

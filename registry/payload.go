@@ -51,6 +51,8 @@ type PayloadConfig struct {
 // blob reads, manifest writes to preservation-family tags, and what authentication needs:
 // it can never delete anything, and never write any other tag.
 type Payload struct {
+	// writable says which tags Tag may write (the guard refuses any other manifest PUT).
+	writable    func(tag string) bool
 	rc          *regclient.RegClient
 	name        string
 	callTimeout time.Duration
@@ -62,10 +64,16 @@ type Payload struct {
 
 // NewPayload returns a Payload client for cfg.Host.
 func NewPayload(cfg PayloadConfig) (*Payload, error) {
+	return newPayload(cfg, "payload registry", writableTag)
+}
+
+// newPayload returns a Payload client that may write the tags writable accepts (always
+// valid tag names, never digests); what names the client in errors.
+func newPayload(cfg PayloadConfig, what string, writable func(string) bool) (*Payload, error) {
 	if cfg.ReadTimeout < 0 || cfg.MaxFile < 0 {
-		return nil, errors.New("payload registry: read timeout and max file size must not be negative")
+		return nil, fmt.Errorf("%s: read timeout and max file size must not be negative", what)
 	}
-	h, err := prepareHost(cfg.OCIConfig, "payload registry")
+	h, err := prepareHost(cfg.OCIConfig, what)
 	if err != nil {
 		return nil, err
 	}
@@ -73,11 +81,12 @@ func NewPayload(cfg PayloadConfig) (*Payload, error) {
 	// No http.Client.Timeout: it would bound reading a whole layer. The wait for an answer's
 	// headers is bounded here, the body by the call's context.
 	h.base.ResponseHeaderTimeout = o.Timeout
-	g := &payloadGuard{base: h.transport(), host: h.host.Hostname, control: o.RateControl}
+	g := &payloadGuard{base: h.transport(), host: h.host.Hostname, control: o.RateControl, writable: writable}
 	if o.MaxRPS > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(o.MaxRPS), 1)
 	}
 	return &Payload{
+		writable:    writable,
 		rc:          h.regClient(&http.Client{Transport: g}),
 		name:        h.host.Name,
 		callTimeout: o.CallTimeout,
@@ -118,7 +127,7 @@ func (p *Payload) Digest(ctx context.Context, repo, tag string) (string, error) 
 // the repository does not hold is an error wrapping ErrNotFound.
 func (p *Payload) Tag(ctx context.Context, repo, tag, digest string) error {
 	what := fmt.Sprintf("tag %s:%s at %s", repo, tag, digest)
-	if !tagRE.MatchString(tag) || !writableTag(tag) {
+	if !tagRE.MatchString(tag) || !p.writable(tag) {
 		return fmt.Errorf("%s: refused: only %s…__component__… and %s… tags are written", what,
 			payloadPrefix, markerPrefix)
 	}
@@ -353,10 +362,11 @@ var (
 // to the registry API are paced by the host's RateControl (shared with the OCI client of the
 // same host when the configuration gives both the same one) and MaxRPS.
 type payloadGuard struct {
-	base    http.RoundTripper
-	host    string
-	control *RateControl
-	limiter *rate.Limiter // MaxRPS; nil when unbounded
+	base     http.RoundTripper
+	host     string
+	control  *RateControl
+	limiter  *rate.Limiter // MaxRPS; nil when unbounded
+	writable func(tag string) bool
 }
 
 func (g *payloadGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -371,7 +381,7 @@ func (g *payloadGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		ok = !api // token requests
 	case http.MethodPut:
 		m := manifestPathRE.FindStringSubmatch(req.URL.Path)
-		ok = req.URL.Host == g.host && m != nil && tagRE.MatchString(m[2]) && writableTag(m[2])
+		ok = req.URL.Host == g.host && m != nil && tagRE.MatchString(m[2]) && g.writable(m[2])
 	}
 	if !ok {
 		closeBody(req)

@@ -42,7 +42,7 @@ func TestPayloadGuard(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := &recordingTransport{}
-			g := &payloadGuard{base: rt, host: reg, control: NewRateControl(RateControlConfig{})}
+			g := &payloadGuard{base: rt, host: reg, control: NewRateControl(RateControlConfig{}), writable: writableTag}
 			url := tc.url
 			if strings.HasPrefix(url, "/") {
 				url = "http://" + reg + url

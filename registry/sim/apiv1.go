@@ -46,6 +46,8 @@ func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind,
 		return
 	}
 	switch kind {
+	case KindAPIRestore:
+		r.serveAPIRestore(w, req, rp, tag)
 	case KindAPIList:
 		r.serveAPIList(w, req, rp)
 	case KindAPIDelete:
@@ -137,8 +139,9 @@ func (r *Registry) serveAPIList(w http.ResponseWriter, req *http.Request, rp *re
 		})
 	}
 	if !active {
+		now := r.now()
 		for _, d := range rp.deleted {
-			if (specific == "" || d.name == specific) && match(d.name) {
+			if (specific == "" || d.name == specific) && match(d.name) && r.kept(d.end, now) {
 				rows = append(rows, row{entry: d.entry, end: d.end})
 			}
 		}

@@ -93,7 +93,7 @@ func (r *Registry) serveAuth(w http.ResponseWriter, req *http.Request) {
 // challenge itself when it fails.
 func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind, name string) bool {
 	a := r.cfg.Auth
-	if a == nil || kind == KindAuth || kind == KindAPIList || kind == KindAPIDelete || kind == KindAPIPut {
+	if a == nil || kind == KindAuth || kind == KindAPIList || kind == KindAPIDelete || kind == KindAPIPut || kind == KindAPIRestore {
 		return true
 	}
 	need := "pull"

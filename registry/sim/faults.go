@@ -82,7 +82,7 @@ func QuayLimits() []Limit {
 		{Kinds: []Kind{KindList}, PerSecond: 5, Burst: 2},
 		{Kinds: []Kind{KindDelete, KindDeleteDigest, KindManifestGet, KindManifestHead, KindManifestPut}, PerSecond: 50, Burst: 10},
 		{Kinds: []Kind{KindAuth}, PerSecond: 120, Burst: 2},
-		{Kinds: []Kind{KindAPIList, KindAPIDelete, KindAPIPut}, PerSecond: 5, Burst: 25},
+		{Kinds: []Kind{KindAPIList, KindAPIDelete, KindAPIPut, KindAPIRestore}, PerSecond: 5, Burst: 25},
 		{PerSecond: 60, Burst: 20},
 	}
 }

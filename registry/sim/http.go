@@ -60,7 +60,7 @@ func (r *Registry) serve(w *recorder, req *http.Request) Kind {
 		r.serveBlob(w, req, rest)
 	case KindBlobUpload:
 		r.serveUpload(w, req, name, rest)
-	case KindAPIList, KindAPIDelete, KindAPIPut:
+	case KindAPIList, KindAPIDelete, KindAPIPut, KindAPIRestore:
 		r.serveAPI(w, req, kind, name, rest)
 	default:
 		if rest == "method" {
@@ -141,6 +141,12 @@ func routeAPI(method, p string) (Kind, string, string) {
 		return KindOther, "", ""
 	}
 	name, tag := p[:i], p[i+len("/tag/"):]
+	if t, ok := strings.CutSuffix(tag, "/restore"); ok && t != "" && !strings.Contains(t, "/") {
+		if method == http.MethodPost {
+			return KindAPIRestore, name, t
+		}
+		return KindOther, "", "method"
+	}
 	switch {
 	case tag == "" && method == http.MethodGet:
 		return KindAPIList, name, ""

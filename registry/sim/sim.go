@@ -34,6 +34,11 @@ type Config struct {
 	Auth *Auth
 	// APIToken, when set, is the OAuth bearer token every /api/v1 request must carry.
 	APIToken string
+	// TimeMachine is how long a deleted tag's row stays in API v1's history, restorable
+	// (POST …/tag/<tag>/restore), and keeps its manifest from the garbage collector (GC):
+	// Quay's namespace setting removed_tag_expiration_s. 0 means Quay's default, two weeks;
+	// negative means none, as on a registry without a time machine.
+	TimeMachine time.Duration
 	// ListCacheTTL, when positive, caches tags/list pages by (repository, last, n) for that
 	// long and does not invalidate them on deletes or pushes, like Quay's model cache
 	// (120 s in production). 0 turns the cache off.

@@ -23,6 +23,7 @@ const (
 	KindAPIList      Kind = "api_list"      // GET /api/v1/repository/<repo>/tag/
 	KindAPIDelete    Kind = "api_delete"    // DELETE /api/v1/repository/<repo>/tag/<tag>
 	KindAPIPut       Kind = "api_put"       // PUT /api/v1/repository/<repo>/tag/<tag>
+	KindAPIRestore   Kind = "api_restore"   // POST /api/v1/repository/<repo>/tag/<tag>/restore
 	KindOther        Kind = "other"         // anything else (answered 404 or 405)
 )
 
@@ -40,6 +41,10 @@ type Stats struct {
 	Statuses   map[int]int64        // by HTTP status
 	ByStatus   map[KindStatus]int64 // by kind and status
 	TagDeletes int64                // tags removed by DELETE manifests/<tag>
+	// TagsRestored counts API v1 time machine restores; ManifestsCollected the manifests GC
+	// dropped.
+	TagsRestored       int64
+	ManifestsCollected int64
 	// DigestDeletes counts successful DELETE manifests/<digest> requests, and
 	// DigestDeletedTags the tags they removed. tagsweep must never cause either.
 	DigestDeletes     int64
