@@ -78,6 +78,10 @@ type Config struct {
 	Reason     string
 	Wait       time.Duration
 	StaleAfter time.Duration
+
+	RecordDigests bool
+	TagRegex      string
+	Concurrency   int
 }
 
 // NATSTrust is how a command authenticates to NATS (at most one of: a credentials file, an

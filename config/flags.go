@@ -19,12 +19,13 @@ const (
 	CmdStatus      = "status"
 	CmdAudit       = "audit"
 	CmdStop        = "stop"
+	CmdRestore     = "restore"
 	CmdSim         = "sim"
 )
 
 // Commands lists every command that takes configuration, in help order.
 func Commands() []string {
-	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdSim}
+	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim}
 }
 
 // Kind is the type of a flag's value.
@@ -156,8 +157,8 @@ var (
 	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
 	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
 	// natsClients are the commands that connect to an external NATS (the keys of its trust).
-	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop}
-	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdSim}
+	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore}
+	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim}
 )
 
 // Output formats (--output).
@@ -191,8 +192,9 @@ func Flags() []Flag {
 			Kind: KindString, Default: "info", Commands: allCommands,
 			Usage: "log `level`: debug, info, warn or error"},
 		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: required,
-			Kind: KindString, Default: DefaultNATSURL, Commands: []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop},
-			Usage: "NATS server `URL`s, comma-separated (JetStream must be enabled)"},
+			Kind: KindString, Default: DefaultNATSURL, Commands: natsClients,
+			Usage:  "NATS server `URL`s, comma-separated (JetStream must be enabled)",
+			Usages: map[string]string{CmdRestore: "NATS server `URL`s, comma-separated (JetStream must be enabled); used unless --data-dir is given"}},
 		{Name: "nats-creds", field: func(c *Config) any { return &c.NATS.Creds }, check: natsAuth("nats-creds", checkFile),
 			Kind: KindString, Commands: natsClients,
 			Usage: "NATS credentials `file` (user JWT and nkey seed) to authenticate with"},
@@ -223,9 +225,9 @@ func Flags() []Flag {
 
 		// What to prune.
 		{Name: "registry", field: func(c *Config) any { return &c.Registry }, check: checkRegistry,
-			Kind: KindString, Commands: allRegistry,
+			Kind: KindString, Commands: append(allRegistry, CmdRestore),
 			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo); " +
-				"a worker given it refuses runs against any other registry (required for a worker with --token)"},
+				"a worker or restore given it refuses runs against any other registry (required for them with --token)"},
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
 			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim},
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
@@ -241,14 +243,14 @@ func Flags() []Flag {
 			Kind: KindString, Commands: allPruning,
 			Usage: "prune tags dated more than this `duration` before the run start (36h, 5d); conflicts with an explicitly set --ttl-days"},
 		{Name: "confirm", field: func(c *Config) any { return &c.Confirm },
-			Kind: KindBool, Default: false, Commands: allPruning,
-			Usage: "actually delete tags; without it the run is a dry run that only counts what would be pruned"},
+			Kind: KindBool, Default: false, Commands: append(allPruning, CmdRestore),
+			Usage: "actually delete tags (restore: put them back); without it the run is a dry run that only counts what would be done"},
 		{Name: "plain-http", field: func(c *Config) any { return &c.PlainHTTP },
-			Kind: KindBool, Default: false, Commands: allRegistry,
+			Kind: KindBool, Default: false, Commands: append(allRegistry, CmdRestore),
 			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only); a worker holding " +
 				"credentials (--token, --docker-config) refuses a run that asks for plain HTTP unless it is given this too"},
 		{Name: "report", field: func(c *Config) any { return &c.Report }, check: checkReport,
-			Kind: KindString, Commands: allPruning,
+			Kind: KindString, Commands: append(allPruning, CmdRestore),
 			Usage: "write the run's JSON report to this `file` at the end"},
 		{Name: "output", Short: "o", field: func(c *Config) any { return &c.Output }, check: checkOutput,
 			Kind: KindString, Commands: []string{CmdStatus, CmdAudit},
@@ -299,15 +301,15 @@ func Flags() []Flag {
 			Kind: KindInt, Default: 100, Commands: allWorking,
 			Usage: "`N` tags per tags/list page (its n parameter), 1 to 1000; Quay caps it at 100"},
 		{Name: "docker-config", field: func(c *Config) any { return &c.DockerConfig }, check: checkFile,
-			Kind: KindString, Commands: allRegistry,
+			Kind: KindString, Commands: append(allRegistry, CmdRestore),
 			Env:   []string{EnvName("docker-config"), "QUAY_DOCKERCONFIGJSON_PATH"},
 			Usage: "docker config.json `file` holding the registry credentials"},
 		{Name: "token", field: func(c *Config) any { return &c.Token },
-			Kind: KindString, Commands: allRegistry, Secret: true,
+			Kind: KindString, Commands: append(allRegistry, CmdRestore), Secret: true,
 			Env:   []string{EnvName("token"), "QUAY_OAUTH_TOKEN"},
 			Usage: "Quay OAuth `token`, sent to the registry as the password of the user $oauthtoken; never logged (prefer the environment to the command line)"},
 		{Name: "auth-host", field: func(c *Config) any { return &c.AuthHosts }, check: checkAuthHosts,
-			Kind: KindStrings, EnvSep: ",", Commands: allRegistry,
+			Kind: KindStrings, EnvSep: ",", Commands: append(allRegistry, CmdRestore),
 			Usage: "`host[:port]` of a token realm other than the registry's own that may receive the registry's credentials " +
 				"(without a port: the scheme's default); repeat the flag for several. By default credentials go to the --registry host alone"},
 		{Name: "delete-api", field: func(c *Config) any { return &c.DeleteAPI }, check: checkDeleteAPI,
@@ -315,7 +317,7 @@ func Flags() []Flag {
 			Usage: "`api` tags are deleted through: v2 (DELETE /v2/<repo>/manifests/<tag>) or quay-v1 " +
 				"(DELETE /api/v1/repository/<repo>/tag/<tag> with --token; Quay allows it about a tenth of v2's rate)"},
 		{Name: "max-rps", field: func(c *Config) any { return &c.MaxRPS }, check: atLeast(0.0),
-			Kind: KindFloat, Default: 0.0, Commands: allWorking,
+			Kind: KindFloat, Default: 0.0, Commands: append(allWorking, CmdRestore),
 			Usage: "registry requests per second (`rate`) per worker process; 0 = unlimited"},
 
 		// Workers.
@@ -343,10 +345,12 @@ func Flags() []Flag {
 			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
 		{Name: "data-dir", field: func(c *Config) any { return &c.DataDir },
-			Kind: KindString, Commands: []string{CmdRun, CmdStop},
+			Kind: KindString, Commands: []string{CmdRun, CmdStop, CmdRestore},
 			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit",
 			Usages: map[string]string{CmdStop: "`dir`ectory of the store of the tagsweep run whose run to stop, instead of --nats-url " +
-				"(refused while that tagsweep run is running: stop it with Ctrl-C)"}},
+				"(refused while that tagsweep run is running: stop it with Ctrl-C)",
+				CmdRestore: "`dir`ectory of the store of the tagsweep run whose run to undo, instead of --nats-url " +
+					"(refused while that tagsweep run is running)"}},
 
 		// Serving.
 		{Name: "http-addr", field: func(c *Config) any { return &c.HTTPAddr }, check: checkListenAddr,
@@ -395,6 +399,18 @@ func Flags() []Flag {
 		{Name: "wait", field: func(c *Config) any { return &c.Wait }, check: atLeast(time.Duration(0)),
 			Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdStop},
 			Usage: "how long to wait for the run's coordinator to mark it stopped once its workers handed back their shards; 0 = do not wait"},
+
+		// Undo.
+		{Name: "record-digests", field: func(c *Config) any { return &c.RecordDigests },
+			Kind: KindBool, Default: false, Commands: []string{CmdRun, CmdCoordinator, CmdWorker},
+			Usage: "read each tag's manifest digest (one HEAD) before deleting it and keep it in the audit event, so that " +
+				"restore can put the tag back on any registry; recorded in the run (a worker given it records for every run)"},
+		{Name: "tag-regex", field: func(c *Config) any { return &c.TagRegex }, check: checkTagRegex,
+			Kind: KindString, Commands: []string{CmdRestore},
+			Usage: "restore only the deleted tags that match this `regexp`; empty = all"},
+		{Name: "concurrency", field: func(c *Config) any { return &c.Concurrency }, check: atLeast(1),
+			Kind: KindInt, Default: 64, Commands: []string{CmdRestore},
+			Usage: "`N` tags restored at once"},
 
 		// status.
 		{Name: "state", field: func(c *Config) any { return &c.States }, check: checkStates,

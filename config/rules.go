@@ -17,6 +17,7 @@ func (c Config) Policy() proto.Policy {
 	p.TimeZone = c.TagTimezone
 	p.MaxDeletes = c.MaxDeletes
 	p.DryRun = !c.Confirm
+	p.RecordDigests = c.RecordDigests
 	return p
 }
 

@@ -156,7 +156,9 @@ func checkRegistry(c Config, v any) error {
 	switch {
 	case c.Command == CmdWorker && reg == "" && c.Token != "":
 		return errors.New("required with --token: a worker sends the token only to this registry")
-	case reg == "" && !demo && c.Command != CmdWorker:
+	case c.Command == CmdRestore && reg == "" && c.Token != "":
+		return errors.New("required with --token: restore sends the token only to this registry")
+	case reg == "" && !demo && c.Command != CmdWorker && c.Command != CmdRestore:
 		return errors.New("required (the registry host[:port], e.g. quay.io)")
 	case reg != "" && demo:
 		return fmt.Errorf("%q is not allowed with --demo, which serves its own registry", reg)
@@ -472,4 +474,13 @@ func pairedWith(other string, get func(Config) string) func(Config, any) error {
 		}
 		return checkFile(c, v)
 	}
+}
+
+func checkTagRegex(_ Config, v any) error {
+	if re := v.(string); re != "" {
+		if _, err := regexp.Compile(re); err != nil {
+			return err
+		}
+	}
+	return nil
 }

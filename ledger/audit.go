@@ -247,3 +247,77 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, runID string) iter.S
 		}
 	}
 }
+
+// AppendAudit stores events on the audit stream of runID outside any shard claim (a
+// restore's events), in batches within the same bounds as a claim's. Each batch is published
+// with a message ID made of source, which the caller keeps unique to one writer and one call,
+// and the batch's position, so that a retried call stores nothing twice within the stream's
+// de-duplication window. An event's run defaults to runID. It creates nothing: a missing audit
+// stream is an error wrapping jetstream.ErrStreamNotFound (or ErrNoStreamResponse).
+func AppendAudit(ctx context.Context, js jetstream.JetStream, runID, source string, events []proto.AuditEvent) error {
+	if !proto.ValidToken(runID) {
+		return fmt.Errorf("audit of run %q: not a valid token", runID)
+	}
+	entries := make([]auditEntry, len(events))
+	for i, ev := range events {
+		ev.V = proto.Version
+		ev.RunID = runID
+		if ev.Time.IsZero() {
+			ev.Time = time.Now().UTC()
+		}
+		ev.Error = truncate(ev.Error, auditErrorBytes)
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encoding audit event of %s: %w", ev.Tag, err)
+		}
+		entries[i] = auditEntry{run: runID, tag: ev.Tag, data: data}
+	}
+	head, tail := batchFrame(proto.AuditBatch{V: proto.Version, RunID: runID})
+	for pos := 0; pos < len(entries); {
+		size, n := len(head)+len(tail), 0
+		for pos+n < len(entries) && n < auditBatchEvents &&
+			(n == 0 || size+len(entries[pos+n].data)+1 <= auditBatchBytes) {
+			size += len(entries[pos+n].data) + 1
+			n++
+		}
+		data := make([]byte, 0, size)
+		data = append(data, head...)
+		for i, e := range entries[pos : pos+n] {
+			if i > 0 {
+				data = append(data, ',')
+			}
+			data = append(data, e.data...)
+		}
+		data = append(data, tail...)
+		id := fmt.Sprintf("%s/%s/%d/%d", runID, source, pos, n)
+		pctx, cancel := opContext(ctx)
+		_, err := js.Publish(pctx, proto.AuditSubject(runID), data,
+			jetstream.WithMsgID(id), jetstream.WithExpectStream(proto.StreamAudit))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("storing %d audit events of run %s: %w", len(entries)-pos, runID, err)
+		}
+		pos += n
+	}
+	return nil
+}
+
+// ReadRun returns a run's record, reading only (unlike Open, it creates and updates nothing).
+// A run with no record is an error wrapping ErrNotFound.
+func ReadRun(ctx context.Context, js jetstream.JetStream, runID string) (proto.RunRecord, error) {
+	if !proto.ValidToken(runID) {
+		return proto.RunRecord{}, fmt.Errorf("run %q: not a valid token", runID)
+	}
+	kv, err := js.KeyValue(ctx, proto.BucketState)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return proto.RunRecord{}, fmt.Errorf("run %s: no bucket %s: %w", runID, proto.BucketState, ErrNotFound)
+	}
+	if err != nil {
+		return proto.RunRecord{}, fmt.Errorf("run %s: opening bucket %s: %w", runID, proto.BucketState, err)
+	}
+	var rec proto.RunRecord
+	if _, err := get(ctx, kv, proto.RunKey(runID), &rec); err != nil {
+		return proto.RunRecord{}, fmt.Errorf("run %s: %w", runID, err)
+	}
+	return rec, nil
+}

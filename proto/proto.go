@@ -169,6 +169,10 @@ type Policy struct {
 	Cutoff       time.Time `json:"cutoff"`        // tags dated before this go
 	MaxDeletes   int64     `json:"max_deletes"`   // 0 = no cap
 	DryRun       bool      `json:"dry_run"`
+	// RecordDigests: before each delete, workers read the tag's manifest digest (one HEAD)
+	// and store it in the deletion's audit event, so that `tagsweep restore` can put the tag
+	// back on any OCI registry.
+	RecordDigests bool `json:"record_digests,omitempty"`
 }
 
 // RunState is the lifecycle state of a run record.
@@ -228,9 +232,14 @@ const (
 	OutcomeAlreadyGone Outcome = "already_gone"
 	OutcomeFailed      Outcome = "failed"
 	OutcomeDryRun      Outcome = "dry_run"
+	// Outcomes of a restore's events (tagsweep restore): the tag was put back at its digest,
+	// it exists again and was left alone, or (failed) it could not be put back.
+	OutcomeRestored Outcome = "restored"
+	OutcomeSkipped  Outcome = "skipped"
 )
 
-// AuditEvent records one deletion decision acted on (or, in a dry run, that would have been).
+// AuditEvent records one deletion decision acted on (or, in a dry run, that would have been),
+// or what a restore did with one deleted tag.
 type AuditEvent struct {
 	V          int       `json:"v"`
 	RunID      string    `json:"run"`
@@ -240,6 +249,11 @@ type AuditEvent struct {
 	Outcome    Outcome   `json:"outcome"`
 	Time       time.Time `json:"time"`
 	Error      string    `json:"error,omitempty"`
+	// Digest is the manifest digest the tag pointed at: read before the delete when the run
+	// records digests; for a restore, the digest the tag was put back at.
+	Digest string `json:"digest,omitempty"`
+	// Of is the run whose deletion a restore's event undoes.
+	Of string `json:"of,omitempty"`
 }
 
 // Report is the JSON document `--report` writes at the end of a run (docs/operations.md

@@ -137,7 +137,7 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	}
 
 	dry := run.Policy.DryRun
-	del := &auditedDeleter{client: e.client, w: w, dry: dry}
+	del := &auditedDeleter{client: e.client, w: w, dry: dry, digests: w.recordDigests(run)}
 	conc := max(1, min(w.cfg.DeleteConcurrency, 16))
 	var refused error // a removal the registry refused for our credentials
 	do := func(rm preserve.Removal, orphan bool) {
@@ -298,9 +298,10 @@ func appendBounded(list []string, s string) []string {
 // auditedDeleter deletes family tags through the worker's rate bound and records an audit
 // event per delete. It refuses any tag outside the preservation family.
 type auditedDeleter struct {
-	client registry.Deleter
-	w      *Worker
-	dry    bool
+	client  registry.Deleter
+	w       *Worker
+	dry     bool
+	digests bool // read each tag's digest into its event before the delete
 
 	mu     sync.Mutex
 	events []proto.AuditEvent
@@ -312,11 +313,22 @@ func (d *auditedDeleter) Delete(ctx context.Context, repo, tag string) error {
 		d.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeFailed, Error: err.Error()})
 		return err
 	}
+	ev := proto.AuditEvent{Tag: tag}
+	if d.digests {
+		gone, err := d.w.digestBefore(ctx, d.client, repo, &ev)
+		if gone || err != nil {
+			d.record(ev)
+			if gone {
+				return fmt.Errorf("delete %s: %w", tag, registry.ErrNotFound)
+			}
+			return err
+		}
+	}
 	if err := d.w.wait(ctx); err != nil {
 		return err
 	}
 	err := d.client.Delete(ctx, repo, tag)
-	ev := proto.AuditEvent{Tag: tag, Time: time.Now().UTC()}
+	ev.Time = time.Now().UTC()
 	switch {
 	case err == nil:
 		ev.Outcome = proto.OutcomeDeleted

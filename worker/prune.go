@@ -268,12 +268,13 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 		// Deletes outlive ctx until grace ends, so that a stopping worker finishes its page
 		// when it can; a hung registry is bounded by pageTimeout.
 		dctx, cancel := context.WithTimeout(grace, w.pageTimeout)
+		record := w.recordDigests(run)
 		var wg sync.WaitGroup
 		for k, i := range eligible {
 			wg.Add(1)
 			w.deletes <- func() {
 				defer wg.Done()
-				outcomes[k], errs[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i])
+				outcomes[k], errs[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i], record)
 			}
 		}
 		wg.Wait()
@@ -353,14 +354,21 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 }
 
 // delete deletes one tag after checking, right before the call, that it lies in the shard's
-// range and that the run's policy says it goes: the range alone is never trusted. The error
-// is the registry's, for the caller to classify; a refusal has an outcome of failed and no
-// error.
-func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.ShardRecord, rules *policy.Rules, tag string) (proto.AuditEvent, error) {
+// range and that the run's policy says it goes: the range alone is never trusted. With record,
+// it first reads the tag's digest into the event (see digestBefore). The error is the
+// registry's, for the caller to classify; a refusal has an outcome of failed and no error.
+func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.ShardRecord, rules *policy.Rules,
+	tag string, record bool) (proto.AuditEvent, error) {
 	ev := proto.AuditEvent{Tag: tag}
 	if !rec.Range.Contains(tag) || rules.Decide(tag).Verdict != policy.Delete {
 		ev.Outcome, ev.Error = proto.OutcomeFailed, ErrNotEligible.Error()
 		return ev, nil
+	}
+	if record {
+		gone, err := w.digestBefore(ctx, client, rec.Repository, &ev)
+		if gone || err != nil {
+			return ev, err
+		}
 	}
 	if err := w.wait(ctx); err != nil {
 		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
@@ -377,4 +385,46 @@ func (w *Worker) delete(ctx context.Context, client registry.Deleter, rec proto.
 	}
 	ev.Time = time.Now().UTC()
 	return ev, err
+}
+
+// digester reads the manifest digest a tag points at (registry.OCI.Digest): an absent tag is
+// an error wrapping registry.ErrNotFound.
+type digester interface {
+	Digest(ctx context.Context, repo, tag string) (string, error)
+}
+
+// recordDigests reports whether deletes of run read and record each tag's digest first: the
+// run asks for it, or this worker was told to for every run.
+func (w *Worker) recordDigests(run proto.RunRecord) bool {
+	return run.Policy.RecordDigests || w.cfg.RecordDigests
+}
+
+// digestBefore reads the digest of ev.Tag into ev.Digest, under the worker's rate bound, so
+// that the deletion that follows can be undone (tagsweep restore). A tag that is already gone
+// is reported gone, with ev's outcome set: nothing is left to delete. A digest that cannot be
+// read fails the delete (ev's outcome set, the error returned): a tag is never deleted
+// unrecorded when the run asked for its digest.
+func (w *Worker) digestBefore(ctx context.Context, client registry.Deleter, repo string, ev *proto.AuditEvent) (gone bool, err error) {
+	d, ok := client.(digester)
+	if !ok {
+		err = fmt.Errorf("reading the digest of %s before its delete: this registry client cannot", ev.Tag)
+		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
+		return false, err
+	}
+	if err := w.wait(ctx); err != nil {
+		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
+		return false, err
+	}
+	digest, err := d.Digest(ctx, repo, ev.Tag)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		ev.Outcome, ev.Time = proto.OutcomeAlreadyGone, time.Now().UTC()
+		return true, nil
+	case err != nil:
+		err = fmt.Errorf("reading the digest before the delete: %w", err)
+		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
+		return false, err
+	}
+	ev.Digest = digest
+	return false, nil
 }

@@ -101,6 +101,11 @@ type Config struct {
 	// Floor is what the worker refuses whatever a run record asks: a shard beyond it fails
 	// at once, before any registry call. The zero Floor refuses nothing.
 	Floor Floor
+	// RecordDigests makes the worker read each tag's manifest digest (one HEAD) before its
+	// delete and store it in the audit event, for every run, as a run's
+	// Policy.RecordDigests asks for that run: `tagsweep restore` puts such tags back on any
+	// registry. The Connect client must then read digests (registry.OCI does).
+	RecordDigests bool
 }
 
 // Worker prunes shards. Create it with New and start it with Run.
