@@ -39,8 +39,8 @@ func (r *registries) quayClient(cfg config.Config, host string, plainHTTP bool, 
 	})
 }
 
-// quayDeletes is a registry client that lists and checks tags through the registry API and
-// deletes through Quay's API v1 (--delete-api quay-v1).
+// quayDeletes is a registry client that lists and checks tags (and reads their digests)
+// through the registry API and deletes through Quay's API v1 (--delete-api quay-v1).
 type quayDeletes struct {
 	*registry.OCI
 	quay *registry.Quay

@@ -55,6 +55,7 @@ Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the ru
 		newStatusCmd(a),
 		newAuditCmd(a),
 		newStopCmd(a),
+		newRestoreCmd(a),
 		newSimCmd(a),
 	)
 	return root

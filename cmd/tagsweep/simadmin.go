@@ -28,6 +28,7 @@ const simAdminPrefix = "/_sim/"
 //	GET  /_sim/state?repo=R   the tags, the deletions in order, the list requests and counters
 //	POST /_sim/tags?repo=R    add the tags of a JSON array of names
 //	PUT  /_sim/faults         inject faults (JSON, see simFaults); {} turns them off
+//	POST /_sim/gc             garbage-collect the manifests no tag (and no time machine row) keeps
 //	POST /_sim/reset          zero the counters and forget the list requests
 //
 // Only loopback clients may use it; everything else goes to the registry, with every
@@ -155,6 +156,9 @@ func (a *simAdmin) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			a.reg.ExpireTokens()
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case op == "gc" && req.Method == http.MethodPost:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int{"manifests_collected": a.reg.GC()})
 	case op == "reset" && req.Method == http.MethodPost:
 		a.reg.ResetStats()
 		a.mu.Lock()

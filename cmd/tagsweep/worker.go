@@ -73,6 +73,7 @@ func workerConfig(cfg config.Config, id string, regs *registries, log *slog.Logg
 		Ledger:            ledgerConfig(cfg),
 		Observer:          workerMetrics{m: regs.m},
 		Floor:             workerFloor(cfg),
+		RecordDigests:     cfg.RecordDigests,
 	}
 }
 

@@ -1,0 +1,398 @@
+// Package restore undoes a run: it puts back the tags the run deleted, each at the manifest
+// digest it pointed at. What the run deleted comes from its audit events (package ledger);
+// where each tag pointed comes from the event itself when the run recorded digests
+// (proto.Policy.RecordDigests: the manifest is read by digest and written under the tag, on any
+// OCI registry), else from Quay's tag history (API v1), restored through Quay's time machine.
+//
+// A restore is idempotent: a tag that exists again (restored earlier, or pushed since) is left
+// alone and counted as skipped, so a restore that was interrupted is simply run again, and a
+// second restore of the same run puts nothing back. Each outcome is an audit event of the
+// restore's own ID (restored, skipped, failed with its reason, or dry_run).
+package restore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultConcurrency = 64
+	// DefaultDeletionSlack is how far past a deletion's audit time a Quay history row may end
+	// and still be taken as the row that deletion ended: the audit time is the worker's
+	// clock after the delete returned, the row's end Quay's clock during it.
+	DefaultDeletionSlack = time.Minute
+)
+
+// maxFailures bounds the failures the report names.
+const maxFailures = 20
+
+// flushEvery is how many outcomes are stored on the audit stream at once.
+const flushEvery = 1000
+
+// Manifests puts tags back by digest on any OCI registry (registry.Restorer).
+type Manifests interface {
+	// Digest returns the digest tag points at; an absent tag wraps registry.ErrNotFound.
+	Digest(ctx context.Context, repo, tag string) (string, error)
+	// Put writes the manifest at digest under tag; a manifest the registry no longer holds
+	// wraps registry.ErrManifestGone.
+	Put(ctx context.Context, repo, tag, digest string) error
+}
+
+// History restores tags through Quay's time machine (registry.Quay).
+type History interface {
+	// History returns the tag's rows that Quay keeps, alive and deleted.
+	History(ctx context.Context, repo, tag string) ([]registry.TagRow, error)
+	// Restore puts a deleted tag back at digest; a manifest Quay no longer holds wraps
+	// registry.ErrManifestGone.
+	Restore(ctx context.Context, repo, tag, digest string) error
+}
+
+// Config configures a restore. Zero values mean the documented defaults.
+type Config struct {
+	// RunID is the run to undo. Required.
+	RunID string
+	// ID is the restore's own ID: its audit events are stored under it. Required.
+	ID string
+	// TagRegex selects the deleted tags to restore; nil means all.
+	TagRegex *regexp.Regexp
+	// Confirm puts tags back; without it the restore is a dry run that only reads.
+	Confirm bool
+	// Concurrency is how many tags are restored at once (default 64).
+	Concurrency int
+	// MaxRPS bounds the registry calls started per second; 0 means unlimited (the clients'
+	// adaptive rate control still paces them once the registry answers 429).
+	MaxRPS float64
+	// Manifests restores tags whose digest the run recorded. Nil: such tags fail.
+	Manifests Manifests
+	// History restores the other tags through Quay's API v1 (needs a token). Nil: they fail.
+	History History
+	// DeletionSlack: see DefaultDeletionSlack (the default).
+	DeletionSlack time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Restore undoes one run. Create it with New and start it with Run.
+type Restore struct {
+	cfg     Config
+	js      jetstream.JetStream
+	log     *slog.Logger
+	limiter *rate.Limiter // nil: unlimited
+	now     func() time.Time
+}
+
+// New returns a restore of cfg.RunID reading and writing the ledger's audit stream through js.
+func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Restore, error) {
+	if !proto.ValidToken(cfg.RunID) {
+		return nil, fmt.Errorf("restore: run id %q is not a valid token", cfg.RunID)
+	}
+	if !proto.ValidToken(cfg.ID) {
+		return nil, fmt.Errorf("restore: restore id %q is not a valid token", cfg.ID)
+	}
+	if cfg.Concurrency < 0 || cfg.MaxRPS < 0 || cfg.DeletionSlack < 0 {
+		return nil, errors.New("restore: concurrency, max rps and deletion slack must not be negative")
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.DeletionSlack = cmp.Or(cfg.DeletionSlack, DefaultDeletionSlack)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Restore{cfg: cfg, js: js, log: log.With(slog.String("run", cfg.RunID), slog.String("restore", cfg.ID)), now: cfg.Now}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if cfg.MaxRPS > 0 {
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
+	}
+	return r, nil
+}
+
+// ErrNothingDeleted: the run deleted nothing (a dry run), so there is nothing to restore.
+var ErrNothingDeleted = errors.New("the run was a dry run and deleted nothing")
+
+// ErrOutsideWindow: Quay's history of a tag keeps no row that ended at its deletion; the
+// namespace's time machine window has passed, and the tag can no longer be restored.
+var ErrOutsideWindow = errors.New("outside Quay's time machine window")
+
+// item is one deleted tag to put back: the run's (last) deletion event of it.
+type item struct {
+	ev proto.AuditEvent
+}
+
+// Run restores every tag the run deleted that the filter selects, and returns the report. It
+// returns an error, with the report so far, when the run cannot be read, when the outcomes
+// cannot be stored, or when ctx ends (the outcomes so far are stored: run again to finish).
+// Tags that could not be put back are counted in the report, not returned as an error.
+func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
+	start := r.now().UTC()
+	rep := proto.RestoreReport{RestoreID: r.cfg.ID, Of: r.cfg.RunID, DryRun: !r.cfg.Confirm, StartedAt: start}
+	if r.cfg.TagRegex != nil {
+		rep.TagRegex = r.cfg.TagRegex.String()
+	}
+	finish := func(err error) (proto.RestoreReport, error) {
+		rep.FinishedAt = r.now().UTC()
+		rep.DurationSeconds = rep.FinishedAt.Sub(rep.StartedAt).Seconds()
+		if err != nil && rep.Reason == "" {
+			rep.Reason = err.Error()
+		}
+		return rep, err
+	}
+	run, err := ledger.ReadRun(ctx, r.js, r.cfg.RunID)
+	if err != nil {
+		return finish(err)
+	}
+	rep.DigestsRecorded = run.Policy.RecordDigests
+	if run.Policy.DryRun {
+		return finish(fmt.Errorf("run %s: %w", run.RunID, ErrNothingDeleted))
+	}
+	if run.State == proto.RunRunning {
+		r.log.Warn("the run is still recorded as running: tags its workers delete after this restore stay deleted")
+	}
+	items, err := r.deleted(ctx)
+	if err != nil {
+		return finish(err)
+	}
+	repos := map[string]bool{}
+	for _, it := range items {
+		repos[it.ev.Repository] = true
+	}
+	for repo := range repos {
+		rep.Repositories = append(rep.Repositories, repo)
+	}
+	slices.Sort(rep.Repositories)
+	rep.Tags.Deleted = int64(len(items))
+	r.log.Info("restoring the tags the run deleted", slog.Int("tags", len(items)), slog.Bool("dry_run", !r.cfg.Confirm),
+		slog.Bool("digests_recorded", run.Policy.RecordDigests))
+
+	out := make(chan proto.AuditEvent, r.cfg.Concurrency)
+	work := make(chan item)
+	var wg sync.WaitGroup
+	for range min(r.cfg.Concurrency, max(len(items), 1)) {
+		wg.Go(func() {
+			for it := range work {
+				out <- r.one(ctx, it.ev)
+			}
+		})
+	}
+	go func() {
+		defer close(work)
+		for _, it := range items {
+			select {
+			case work <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+
+	// Outcomes are stored as they come, flushEvery at a time, so that an interrupted restore
+	// leaves its record of what it did. source keeps this call's message IDs apart from an
+	// earlier attempt's under the same restore ID.
+	source := fmt.Sprintf("%d", start.UnixNano())
+	var pending []proto.AuditEvent
+	flushed, seq := 0, 0
+	var storeErr error
+	flush := func() {
+		if len(pending) == 0 || storeErr != nil {
+			return
+		}
+		// Stored even while ctx ends: they record tags already put back.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := ledger.AppendAudit(sctx, r.js, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), pending); err != nil {
+			storeErr = fmt.Errorf("storing the restore's audit events: %w", err)
+			return
+		}
+		seq++
+		flushed += len(pending)
+		pending = pending[:0]
+	}
+	for ev := range out {
+		switch ev.Outcome {
+		case "": // abandoned on a stop
+			continue
+		case proto.OutcomeRestored, proto.OutcomeDryRun:
+			rep.Tags.Restored++
+		case proto.OutcomeSkipped:
+			rep.Tags.Skipped++
+		case proto.OutcomeFailed:
+			rep.Tags.Failed++
+			if len(rep.Failures) < maxFailures {
+				rep.Failures = append(rep.Failures, ev.Repository+":"+ev.Tag+": "+ev.Error)
+			}
+		}
+		pending = append(pending, ev)
+		if len(pending) >= flushEvery {
+			flush()
+		}
+	}
+	flush()
+	switch {
+	case storeErr != nil:
+		return finish(storeErr)
+	case ctx.Err() != nil:
+		return finish(fmt.Errorf("restore interrupted after %d of %d tags: %w", flushed, len(items), context.Cause(ctx)))
+	}
+	return finish(nil)
+}
+
+// deleted reads the run's audit events and returns the tags it deleted that the filter
+// selects, one item per repository and tag (its last deletion), in the order deleted.
+func (r *Restore) deleted(ctx context.Context) ([]item, error) {
+	type key struct{ repo, tag string }
+	at := map[key]int{}
+	var items []item
+	for ev, err := range ledger.ReadAudit(ctx, r.js, r.cfg.RunID) {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("run %s: no audit stream: %w", r.cfg.RunID, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ev.Outcome != proto.OutcomeDeleted || (r.cfg.TagRegex != nil && !r.cfg.TagRegex.MatchString(ev.Tag)) {
+			continue
+		}
+		k := key{ev.Repository, ev.Tag}
+		if i, ok := at[k]; ok {
+			items[i].ev = ev
+			continue
+		}
+		at[k] = len(items)
+		items = append(items, item{ev: ev})
+	}
+	return items, nil
+}
+
+// one puts one deleted tag back, or in a dry run finds whether it would, and returns the
+// outcome as the restore's audit event: a zero event when ctx ended before the outcome was
+// known.
+func (r *Restore) one(ctx context.Context, del proto.AuditEvent) proto.AuditEvent {
+	ev := proto.AuditEvent{Repository: del.Repository, Tag: del.Tag, Of: r.cfg.RunID, Digest: del.Digest}
+	var err error
+	if del.Digest != "" {
+		ev.Outcome, err = r.byManifest(ctx, &ev)
+	} else {
+		ev.Outcome, err = r.byHistory(ctx, del, &ev)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return proto.AuditEvent{} // abandoned on a stop: neither done nor failed
+		}
+		ev.Outcome, ev.Error = proto.OutcomeFailed, err.Error()
+	}
+	ev.Time = r.now().UTC()
+	return ev
+}
+
+// byManifest restores a tag whose digest the run recorded: unless the tag exists, the
+// manifest is read by digest and written under the tag.
+func (r *Restore) byManifest(ctx context.Context, ev *proto.AuditEvent) (proto.Outcome, error) {
+	if r.cfg.Manifests == nil {
+		return "", errors.New("no registry client for restoring by digest")
+	}
+	if err := r.wait(ctx); err != nil {
+		return "", err
+	}
+	cur, err := r.cfg.Manifests.Digest(ctx, ev.Repository, ev.Tag)
+	switch {
+	case err == nil:
+		ev.Error = existsAgain(cur, ev.Digest)
+		return proto.OutcomeSkipped, nil
+	case !errors.Is(err, registry.ErrNotFound):
+		return "", fmt.Errorf("checking whether the tag exists: %w", err)
+	}
+	if !r.cfg.Confirm {
+		return proto.OutcomeDryRun, nil
+	}
+	if err := r.wait(ctx); err != nil {
+		return "", err
+	}
+	if err := r.cfg.Manifests.Put(ctx, ev.Repository, ev.Tag, ev.Digest); err != nil {
+		return "", err
+	}
+	return proto.OutcomeRestored, nil
+}
+
+// byHistory restores a tag through Quay's time machine: its history row that ended at the
+// deletion names the digest.
+func (r *Restore) byHistory(ctx context.Context, del proto.AuditEvent, ev *proto.AuditEvent) (proto.Outcome, error) {
+	if r.cfg.History == nil {
+		return "", errors.New("the run recorded no digest (it ran without --record-digests) and " +
+			"Quay's tag history needs --token: cannot tell which manifest the tag pointed at")
+	}
+	if err := r.wait(ctx); err != nil {
+		return "", err
+	}
+	rows, err := r.cfg.History.History(ctx, ev.Repository, ev.Tag)
+	if err != nil {
+		return "", fmt.Errorf("reading the tag's history: %w", err)
+	}
+	now := r.now()
+	var ended *registry.TagRow
+	for i, row := range rows {
+		if row.Alive(now) {
+			ev.Digest = row.Digest
+			ev.Error = existsAgain(row.Digest, "")
+			return proto.OutcomeSkipped, nil
+		}
+		if !row.End.After(del.Time.Add(r.cfg.DeletionSlack)) && (ended == nil || row.End.After(ended.End)) {
+			ended = &rows[i]
+		}
+	}
+	if ended == nil {
+		return "", fmt.Errorf("no row of the tag's history ended at its deletion (%s): %w",
+			del.Time.UTC().Format(time.RFC3339), ErrOutsideWindow)
+	}
+	ev.Digest = ended.Digest
+	if !r.cfg.Confirm {
+		return proto.OutcomeDryRun, nil
+	}
+	if err := r.wait(ctx); err != nil {
+		return "", err
+	}
+	if err := r.cfg.History.Restore(ctx, ev.Repository, ev.Tag, ended.Digest); err != nil {
+		if errors.Is(err, registry.ErrManifestGone) {
+			return "", fmt.Errorf("%w: %w", err, ErrOutsideWindow)
+		}
+		return "", err
+	}
+	return proto.OutcomeRestored, nil
+}
+
+// existsAgain is the note of a skipped tag: where it points now, and whether that is where
+// it pointed before the run deleted it.
+func existsAgain(cur, was string) string {
+	switch {
+	case was == "" || cur == was:
+		return "" // nothing to note
+	default:
+		return fmt.Sprintf("exists again at %s (it was %s): left alone", cur, was)
+	}
+}
+
+// wait takes a token from the restore's rate bound.
+func (r *Restore) wait(ctx context.Context) error {
+	if r.limiter == nil {
+		return ctx.Err()
+	}
+	return r.limiter.Wait(ctx)
+}
