@@ -29,9 +29,11 @@ type auditLine struct {
 	Shard      string        `json:"shard"`
 	Repository string        `json:"repository"`
 	Tag        string        `json:"tag"`
-	Outcome    proto.Outcome `json:"outcome"` // deleted, already_gone, failed or dry_run
+	Outcome    proto.Outcome `json:"outcome"` // deleted, already_gone, failed or dry_run; a restore's: restored, skipped, failed, dry_run
 	Time       time.Time     `json:"time"`
 	Error      string        `json:"error,omitempty"`
+	Digest     string        `json:"digest,omitempty"` // recorded before the delete (--record-digests); a restore's: where the tag went back
+	Of         string        `json:"of,omitempty"`     // a restore's: the run it undoes
 }
 
 // errRunNotFound: audit was asked for a run that has neither a record nor audit events.
@@ -102,7 +104,7 @@ func exportAudit(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int, e
 			return n, err
 		}
 		line := auditLine{Run: ev.RunID, Shard: ev.ShardID, Repository: ev.Repository, Tag: ev.Tag,
-			Outcome: ev.Outcome, Time: ev.Time.UTC(), Error: ev.Error}
+			Outcome: ev.Outcome, Time: ev.Time.UTC(), Error: ev.Error, Digest: ev.Digest, Of: ev.Of}
 		if err := enc.Encode(line); err != nil {
 			return n, fmt.Errorf("writing: %w", err)
 		}

@@ -1,0 +1,262 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/proto"
+	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/restore"
+)
+
+const repo = "ns/app"
+
+// newJS is an embedded JetStream with the ledger's streams and buckets.
+func newJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Open(t.Context(), js, ledger.Config{Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// seedRun records run with policy p and its audit events.
+func seedRun(t *testing.T, js jetstream.JetStream, run string, p proto.Policy, events ...proto.AuditEvent) {
+	t.Helper()
+	l, err := ledger.Open(t.Context(), js, ledger.Config{Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateRun(t.Context(), proto.RunRecord{RunID: run, Registry: "quay.example", Repositories: []string{repo},
+		Policy: p, State: proto.RunDone, StartedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range events {
+		events[i].Repository = repo
+		events[i].ShardID = "s1"
+	}
+	if err := ledger.AppendAudit(t.Context(), js, run, "seed", events); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeQuay is a tag history and time machine: rows per tag, newest first.
+type fakeQuay struct {
+	mu       sync.Mutex
+	rows     map[string][]registry.TagRow
+	restored map[string]string
+	gone     map[string]bool // digests Quay no longer holds
+}
+
+func (f *fakeQuay) History(_ context.Context, _, tag string) ([]registry.TagRow, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rows[tag], nil
+}
+
+func (f *fakeQuay) Restore(_ context.Context, _, tag, digest string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone[digest] {
+		return fmt.Errorf("restore %s: %w: %w", tag, registry.ErrNotFound, registry.ErrManifestGone)
+	}
+	f.restored[tag] = digest
+	return nil
+}
+
+func digest(n int) string { return fmt.Sprintf("sha256:%064x", n) }
+
+// TestHistoryRows: the digest a tag is restored at is that of the history row that ended at
+// the run's deletion: not a later deletion's, not an earlier one's; a live row means the tag
+// exists again (skipped); no such row, or a manifest Quay dropped, fails with the window as
+// the reason; the rest are restored.
+func TestHistoryRows(t *testing.T) {
+	js := newJS(t)
+	deletedAt := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return deletedAt.Add(d) }
+	q := &fakeQuay{restored: map[string]string{}, gone: map[string]bool{digest(9): true}, rows: map[string][]registry.TagRow{
+		// Re-pushed and deleted again after the run: the run's deletion is the older row.
+		"later": {
+			{Digest: digest(2), Start: at(time.Hour), End: at(2 * time.Hour)},
+			{Digest: digest(1), Start: at(-time.Hour), End: at(-time.Second)},
+			{Digest: digest(3), Start: at(-3 * time.Hour), End: at(-2 * time.Hour)},
+		},
+		"alive":   {{Digest: digest(4), Start: at(time.Hour)}, {Digest: digest(5), End: at(0)}},
+		"expired": nil,
+		"dropped": {{Digest: digest(9), End: at(0)}},
+		"plain":   {{Digest: digest(6), End: at(time.Second)}}, // Quay's clock a second ahead
+	}}
+	var evs []proto.AuditEvent
+	for _, tag := range []string{"later", "alive", "expired", "dropped", "plain"} {
+		evs = append(evs, proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeDeleted, Time: deletedAt})
+	}
+	evs = append(evs, proto.AuditEvent{Tag: "kept", Outcome: proto.OutcomeFailed, Time: deletedAt},
+		proto.AuditEvent{Tag: "plain", Outcome: proto.OutcomeAlreadyGone, Time: at(time.Minute)})
+	seedRun(t, js, "r1", proto.Policy{}, evs...)
+
+	r, err := restore.New(restore.Config{RunID: "r1", ID: "r1-restore", Confirm: true, History: q,
+		Now: func() time.Time { return at(24 * time.Hour) }}, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"later": digest(1), "plain": digest(6)}
+	if fmt.Sprint(q.restored) != fmt.Sprint(want) {
+		t.Errorf("restored %v, want %v", q.restored, want)
+	}
+	if rep.Tags != (proto.RestoreCounts{Deleted: 5, Restored: 2, Skipped: 1, Failed: 2}) {
+		t.Errorf("counts = %+v", rep.Tags)
+	}
+	outcomes := map[string]proto.AuditEvent{}
+	for ev, err := range ledger.ReadAudit(t.Context(), js, "r1-restore") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcomes[ev.Tag] = ev
+	}
+	for tag, w := range map[string]proto.Outcome{"later": proto.OutcomeRestored, "plain": proto.OutcomeRestored,
+		"alive": proto.OutcomeSkipped, "expired": proto.OutcomeFailed, "dropped": proto.OutcomeFailed} {
+		ev := outcomes[tag]
+		if ev.Outcome != w || ev.Of != "r1" {
+			t.Errorf("%s: event %+v, want %s of r1", tag, ev, w)
+		}
+		if w == proto.OutcomeFailed && !strings.Contains(ev.Error, "outside Quay's time machine window") {
+			t.Errorf("%s: failure %q does not name the window", tag, ev.Error)
+		}
+	}
+	if len(outcomes) != 5 {
+		t.Errorf("%d restore events, want 5: %v", len(outcomes), outcomes)
+	}
+}
+
+// fakeManifests is an OCI registry's tags and manifests for Restorer's two calls.
+type fakeManifests struct {
+	mu        sync.Mutex
+	tags      map[string]string
+	manifests map[string]bool
+	puts      int
+	digests   int
+}
+
+func (f *fakeManifests) Digest(_ context.Context, _, tag string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.digests++
+	d, ok := f.tags[tag]
+	if !ok {
+		return "", registry.ErrNotFound
+	}
+	return d, nil
+}
+
+func (f *fakeManifests) Put(_ context.Context, _, tag, d string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts++
+	if !f.manifests[d] {
+		return registry.ErrManifestGone
+	}
+	f.tags[tag] = d
+	return nil
+}
+
+// TestRecordedDigests: tags are put back at their recorded digests, filtered by TagRegex; a
+// tag pushed again since is left alone whatever it points at; a dry run writes nothing; a
+// dry run of the run is refused.
+func TestRecordedDigests(t *testing.T) {
+	js := newJS(t)
+	var evs []proto.AuditEvent
+	for i := range 50 {
+		evs = append(evs, proto.AuditEvent{Tag: fmt.Sprintf("2026_%02d", i), Outcome: proto.OutcomeDeleted, Digest: digest(i % 5)})
+	}
+	seedRun(t, js, "r2", proto.Policy{RecordDigests: true}, evs...)
+	seedRun(t, js, "dry", proto.Policy{DryRun: true})
+	newReg := func() *fakeManifests {
+		return &fakeManifests{tags: map[string]string{"2026_07": digest(42)},
+			manifests: map[string]bool{digest(0): true, digest(1): true, digest(2): true, digest(3): true}}
+	}
+	tests := []struct {
+		name                               string
+		confirm                            bool
+		re                                 string
+		restored, skipped, failed, written int64
+	}{
+		{name: "dry run", restored: 49, skipped: 1},
+		{name: "confirm", confirm: true, restored: 39, skipped: 1, failed: 10, written: 49},
+		{name: "filtered", confirm: true, re: `^2026_1`, restored: 8, failed: 2, written: 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := newReg()
+			cfg := restore.Config{RunID: "r2", ID: "r2-" + strings.ReplaceAll(tc.name, " ", "-"), Confirm: tc.confirm,
+				Manifests: reg, Concurrency: 7}
+			if tc.re != "" {
+				cfg.TagRegex = regexp.MustCompile(tc.re)
+			}
+			r, err := restore.New(cfg, js, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := r.Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Tags.Restored != tc.restored || rep.Tags.Skipped != tc.skipped || rep.Tags.Failed != tc.failed ||
+				int64(reg.puts) != tc.written || !rep.DigestsRecorded {
+				t.Errorf("report %+v, %d puts; want restored %d skipped %d failed %d, %d puts", rep, reg.puts,
+					tc.restored, tc.skipped, tc.failed, tc.written)
+			}
+			if reg.tags["2026_07"] != digest(42) {
+				t.Error("a tag pushed again since was overwritten")
+			}
+			for tag, d := range reg.tags {
+				if tag != "2026_07" && d != evs[mustAtoi(t, tag[5:])].Digest {
+					t.Errorf("%s put back at %s", tag, d)
+				}
+			}
+		})
+	}
+	r, err := restore.New(restore.Config{RunID: "dry", ID: "dry-restore", Confirm: true, Manifests: newReg()}, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(t.Context()); !errors.Is(err, restore.ErrNothingDeleted) {
+		t.Errorf("restore of a dry run = %v, want ErrNothingDeleted", err)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
