@@ -24,6 +24,11 @@
 //   - The Quay flavour, each part off by default: /v2/auth bearer tokens with a lifetime
 //     (Config.Auth); API v1 tag list, delete and create (Config.APIToken guards them); the
 //     120 s tags/list page cache that deletes do not invalidate (Config.ListCacheTTL).
+//   - Quay's time machine: a deleted tag's row shows in API v1's history (onlyActiveTags=false)
+//     for Config.TimeMachine (two weeks by default; negative: none), and POST
+//     …/tag/<tag>/restore puts the tag back at a manifest such a row or a live tag keeps.
+//   - A garbage collector run on demand (GC): every repository drops each manifest that no
+//     live tag and no row in the time machine points at; a GET of it by digest is then 404.
 //   - Generate builds a seeded, QCI-shaped tag namespace; AddPayloads builds release
 //     payloads (single- and multi-arch, with image-references) and their tag family in
 //     every state a preservation pass meets, with the end state a correct run must leave.
@@ -36,9 +41,10 @@
 //     blobs exist, and Accept is ignored: the stored manifest is returned as is.
 //   - DELETE by digest answers 202 for any manifest the repository holds, even one no tag
 //     points at (Quay answers 404 then); the manifest is gone afterwards.
-//   - No time machine: deleted tags cannot be restored. API v1 shows deleted rows (with
-//     onlyActiveTags=false) but not the rows left by moving a tag. No immutable tags, tag
-//     expiration, mirror or read-only repositories, no cosign sibling expiry on delete.
+//   - API v1 shows deleted rows but not the rows left by moving a tag; a restore needs no row
+//     of the same tag (Quay's does not either) and is not marked as a reversion. GC never runs
+//     by itself. No immutable tags, tag expiration, mirror or read-only repositories, no cosign
+//     sibling expiry on delete.
 //   - Tokens are opaque strings, not JWTs, and any valid user gets the scopes it asks for.
 //   - Rate limits are keyed by client IP only (Quay's HTTP/2 buckets are per connection).
 //   - An empty tags/list page is "tags": [] (as Quay); distribution sends null.
