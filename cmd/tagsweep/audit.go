@@ -114,7 +114,7 @@ func exportAudit(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int, e
 }
 
 // auditCSVHeader is the first line of `audit -o csv`: the JSON lines' fields, in order.
-var auditCSVHeader = []string{"run", "shard", "repository", "tag", "outcome", "time", "error"}
+var auditCSVHeader = []string{"run", "shard", "repository", "tag", "outcome", "time", "error", "digest", "of"}
 
 // exportAuditCSV is exportAudit as CSV (RFC 4180) with a header line.
 func exportAuditCSV(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int, error) {
@@ -130,7 +130,8 @@ func exportAuditCSV(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int
 		if err != nil {
 			return n, err
 		}
-		rec := []string{ev.RunID, ev.ShardID, ev.Repository, ev.Tag, string(ev.Outcome), ev.Time.UTC().Format(time.RFC3339Nano), ev.Error}
+		rec := []string{ev.RunID, ev.ShardID, ev.Repository, ev.Tag, string(ev.Outcome), ev.Time.UTC().Format(time.RFC3339Nano), ev.Error,
+			ev.Digest, ev.Of}
 		if err := cw.Write(rec); err != nil {
 			return n, fmt.Errorf("writing: %w", err)
 		}

@@ -154,7 +154,7 @@ func TestAudit(t *testing.T) {
 			wantCode: exitError, wantErr: "--output"},
 		{name: "csv", args: []string{"audit-1", "-o", "csv"}, check: func(t *testing.T, stdout string) {
 			rows, err := csv.NewReader(strings.NewReader(stdout)).ReadAll()
-			if err != nil || len(rows) == 0 || !slices.Equal(rows[0], []string{"run", "shard", "repository", "tag", "outcome", "time", "error"}) {
+			if err != nil || len(rows) == 0 || !slices.Equal(rows[0], []string{"run", "shard", "repository", "tag", "outcome", "time", "error", "digest", "of"}) {
 				t.Fatalf("csv export: %v, header %v", err, rows[:min(1, len(rows))])
 			}
 			var csvTags []string
