@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"strings"
@@ -172,10 +173,11 @@ func openRestoreLedger(cfg config.Config, log *slog.Logger) (*nats.Conn, func(),
 	}, nil
 }
 
-// restoreID names a restore of runID started at t: the run's ID (cut to 40 characters),
-// "-restore-" and the UTC time to the second, a valid token of at most 63 characters.
+// restoreID names a restore of runID started at t: the run's ID (cut to 35 characters),
+// "-restore-", the UTC time to the second and 4 random hex digits (two restores may start in
+// the same second), a valid token of at most 63 characters.
 func restoreID(runID string, t time.Time) string {
-	return runID[:min(len(runID), 40)] + "-restore-" + t.UTC().Format("20060102150405")
+	return fmt.Sprintf("%s-restore-%s-%04x", runID[:min(len(runID), 35)], t.UTC().Format("20060102150405"), rand.N(1<<16))
 }
 
 // printRestoreSummary prints what a restore did, in the style of the run's summary.

@@ -324,3 +324,22 @@ func TestRestoreInterrupted(t *testing.T) {
 	}
 	q.checkRestored(t, before)
 }
+
+// TestRestoreID: restore IDs are valid tokens for the longest run IDs, and two restores of
+// one run started in the same second get IDs of their own.
+func TestRestoreID(t *testing.T) {
+	at := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	for _, run := range []string{"r", strings.Repeat("x", 64)} {
+		id := restoreID(run, at)
+		if !proto.ValidToken(id) || !strings.Contains(id, "-restore-20261122060000-") {
+			t.Errorf("restoreID(%q) = %q, not a valid token naming the time", run, id)
+		}
+	}
+	seen := map[string]bool{}
+	for range 20 {
+		seen[restoreID("r", at)] = true
+	}
+	if len(seen) < 2 {
+		t.Error("restores started in the same second share their ID")
+	}
+}
