@@ -20,33 +20,45 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// tagsweepPublish are the subjects a tagsweep coordinator or worker publishes to: its own
-// streams' subjects and KV buckets, and the JetStream API of its streams and consumers only.
-// deploy/nats/values.yaml gives the tagsweep users the same.
-var tagsweepPublish = []string{
-	"tagsweep.>",
-	"$KV.tagsweep_state.>", "$KV.tagsweep_leases.>",
-	"$JS.API.INFO",
-	"$JS.API.STREAM.*.TAGSWEEP_SHARDS", "$JS.API.STREAM.*.TAGSWEEP_AUDIT",
-	"$JS.API.STREAM.*.KV_tagsweep_state", "$JS.API.STREAM.*.KV_tagsweep_leases",
-	"$JS.API.STREAM.*.*.TAGSWEEP_SHARDS", "$JS.API.STREAM.*.*.TAGSWEEP_AUDIT",
-	"$JS.API.STREAM.*.*.KV_tagsweep_state", "$JS.API.STREAM.*.*.KV_tagsweep_leases",
-	"$JS.API.DIRECT.GET.KV_tagsweep_state.>", "$JS.API.DIRECT.GET.KV_tagsweep_leases.>",
-	"$JS.API.DIRECT.GET.KV_tagsweep_state", "$JS.API.DIRECT.GET.KV_tagsweep_leases",
-	"$JS.API.CONSUMER.*.TAGSWEEP_SHARDS", "$JS.API.CONSUMER.*.TAGSWEEP_SHARDS.>",
-	"$JS.API.CONSUMER.*.*.TAGSWEEP_SHARDS.>",
-	"$JS.API.CONSUMER.*.TAGSWEEP_AUDIT", "$JS.API.CONSUMER.*.TAGSWEEP_AUDIT.>",
-	"$JS.API.CONSUMER.*.*.TAGSWEEP_AUDIT.>",
-	"$JS.API.CONSUMER.*.KV_tagsweep_state", "$JS.API.CONSUMER.*.KV_tagsweep_state.>",
-	"$JS.API.CONSUMER.*.*.KV_tagsweep_state.>",
-	"$JS.API.CONSUMER.*.KV_tagsweep_leases", "$JS.API.CONSUMER.*.KV_tagsweep_leases.>",
-	"$JS.API.CONSUMER.*.*.KV_tagsweep_leases.>",
-	"$JS.ACK.TAGSWEEP_SHARDS.>", "$JS.ACK.TAGSWEEP_AUDIT.>", "$JS.ACK.KV_tagsweep_state.>", "$JS.ACK.KV_tagsweep_leases.>",
-	"$JS.FC.>",
+// shippedUser is a NATS user of deploy/nats/values.yaml: its name and permissions.
+type shippedUser struct {
+	User        string `json:"user"`
+	Permissions struct {
+		Publish   struct{ Allow []string } `json:"publish"`
+		Subscribe struct{ Allow []string } `json:"subscribe"`
+	} `json:"permissions"`
+}
+
+// shippedUsers reads the NATS users the deployment ships, so that the suite runs tagsweep
+// under exactly the permissions a locked-down installation has.
+func shippedUsers(t testing.TB) []shippedUser {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Config struct {
+			Merge struct {
+				Authorization struct {
+					Users []shippedUser `json:"users"`
+				} `json:"authorization"`
+			} `json:"merge"`
+		} `json:"config"`
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatalf("deploy/nats/values.yaml: %v", err)
+	}
+	users := v.Config.Merge.Authorization.Users
+	if len(users) == 0 {
+		t.Fatal("deploy/nats/values.yaml has no NATS users")
+	}
+	return users
 }
 
 // secureNATS is the trust of a locked-down deployment: a throwaway CA, a server certificate
@@ -71,18 +83,22 @@ func newSecureNATS(t testing.TB) *secureNATS {
 	s.key = s.writeKey(t, "client-key.pem", cliKey)
 
 	var users []string
-	quoted := make([]string, len(tagsweepPublish))
-	for i, subj := range tagsweepPublish {
-		quoted[i] = fmt.Sprintf("%q", subj)
+	quote := func(subjects []string) string {
+		q := make([]string, len(subjects))
+		for i, subj := range subjects {
+			q[i] = fmt.Sprintf("%q", subj)
+		}
+		return strings.Join(q, ", ")
 	}
-	for _, role := range []string{"coordinator", "worker"} {
+	for _, u := range shippedUsers(t) {
+		role := strings.TrimPrefix(u.User, "tagsweep-")
 		b := make([]byte, 16)
 		if _, err := rand.Read(b); err != nil {
 			t.Fatal(err)
 		}
 		s.passwords[role] = hex.EncodeToString(b)
-		users = append(users, fmt.Sprintf(`    {user: %q, password: %q, permissions: {publish: {allow: [%s]}, subscribe: {allow: ["_INBOX.>"]}}}`,
-			"tagsweep-"+role, s.passwords[role], strings.Join(quoted, ", ")))
+		users = append(users, fmt.Sprintf(`    {user: %q, password: %q, permissions: {publish: {allow: [%s]}, subscribe: {allow: [%s]}}}`,
+			u.User, s.passwords[role], quote(u.Permissions.Publish.Allow), quote(u.Permissions.Subscribe.Allow)))
 	}
 	conf := fmt.Sprintf(`tls {
   cert_file: %q
@@ -191,6 +207,11 @@ func TestSecureNATS(t *testing.T) {
 			t.Fatalf("coordinator exit %d, want 0", code)
 		}
 		d.check("secure", tags, true)
+		for _, p := range []*proc{w, c} {
+			if out := p.out.String(); strings.Contains(strings.ToLower(out), "permissions violation") {
+				t.Errorf("%s was refused a request by the shipped NATS permissions:\n%s", p.name, out)
+			}
+		}
 	})
 
 	t.Run("no credentials", func(t *testing.T) {
@@ -234,6 +255,36 @@ func TestSecureNATS(t *testing.T) {
 		defer cancel()
 		if _, err := js.KeyValue(ctx, proto.BucketState); err != nil {
 			t.Errorf("the worker's NATS user cannot read tagsweep's state bucket: %v", err)
+		}
+	})
+
+	t.Run("the reader reads and writes nothing", func(t *testing.T) {
+		for _, args := range [][]string{{"status", "secure"}, {"audit", "secure"}} {
+			all := append(append([]string{args[0], "--nats-url", d.natsURL, "--log-format", "json"}, d.secure.args("reader")...), args[1:]...)
+			p := d.start("reader-"+args[0], all...)
+			if code := p.wait(t, startAfter); code != 0 {
+				t.Errorf("%s as the reader: exit %d, want 0\n%s", args[0], code, p.out.String())
+			}
+		}
+		nc, err := nats.Connect(d.natsURL, d.secure.options("reader")...)
+		if err != nil {
+			t.Fatalf("connecting as the reader: %v", err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, proto.BucketState)
+		if err != nil {
+			t.Fatalf("the reader cannot bind tagsweep's state bucket: %v", err)
+		}
+		refused, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := kv.Put(refused, proto.RunKey("forged"), []byte("{}")); err == nil {
+			t.Error("the reader wrote a run record")
 		}
 	})
 
