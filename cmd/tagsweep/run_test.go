@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tagsweep/tagsweep/config"
+	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry/sim"
@@ -250,6 +251,22 @@ wait:
 	if _, err := os.Stat(report); err == nil {
 		t.Errorf("an interrupted run wrote a report")
 	}
+	// The interrupted run is recorded stopped, its leases given up: it does not look running.
+	func() {
+		ns, err := natsserver.Start(natsserver.Config{Dir: dataDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		l := openLedger(t, ns)
+		rec, _, err := l.Run(t.Context(), "resume-1")
+		if err != nil || rec.State != proto.RunStopped || !strings.Contains(rec.Reason, "interrupted") {
+			t.Errorf("interrupted run recorded %s (%q), %v; want stopped", rec.State, rec.Reason, err)
+		}
+		if lease, err := l.Lease(t.Context(), repo); err == nil {
+			t.Errorf("the interrupted run left its lease: %+v", lease)
+		}
+	}()
 	afterFirst := len(srv.DeletedTags(repo))
 
 	code, out, errOut := execute(t, t.Context(), args...)
