@@ -484,6 +484,8 @@ func TestRedaction(t *testing.T) {
 	c := validCoordinator()
 	c.Token = token
 	c.NATSURL = "nats://user:" + pass + "@nats-0:4222,nats://" + pass + "@nats-1:4222"
+	const natsPassword, natsToken = "nats-user-password-x1", "nats-auth-token-y2"
+	c.NATS.User, c.NATS.Password, c.NATS.Token = "tagsweep", natsPassword, natsToken
 
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logBuf, nil))
@@ -507,7 +509,7 @@ func TestRedaction(t *testing.T) {
 		"Redacted nats": c.Redacted().NATSURL,
 	}
 	for name, out := range outputs {
-		if strings.Contains(out, token) || strings.Contains(out, pass) {
+		if strings.Contains(out, token) || strings.Contains(out, pass) || strings.Contains(out, natsPassword) || strings.Contains(out, natsToken) {
 			t.Errorf("%s output shows a secret: %s", name, out)
 		}
 	}
