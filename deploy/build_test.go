@@ -27,11 +27,12 @@ import (
 // The kustomizations the tests build, by name. They are built from an in-memory copy of this
 // directory, so that a test-only overlay (KEDA on top of openshift-ci) can sit beside them.
 var buildDirs = map[string]string{
-	"base":                  "/deploy/base",
-	"openshift-ci":          "/deploy/overlays/openshift-ci",
-	"openshift-ci/run-once": "/deploy/overlays/openshift-ci/run-once",
-	"openshift-ci+keda":     "/deploy/test/openshift-ci-keda",
-	"monitoring":            "/deploy/monitoring",
+	"base":                    "/deploy/base",
+	"openshift-ci":            "/deploy/overlays/openshift-ci",
+	"openshift-ci/run-once":   "/deploy/overlays/openshift-ci/run-once",
+	"openshift-ci+keda":       "/deploy/test/openshift-ci-keda",
+	"monitoring":              "/deploy/monitoring",
+	"openshift-ci/monitoring": "/deploy/overlays/openshift-ci/monitoring",
 }
 
 // testOverlays are written into the in-memory copy only. openshift-ci-keda is the openshift-ci
@@ -277,7 +278,8 @@ func TestBuildsDecodeStrictly(t *testing.T) {
 		{"openshift-ci", core},
 		{"openshift-ci/run-once", append(slices.Clone(core), "Job/tagsweep-run-once")},
 		{"openshift-ci+keda", append(slices.Clone(core), "ScaledObject/tagsweep-worker")},
-		{"monitoring", []string{"PodMonitor/tagsweep", "PrometheusRule/tagsweep"}},
+		{"monitoring", []string{"PodMonitor/tagsweep", "PrometheusRule/tagsweep", "ConfigMap/tagsweep-dashboard"}},
+		{"openshift-ci/monitoring", []string{"PodMonitor/tagsweep", "PrometheusRule/tagsweep", "ConfigMap/tagsweep-dashboard"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.build, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -35,6 +36,8 @@ const (
 	MetricRateLimited     = "tagsweep_registry_rate_limited_total"
 	MetricRequestRate     = "tagsweep_registry_request_rate"
 	MetricShardsInFlight  = "tagsweep_shards_in_flight"
+	MetricSlots           = "tagsweep_worker_slots"
+	MetricBuildInfo       = "tagsweep_build_info"
 	MetricRunFailed       = "tagsweep_run_failed"
 	MetricRunShards       = "tagsweep_run_shards"
 	MetricRunLastProgress = "tagsweep_run_last_progress_timestamp_seconds"
@@ -47,6 +50,10 @@ const (
 	labelCode   = "code"
 	labelResult = "result"
 	labelState  = "state"
+
+	labelVersion   = "version"
+	labelRevision  = "revision"
+	labelGoVersion = "goversion"
 
 	resultDeleted      = "deleted"
 	resultAlreadyGone  = "already_gone"
@@ -122,9 +129,15 @@ type Metrics struct {
 	rateLimited *prometheus.CounterVec
 	rate        prometheus.Gauge
 	inFlight    prometheus.Gauge
-	runFailed   prometheus.Gauge
-	runShards   *prometheus.GaugeVec
-	progress    prometheus.Gauge
+	slots       prometheus.Gauge
+	build       *prometheus.GaugeVec
+
+	// The run gauges are the coordinator's alone (ExportRun): a worker does not track a run,
+	// and would only export zeros that a sum over pods mixes with the coordinator's figures.
+	runOnce   sync.Once
+	runFailed prometheus.Gauge
+	runShards *prometheus.GaugeVec
+	progress  prometheus.Gauge
 }
 
 // New returns tagsweep's metrics registered on a fresh registry, together with the Go runtime
@@ -170,6 +183,14 @@ func New() *Metrics {
 			Name: MetricShardsInFlight,
 			Help: "Shards this process is working on now.",
 		}),
+		slots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricSlots,
+			Help: "Shards this process's workers can work on at once (--slots per worker); 0 in a coordinator.",
+		}),
+		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricBuildInfo,
+			Help: "Always 1; its labels say which tagsweep this is.",
+		}, []string{labelVersion, labelRevision, labelGoVersion}),
 		runFailed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricRunFailed,
 			Help: "1 when the run this coordinator tracks has failed (a shard failed, or the delete cap stopped it), else 0.",
@@ -187,7 +208,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.scanned, m.deleted, m.kept, m.failed, m.requests, m.duration, m.rateLimited,
-		m.rate, m.inFlight, m.runFailed, m.runShards, m.progress,
+		m.rate, m.inFlight, m.slots, m.build,
 	)
 	for _, r := range []string{resultDeleted, resultAlreadyGone} {
 		m.deleted.WithLabelValues(r)
@@ -201,10 +222,39 @@ func New() *Metrics {
 	for _, op := range Ops {
 		m.rateLimited.WithLabelValues(op)
 	}
-	for _, s := range shardStates {
-		m.runShards.WithLabelValues(s)
-	}
 	return m
+}
+
+// ExportRun adds the run gauges (tagsweep_run_*) to the metrics, for a process that runs a
+// coordinator: SetRun publishes to them. Calling it again has no further effect.
+func (m *Metrics) ExportRun() {
+	if m == nil {
+		return
+	}
+	m.runOnce.Do(func() {
+		m.reg.MustRegister(m.runFailed, m.runShards, m.progress)
+		for _, s := range shardStates {
+			m.runShards.WithLabelValues(s)
+		}
+	})
+}
+
+// SetBuild publishes tagsweep_build_info with this binary's version and revision (the
+// commit, "" when not known).
+func (m *Metrics) SetBuild(version, revision string) {
+	if m == nil {
+		return
+	}
+	m.build.Reset()
+	m.build.WithLabelValues(version, revision, runtime.Version()).Set(1)
+}
+
+// SetSlots records how many shards this process's workers take at once.
+func (m *Metrics) SetSlots(n int) {
+	if m == nil {
+		return
+	}
+	m.slots.Set(float64(n))
 }
 
 // Registry is the registry the metrics live on, for callers that add collectors of their own.
@@ -287,11 +337,12 @@ type RunStatus struct {
 	LastProgress time.Time
 }
 
-// SetRun publishes the tracked run's state for the alerts.
+// SetRun publishes the tracked run's state for the alerts. It calls ExportRun.
 func (m *Metrics) SetRun(s RunStatus) {
 	if m == nil {
 		return
 	}
+	m.ExportRun()
 	for i, n := range []int{s.Pending, s.Running, s.Done, s.Failed} {
 		m.runShards.WithLabelValues(shardStates[i]).Set(float64(n))
 	}

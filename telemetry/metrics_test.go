@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ func TestNewLintsClean(t *testing.T) {
 	}
 }
 
-func TestNewRegistersEveryMetric(t *testing.T) {
-	m := New()
+func gathered(t *testing.T, m *Metrics) map[string]bool {
+	t.Helper()
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -29,17 +30,52 @@ func TestNewRegistersEveryMetric(t *testing.T) {
 	for _, mf := range mfs {
 		got[mf.GetName()] = true
 	}
+	return got
+}
+
+func TestNewRegistersEveryMetric(t *testing.T) {
+	m := New()
+	m.SetBuild("v1.2.3", "abc")
+	got := gathered(t, m)
 	// Unlabelled metrics and pre-initialised vectors are present from the start; the
 	// request counter and histogram appear with the first request.
 	for _, name := range []string{
 		MetricTagsScanned, MetricTagsDeleted, MetricTagsKept, MetricTagsFailed,
-		MetricRateLimited, MetricRequestRate, MetricShardsInFlight,
-		MetricRunFailed, MetricRunShards, MetricRunLastProgress,
+		MetricRateLimited, MetricRequestRate, MetricShardsInFlight, MetricSlots, MetricBuildInfo,
 		"go_goroutines", "process_start_time_seconds",
 	} {
 		if !got[name] {
 			t.Errorf("New() registry lacks %s", name)
 		}
+	}
+	// The run gauges are the coordinator's: a worker's metrics do not have them.
+	run := []string{MetricRunFailed, MetricRunShards, MetricRunLastProgress}
+	for _, name := range run {
+		if got[name] {
+			t.Errorf("New() registry has %s before ExportRun: a worker would export the coordinator's gauges", name)
+		}
+	}
+	m.ExportRun()
+	m.ExportRun()
+	got = gathered(t, m)
+	for _, name := range run {
+		if !got[name] {
+			t.Errorf("registry lacks %s after ExportRun", name)
+		}
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	m := New()
+	m.SetBuild("v1.2.3", "0123abcd")
+	m.SetBuild("v1.2.4", "4567ef01") // replaces, never two series
+	want := `
+# HELP tagsweep_build_info Always 1; its labels say which tagsweep this is.
+# TYPE tagsweep_build_info gauge
+tagsweep_build_info{goversion="` + runtime.Version() + `",revision="4567ef01",version="v1.2.4"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), MetricBuildInfo); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/coordinator"
 	"github.com/tagsweep/tagsweep/registry"
-	"github.com/tagsweep/tagsweep/telemetry"
 )
 
 // runCoordinator plans, publishes and tracks one run against the NATS at cfg.NATSURL,
@@ -33,7 +32,7 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	metrics := telemetry.New()
+	metrics := newMetrics(true, 0)
 	// The server outlives the signal until the coordinator has returned.
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()

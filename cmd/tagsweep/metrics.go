@@ -10,6 +10,19 @@ import (
 	"github.com/tagsweep/tagsweep/worker"
 )
 
+// newMetrics is a process's metrics: its build, its workers' slots, and the run gauges when
+// it runs a coordinator.
+func newMetrics(coordinator bool, slots int) *telemetry.Metrics {
+	m := telemetry.New()
+	b := build(version)
+	m.SetBuild(b.Version, b.Commit)
+	m.SetSlots(slots)
+	if coordinator {
+		m.ExportRun()
+	}
+	return m
+}
+
 // workerMetrics records what a worker does (worker.Observer) in the metrics: tags scanned,
 // kept by reason, deleted, already gone and failed by reason, and shards in flight. Its
 // counts are the ones the shard records get, so a run's tagsweep_tags_* increases add up

@@ -104,3 +104,36 @@ func TestRunGauges(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessMetrics: every process says which tagsweep it is; a worker exports its slots
+// and not the coordinator's run gauges, which would be zeros mixed into the coordinator's.
+func TestProcessMetrics(t *testing.T) {
+	tests := []struct {
+		name        string
+		coordinator bool
+		slots       float64
+	}{
+		{"worker", false, 4},
+		{"coordinator", true, 0},
+		{"run", true, 8},
+	}
+	for _, tc := range tests {
+		m := newMetrics(tc.coordinator, int(tc.slots))
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, s := range mf.GetMetric() {
+				got[mf.GetName()] += s.GetGauge().GetValue()
+			}
+		}
+		if got[telemetry.MetricBuildInfo] != 1 || got[telemetry.MetricSlots] != tc.slots {
+			t.Errorf("%s: build_info, slots = %v, %v; want 1, %v", tc.name, got[telemetry.MetricBuildInfo], got[telemetry.MetricSlots], tc.slots)
+		}
+		if _, has := got[telemetry.MetricRunShards]; has != tc.coordinator {
+			t.Errorf("%s exports %s: %v, want %v", tc.name, telemetry.MetricRunShards, has, tc.coordinator)
+		}
+	}
+}

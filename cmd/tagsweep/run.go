@@ -16,7 +16,6 @@ import (
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
-	"github.com/tagsweep/tagsweep/telemetry"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -84,7 +83,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 		}
 	}
 
-	metrics := telemetry.New()
+	metrics := newMetrics(true, cfg.Workers*cfg.Slots)
 	regs := newRegistries(metrics) // shared by the workers and the coordinator
 	workerLog := log
 	if live != nil && !log.Enabled(ctx, slog.LevelDebug) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/policy"
-	"github.com/tagsweep/tagsweep/telemetry"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -32,7 +31,7 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	metrics := telemetry.New()
+	metrics := newMetrics(false, cfg.Slots)
 	regs := newRegistries(metrics)
 	wk, err := worker.New(workerConfig(cfg, "", regs, log), js, log)
 	if err != nil {
