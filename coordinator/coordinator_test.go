@@ -357,7 +357,7 @@ func TestLeaseHeld(t *testing.T) {
 func TestLapsedLeaseAbandonsRun(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
-	f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
+	f := newLister(map[string][]string{"ci/a": dayTags(10, 2)})
 	e.fakeWorker(t, f, nil)
 	// A run whose coordinator died: recorded running, its lease lapsed.
 	if err := e.l.AcquireLease(ctx, "ci/a", "dead", "host-x/42", time.Nanosecond); err != nil {
@@ -375,7 +375,7 @@ func TestLapsedLeaseAbandonsRun(t *testing.T) {
 		t.Fatalf("dead run recorded as %+v, %v; want abandoned, naming its coordinator", rec, err)
 	}
 	rep, err := run(t, e, e.config("dead", "ci/a"), f)
-	if err != nil || rep.Shards.Done != rep.Shards.Total {
+	if err != nil || rep.Shards.Total == 0 || rep.Shards.Done != rep.Shards.Total {
 		t.Fatalf("resuming the abandoned run: %+v, %v; want every shard done", rep.Shards, err)
 	}
 	if rec, _, _ = e.l.Run(ctx, "dead"); rec.State != proto.RunDone {
@@ -695,5 +695,62 @@ func TestObserver(t *testing.T) {
 				t.Errorf("re-attached to a done run: statuses = %+v, want only the final one", st)
 			}
 		})
+	}
+}
+
+// TestStopRequest: a stop request ends the run stopped (ErrStopped, not failed shards) once no
+// shard runs, and after an ack wait even when a worker never hands its shard back.
+func TestStopRequest(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(10, 2)})
+	// A worker that claims every shard and never lets go (it hangs, or cannot be reached).
+	e.consumeShards(t, func(ctx context.Context, _ jetstream.Msg, m proto.ShardMessage, md *jetstream.MsgMetadata) {
+		_, _ = e.l.Claim(ctx, m.RunID, m.ShardID, "stuck", int(md.NumDelivered))
+	})
+	c, err := coordinator.New(e.config("stopme", "ci/a"), e.connect(t), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		rep proto.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := c.Run(ctx)
+		done <- result{rep, err}
+	}()
+	for running := 0; running == 0; {
+		select {
+		case r := <-done:
+			t.Fatalf("the run ended before it could be stopped: %v", r.err)
+		case <-ctx.Done():
+			t.Fatal("no shard was claimed")
+		case <-time.After(20 * time.Millisecond):
+		}
+		shards, _ := e.l.Shards(ctx, "stopme")
+		for _, s := range shards {
+			if s.State == proto.StateRunning {
+				running++
+			}
+		}
+	}
+	if _, err := e.l.RequestStop(ctx, "stopme", proto.StopRequest{Reason: "maintenance", By: "ops@host"}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if !errors.Is(r.err, coordinator.ErrStopped) || errors.Is(r.err, coordinator.ErrShardsFailed) {
+		t.Fatalf("Run after a stop request = %v, want ErrStopped", r.err)
+	}
+	rec, _, err := e.l.Run(ctx, "stopme")
+	if err != nil || rec.State != proto.RunStopped || !strings.Contains(rec.Reason, "maintenance") || rec.FinishedAt.IsZero() {
+		t.Fatalf("run recorded %+v, %v; want stopped with the reason", rec, err)
+	}
+	if r.rep.Reason != rec.Reason || r.rep.Shards.Total == 0 {
+		t.Errorf("report = %+v, want the run's shards and its reason", r.rep)
+	}
+	if _, err := e.l.Lease(ctx, "ci/a"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("a stopped run kept its lease: %v", err)
 	}
 }
