@@ -19,8 +19,9 @@ import (
 
 // echoRegistry is a hostile registry that authenticates with bearer tokens from a realm on
 // its own host and echoes the credentials it was sent (the bearer token bare, the basic
-// credentials, the password) into the body of every error it answers. Deleting tagDenied
-// answers 403, tagGone 404; every other delete succeeds.
+// credentials, the password) into the body of every error it answers. Deleting a tag named
+// *_denied answers 403, *_gone 404, every other delete succeeds; a worker's list after its first
+// page answers 403.
 type echoRegistry struct {
 	host, token string
 	echoed      atomic.Int64 // error bodies that held the token
@@ -67,6 +68,12 @@ func (r *echoRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/tags/list"):
 		n, _ := strconv.Atoi(req.URL.Query().Get("n"))
 		last := req.URL.Query().Get("last")
+		if n > 2 && last != "" {
+			// A worker's page after the first (the coordinator plans with n of 1 and 2): the
+			// shard fails, its error quoting this body.
+			fail(http.StatusForbidden)
+			return
+		}
 		r.mu.Lock()
 		var page []string
 		for _, tag := range r.tags {
@@ -160,7 +167,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, status, _ := execute(t, t.Context(), "status", "--nats-url", ns.ClientURL(), "--log-format", "json", "echo-1")
+	_, status, _ := execute(t, t.Context(), "status", "--nats-url", ns.ClientURL(), "--log-format", "json", "-o", "json", "echo-1")
+	if !strings.Contains(status, `"state": "failed"`) || !strings.Contains(status, "[redacted]") {
+		t.Errorf("status shows no failed shard whose error quotes the registry, redacted:\n%s", status)
+	}
 	auditCode, audit, _ := execute(t, t.Context(), "audit", "--nats-url", ns.ClientURL(), "--log-format", "json", "echo-1")
 	if auditCode != 0 || !strings.Contains(audit, `"outcome":"failed"`) || !strings.Contains(audit, "[redacted]") {
 		t.Errorf("audit (exit %d) has no failed delete with the registry's words redacted:\n%s", auditCode, audit)
