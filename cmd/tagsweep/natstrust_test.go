@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/tagsweep/tagsweep/natsserver"
 )
@@ -32,6 +33,30 @@ func TestNATSTrust(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(tokSrv.Close)
+	user2, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user2.Seed()
+	pub, _ := user2.PublicKey()
+	nkeySrv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Options: func(o *server.Options) error {
+		o.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nkeySrv.Close)
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := nkeys.CreateUser()
+	otherSeed, _ := other.Seed()
+	otherFile := filepath.Join(t.TempDir(), "other.nk")
+	if err := os.WriteFile(otherFile, otherSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -50,6 +75,9 @@ func TestNATSTrust(t *testing.T) {
 		{name: "no token", url: tokSrv.ClientURL()},
 		{name: "token file", url: tokSrv.ClientURL(), args: []string{"--nats-token-file", tokenFile}, ok: true},
 		{name: "token from the environment", url: tokSrv.ClientURL(), env: map[string]string{"TAGSWEEP_NATS_TOKEN": token}, ok: true},
+		{name: "no nkey", url: nkeySrv.ClientURL()},
+		{name: "another nkey", url: nkeySrv.ClientURL(), args: []string{"--nats-nkey", otherFile}},
+		{name: "nkey seed file", url: nkeySrv.ClientURL(), args: []string{"--nats-nkey", seedFile}, ok: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
