@@ -231,9 +231,17 @@ type statusRun struct {
 	FinishedAt      *time.Time     `json:"finished_at"` // null while running
 	DurationSeconds float64        `json:"duration_seconds"`
 	Reason          string         `json:"reason"`
+	StopRequested   *statusStop    `json:"stop_requested"` // null unless tagsweep stop asked it to stop
 	Coordinator     statusCoord    `json:"coordinator"`
 	Shards          statusSums     `json:"shards"`
 	Tags            proto.Counters `json:"tags"`
+}
+
+// statusStop is an operator's request to stop a run.
+type statusStop struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
 }
 
 // statusCoord says whether a run's coordinator is alive: it holds an unexpired lease on the
@@ -304,6 +312,9 @@ func describeRun(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, shard
 	if run.Repositories == nil {
 		run.Repositories = []string{}
 	}
+	if r.Stop != nil {
+		run.StopRequested = &statusStop{Reason: r.Stop.Reason, By: r.Stop.By, At: r.Stop.At.UTC()}
+	}
 	end := now
 	if !r.FinishedAt.IsZero() {
 		f := r.FinishedAt.UTC()
@@ -372,6 +383,9 @@ func printRuns(w io.Writer, runs []statusRun, wide bool) {
 	}
 	for _, r := range runs {
 		repos, reason := strings.Join(r.Repositories, ","), oneLine(r.Reason)
+		if r.StopRequested != nil && r.State == proto.RunRunning {
+			reason = "stopping: " + oneLine(r.StopRequested.Reason)
+		}
 		shards := fmt.Sprintf("%d/%d", r.Shards.Done, r.Shards.Total)
 		if wide {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Run, r.State, mode(r.DryRun),
@@ -417,6 +431,9 @@ func printRun(w io.Writer, r statusRun, shards []statusShard, wide bool, staleAf
 	line("Started:      %s (%s)", r.StartedAt.Format(time.RFC3339), duration(r))
 	if r.Reason != "" {
 		line("Reason:       %s", oneLine(r.Reason))
+	}
+	if st := r.StopRequested; st != nil && r.State == proto.RunRunning {
+		line("Stopping:     asked by %s at %s: %s", st.By, st.At.Format(time.RFC3339), oneLine(st.Reason))
 	}
 	s := r.Shards
 	line("Shards:       %d: %d done, %d failed, %d running (%d stale), %d pending", s.Total, s.Done, s.Failed, s.Running, s.Stale, s.Pending)

@@ -170,7 +170,16 @@ func TestStatus(t *testing.T) {
 		t.Errorf("the list and the detail of run-0 disagree, or miss its counts:\nlist %+v\ndetail %+v", list.Runs, detail)
 	}
 
+	if _, err := l.RequestStop(ctx, "run-1", proto.StopRequest{Reason: "maintenance", By: "ops@host", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(t, "", ""); !strings.Contains(got, "stopping: maintenance") {
+		t.Errorf("the list does not show run-1 stopping:\n%s", got)
+	}
 	table := status(t, "run-1", "table")
+	if !strings.Contains(table, "Stopping:     asked by ops@host") {
+		t.Errorf("status run-1 does not show the stop request:\n%s", table)
+	}
 	for _, want := range []string{"Shards:       3: 0 done, 1 failed, 1 running (0 stale), 1 pending",
 		"Tags:         7 scanned, 3 eligible, 3 deleted", "Coordinator:  alive (host-a/1)", "20260101120000_…"} {
 		if !strings.Contains(table, want) {
@@ -207,7 +216,7 @@ func TestStatus(t *testing.T) {
 // documents: renaming one breaks the scripts that read it.
 func TestStatusJSONFields(t *testing.T) {
 	now := time.Date(2026, 11, 22, 3, 15, 0, 0, time.UTC)
-	doc := statusDetail{V: statusVersion, Run: statusRun{Repositories: []string{}, FinishedAt: &now,
+	doc := statusDetail{V: statusVersion, Run: statusRun{Repositories: []string{}, FinishedAt: &now, StopRequested: &statusStop{},
 		Coordinator: statusCoord{LeaseExpires: &now}}, Shards: []statusShard{{Heartbeat: &now}}}
 	data, err := json.Marshal(doc)
 	if err != nil {
@@ -230,7 +239,8 @@ func TestStatusJSONFields(t *testing.T) {
 		want string
 	}{
 		{"document", keys(got), "run shards v"},
-		{"run", keys(run), "coordinator cutoff dry_run duration_seconds finished_at reason registry repositories run shards started_at state tags"},
+		{"run", keys(run), "coordinator cutoff dry_run duration_seconds finished_at reason registry repositories run shards started_at state stop_requested tags"},
+		{"run.stop_requested", keys(run["stop_requested"]), "at by reason"},
 		{"run.coordinator", keys(run["coordinator"]), "alive holder lease_expires"},
 		{"run.shards", keys(run["shards"]), "done failed pending running stale total"},
 		{"run.tags", keys(run["tags"]), "already_gone delete_failed deleted eligible invalid kept scanned"},
