@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/tagsweep/tagsweep/natsserver"
@@ -57,6 +58,7 @@ func TestNATSTrust(t *testing.T) {
 	if err := os.WriteFile(otherFile, otherSeed, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	credsSrv, credsFile := startOperatorNATS(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -78,6 +80,8 @@ func TestNATSTrust(t *testing.T) {
 		{name: "no nkey", url: nkeySrv.ClientURL()},
 		{name: "another nkey", url: nkeySrv.ClientURL(), args: []string{"--nats-nkey", otherFile}},
 		{name: "nkey seed file", url: nkeySrv.ClientURL(), args: []string{"--nats-nkey", seedFile}, ok: true},
+		{name: "no credentials file", url: credsSrv.ClientURL()},
+		{name: "credentials file", url: credsSrv.ClientURL(), args: []string{"--nats-creds", credsFile}, ok: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,4 +109,58 @@ func TestNATSTrust(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startOperatorNATS starts a NATS server in operator mode (decentralized JWT authentication)
+// trusting a throwaway operator, and writes a credentials file of a user of its one account.
+func startOperatorNATS(t *testing.T) (*natsserver.Server, string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opub, _ := okp.PublicKey()
+	ojwt, err := jwt.NewOperatorClaims(opub).Encode(okp)
+	must(err)
+	operator, err := jwt.DecodeOperatorClaims(ojwt)
+	must(err)
+	akp, err := nkeys.CreateAccount()
+	must(err)
+	apub, _ := akp.PublicKey()
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
+	must(err)
+	skp, err := nkeys.CreateAccount() // the system account JetStream needs
+	must(err)
+	spub, _ := skp.PublicKey()
+	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
+	must(err)
+	ukp, err := nkeys.CreateUser()
+	must(err)
+	upub, _ := ukp.PublicKey()
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	must(err)
+	useed, _ := ukp.Seed()
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	must(err)
+	file := filepath.Join(t.TempDir(), "user.creds")
+	must(os.WriteFile(file, creds, 0o600))
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Options: func(o *server.Options) error {
+		o.TrustedOperators = []*jwt.OperatorClaims{operator}
+		r := &server.MemAccResolver{}
+		if err := r.Store(apub, ajwt); err != nil {
+			return err
+		}
+		if err := r.Store(spub, sjwt); err != nil {
+			return err
+		}
+		o.AccountResolver, o.SystemAccount = r, spub
+		return nil
+	}})
+	must(err)
+	t.Cleanup(srv.Close)
+	return srv, file
 }
