@@ -120,8 +120,10 @@ func (e *credentialEdge) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode == http.StatusOK && !registryAPIRE.MatchString(req.URL.Path) && resp.Body != nil {
-		// Not the registry API: a token realm (or Quay's /v2/auth) whose answer holds tokens.
+	if resp.StatusCode == http.StatusOK && !registryAPIRE.MatchString(req.URL.Path) && resp.Body != nil &&
+		(strings.Contains(resp.Header.Get("Content-Type"), "json") || resp.ContentLength >= 0 && resp.ContentLength <= maxCapture) {
+		// Not the registry API, and small or JSON (not a blob from storage): a token realm (or
+		// Quay's /v2/auth) whose answer holds tokens.
 		resp.Body = &tokenCapture{rc: resp.Body, redact: e.redact}
 	}
 	return resp, nil
@@ -132,7 +134,9 @@ func (e *credentialEdge) learnRequest(req *http.Request) {
 	if auth := req.Header.Get("Authorization"); auth != "" {
 		scheme, value, _ := strings.Cut(auth, " ")
 		value = strings.TrimSpace(value)
-		e.redact.learn(value)
+		if e.redact.isLast(value) {
+			return // most requests carry what the last one did: learnt already
+		}
 		if strings.EqualFold(scheme, "basic") {
 			if b, err := base64.StdEncoding.DecodeString(value); err == nil {
 				if _, pass, ok := strings.Cut(string(b), ":"); ok {
@@ -140,6 +144,7 @@ func (e *credentialEdge) learnRequest(req *http.Request) {
 				}
 			}
 		}
+		e.redact.learn(value) // last, so that isLast recognises the next request's
 	}
 	if req.Method == http.MethodPost && req.GetBody != nil && req.ContentLength > 0 && req.ContentLength <= maxCapture {
 		body, err := req.GetBody()
@@ -270,12 +275,15 @@ func newRedactor(secrets []string) *redactor {
 	return r
 }
 
+// isLast reports whether secret is the one learnt last.
+func (r *redactor) isLast(secret string) bool {
+	p := r.last.Load()
+	return p != nil && *p == secret
+}
+
 // learn adds a secret seen at runtime.
 func (r *redactor) learn(secret string) {
-	if len(secret) < minLearned {
-		return
-	}
-	if p := r.last.Load(); p != nil && *p == secret {
+	if len(secret) < minLearned || r.isLast(secret) {
 		return
 	}
 	r.mu.Lock()
