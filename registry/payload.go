@@ -78,6 +78,9 @@ func newPayload(cfg PayloadConfig, what string, writable func(string) bool) (*Pa
 		return nil, err
 	}
 	o := h.cfg
+	// Keep a connection per request in flight (as NewOCI does): a restore has hundreds in
+	// flight, and past the default pool's 100 idle connections each request would dial anew.
+	h.base.MaxIdleConns = 0
 	// No http.Client.Timeout: it would bound reading a whole layer. The wait for an answer's
 	// headers is bounded here, the body by the call's context.
 	h.base.ResponseHeaderTimeout = o.Timeout
