@@ -17,6 +17,7 @@ import (
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
 	"github.com/tagsweep/tagsweep/registry/sim"
+	"github.com/tagsweep/tagsweep/restore"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -90,5 +91,68 @@ func TestDistributionRun(t *testing.T) {
 	}
 	if left = sorted(left); !slices.Equal(left, keep) {
 		t.Fatalf("tags left in the registry differ from the policy's keep set: %s", diff(left, keep))
+	}
+}
+
+// TestDistributionRestore: on the CNCF Distribution registry, a confirmed run with recorded
+// digests followed by a restore gives back every deleted tag at its digest (GET by digest,
+// PUT under the tag), and a second restore writes nothing.
+func TestDistributionRestore(t *testing.T) {
+	end := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	tags := sim.Generate(sim.GenConfig{Seed: 11, Tags: 400, Days: 20, End: end, Floating: 10})
+	host := registrytest.StartDistribution(t)
+	digest := registrytest.CreateTags(t, host, repo, tags...)
+
+	p := policy.Defaults()
+	p.Cutoff = end.AddDate(0, 0, -5)
+	p.RecordDigests = true
+	eligible, _, _ := expect(t, p, tags)
+	client, err := registry.NewOCI(registry.OCIConfig{Host: host, PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 128 << 20, MaxStore: 128 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
+	w, err := worker.New(worker.Config{ID: "w0", Ledger: lc,
+		Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connectJS(t, srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWorkers(t, []*worker.Worker{w})
+	c, err := coordinator.New(coordinator.Config{RunID: "dist-undo", Registry: host, PlainHTTP: true,
+		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connectJS(t, srv), client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.Run(testCtx(t, 3*time.Minute)); err != nil || rep.Tags.Deleted != int64(len(eligible)) {
+		t.Fatalf("Run: %v, %+v; want %d deleted", err, rep.Tags, len(eligible))
+	}
+
+	manifests, err := registry.NewRestorer(registry.OCIConfig{Host: host, PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []proto.RestoreCounts{
+		{Deleted: int64(len(eligible)), Restored: int64(len(eligible))},
+		{Deleted: int64(len(eligible)), Skipped: int64(len(eligible))},
+	} {
+		r, err := restore.New(restore.Config{RunID: "dist-undo", ID: fmt.Sprintf("dist-undo-restore-%d", i), Confirm: true,
+			Manifests: manifests, Concurrency: 16}, connectJS(t, srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.Run(testCtx(t, 2*time.Minute))
+		if err != nil || rep.Tags != want {
+			t.Fatalf("restore %d: %v, %+v; want %+v (failures %q)", i+1, err, rep.Tags, want, rep.Failures)
+		}
+	}
+	for _, tag := range tags {
+		if d, err := manifests.Digest(testCtx(t, time.Minute), repo, tag); err != nil || d != digest {
+			t.Errorf("%s: %q, %v; want it back at %s", tag, d, err, digest)
+		}
 	}
 }
