@@ -62,7 +62,7 @@ func TestStatusStaleAfter(t *testing.T) {
 // The sim's admin endpoint: loading tags, the list requests seen, fault injection, counters;
 // loopback clients only.
 func TestSimAdmin(t *testing.T) {
-	reg := sim.New(sim.Config{})
+	reg := sim.New(sim.Config{TimeMachine: -1})
 	if err := reg.CreateRepo("ci/x"); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,30 @@ func TestSimAdmin(t *testing.T) {
 	}
 	if r := do(http.MethodPost, "/_sim/reset", ""); r.StatusCode != http.StatusNoContent {
 		t.Fatalf("reset = %d", r.StatusCode)
+	}
+
+	// Garbage collection drops the manifest of a deleted tag that nothing else points at.
+	img, err := reg.PushImage("ci/x", "lonely")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.AddTags("ci/x", img, "lonely"); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(http.MethodDelete, "/v2/ci/x/manifests/lonely", ""); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("delete lonely = %d", r.StatusCode)
+	}
+	if r := do(http.MethodGet, "/v2/ci/x/manifests/"+img, ""); r.StatusCode != http.StatusOK {
+		t.Fatalf("GET the deleted tag's manifest before GC = %d, want 200", r.StatusCode)
+	}
+	var gc struct {
+		Collected int `json:"manifests_collected"`
+	}
+	if err := json.NewDecoder(do(http.MethodPost, "/_sim/gc", "").Body).Decode(&gc); err != nil || gc.Collected != 1 {
+		t.Errorf("POST gc = %+v, %v; want one manifest collected", gc, err)
+	}
+	if r := do(http.MethodGet, "/v2/ci/x/manifests/"+img, ""); r.StatusCode != http.StatusNotFound {
+		t.Errorf("GET the collected manifest = %d, want 404", r.StatusCode)
 	}
 
 	// A client that is not on loopback is refused.
