@@ -49,6 +49,9 @@ type childFlags struct {
 	verbose     bool
 	rcDecrease  float64
 	rcIncrease  float64
+	// The restore scenario.
+	recordDigests bool
+	restoreConc   int
 }
 
 func (c *childFlags) register(fs *flag.FlagSet) {
@@ -66,6 +69,8 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.verbose, "v", false, "log the tagsweep side's warnings to stderr")
 	fs.Float64Var(&c.rcDecrease, "rc-decrease", 0, "workers' adaptive rate control: multiplicative decrease (0 = registry.DefaultRateDecrease)")
 	fs.Float64Var(&c.rcIncrease, "rc-increase", 0, "workers' adaptive rate control: additive increase (0 = registry.DefaultRateIncrease)")
+	fs.BoolVar(&c.recordDigests, "record-digests", false, "internal: the tagsweep run records digests")
+	fs.IntVar(&c.restoreConc, "restore-concurrency", 512, "restore: tags restored at once")
 }
 
 func (c childFlags) rules() (*policy.Rules, proto.Policy, error) {
@@ -113,6 +118,8 @@ func runChild(c childFlags) error {
 		err = childNATS(ctx, c)
 	case "ceiling":
 		err = childCeiling(ctx, c, &res)
+	case "restore":
+		err = childRestore(ctx, c, &res)
 	default:
 		err = fmt.Errorf("unknown side %q", c.side)
 	}
@@ -156,6 +163,7 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
 	if err != nil {
 		return err
 	}
+	p.RecordDigests = c.recordDigests
 	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-")
 	if err != nil {
 		return err

@@ -121,6 +121,23 @@ func checks(sc scenario, o options, r scenarioResult, ceiling *sideResult) []che
 		y := per(float64(ts.TooMany), float64(ts.Requests))
 		out = append(out, check{Target: "429s ≤ 3% of requests", Got: fmt.Sprintf("%.2f%% (%d of %d)", 100*y, ts.TooMany, ts.Requests), Met: y <= 0.03})
 		out = append(out, check{Target: "zero failed deletes", Got: fmt.Sprintf("%d", ts.DeleteFailed), Met: ts.DeleteFailed == 0})
+	case "restore":
+		if td, ok := r.side("tagsweep-digests"); ok {
+			x := per(float64(td.Requests), float64(ts.Requests))
+			out = append(out, check{Target: "--record-digests: ≤ 2.02× the requests of the same run without it",
+				Got: fmt.Sprintf("%.3f× (%d vs %d requests; %d vs %d deleted)", x, td.Requests, ts.Requests, td.Deleted, ts.Deleted), Met: x <= 2.02})
+		}
+		if rs, ok := r.side("restore"); ok {
+			out = append(out, check{Target: "every deleted tag restored", Got: fmt.Sprintf("%d of %d (%d failed, %d skipped)",
+				rs.Restored, rs.Deleted, rs.RestoreFailed, rs.RestoreSkipped), Met: rs.Restored == rs.Deleted && rs.RestoreFailed == 0})
+			if ceiling != nil {
+				rate := per(float64(rs.RestoreRequests), rs.RestoreSeconds)
+				x := rate / ceiling.RequestsPerSecond()
+				out = append(out, check{Target: "restore ≥ 70% of the ceiling's request rate",
+					Got: fmt.Sprintf("%.0f%% (%.0f vs %.0f requests/s; %d tags in %.1fs, %d requests)", 100*x, rate,
+						ceiling.RequestsPerSecond(), rs.Restored, rs.RestoreSeconds, rs.RestoreRequests), Met: x >= 0.7})
+			}
+		}
 	case "skewed":
 		if ns, ok := r.side("tagsweep-nosplit"); ok && ts.MedianShard > 0 && ns.MedianShard > 0 {
 			out = append(out, check{Target: "splitting: longest shard against the median (informative)",

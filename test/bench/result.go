@@ -36,6 +36,12 @@ type sideResult struct {
 	WorkerPeakRSS []int64 `json:"worker_peak_rss_bytes,omitempty"` // with -worker-procs
 	NATSPeakRSS   int64   `json:"nats_peak_rss_bytes,omitempty"`   // with -worker-procs
 	Error         string  `json:"error,omitempty"`
+	// The restore side: the restore alone, its requests counted by its client.
+	Restored        int64   `json:"restored,omitempty"`
+	RestoreFailed   int64   `json:"restore_failed,omitempty"`
+	RestoreSkipped  int64   `json:"restore_skipped,omitempty"`
+	RestoreSeconds  float64 `json:"restore_seconds,omitempty"`
+	RestoreRequests int64   `json:"restore_requests,omitempty"`
 
 	// Filled in by the parent from the sim.
 	Lists        int64   `json:"lists"`

@@ -40,6 +40,8 @@ var scenarios = map[string]scenario{
 		DefaultTags: 100_000, Eligible: 0.95, Limited: true, Sides: []string{"baseline", "tagsweep"}},
 	"skewed": {Name: "skewed", About: "a backlog with one day 20x denser than the rest; tagsweep without and with dynamic splitting",
 		DefaultTags: 1_000_000, Eligible: 0.95, SkewFactor: 20, Sides: []string{"baseline", "tagsweep-nosplit", "tagsweep"}},
+	"restore": {Name: "restore", About: "undo a backlog: a run without and with --record-digests, then restore every tag the latter deleted (the restore side times the restore alone)",
+		DefaultTags: 100_000, Eligible: 1, Sides: []string{"tagsweep", "tagsweep-digests", "restore"}},
 	"ceiling": {Name: "ceiling", About: "requests/s the registry client and the sim reach together with zero latency (deletes, one list per 100)",
 		DefaultTags: 300_000, Eligible: 1, ZeroLatency: true, Sides: []string{"ceiling"}},
 }
@@ -191,8 +193,14 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 	resultPath := filepath.Join(dir, "result.json")
 	childSide := side
 	splitAfter := o.splitAfter
-	if side == "tagsweep-nosplit" {
+	var extra []string
+	switch side {
+	case "tagsweep-nosplit":
 		childSide, splitAfter = "tagsweep", 0
+	case "tagsweep-digests":
+		childSide, extra = "tagsweep", []string{"-record-digests"}
+	case "restore":
+		extra = []string{"-restore-concurrency", strconv.Itoa(o.child.restoreConc)}
 	}
 	args := []string{"-child", childSide, "-child-registry", ln.Addr().String(), "-child-repo", benchRepo,
 		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,
@@ -201,6 +209,7 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 		"-ceiling-concurrency", strconv.Itoa(o.child.concurrency),
 		"-baseline-retry-delay", o.child.retryDelay.String(),
 		"-rc-decrease", fmt.Sprint(o.child.rcDecrease), "-rc-increase", fmt.Sprint(o.child.rcIncrease)}
+	args = append(args, extra...)
 	if o.child.workerProcs {
 		args = append(args, "-worker-procs")
 	}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/restore"
+)
+
+// childRestore runs the restore side: a run with --record-digests (not what is timed), then a
+// restore of every tag it deleted, confirmed, timed on its own. The restore's requests are
+// counted as its registry client sends them (retries included), so that the run's requests,
+// which the sim counts too, stay out of the restore's rate.
+func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
+	_, p, err := c.rules()
+	if err != nil {
+		return err
+	}
+	p.RecordDigests = true
+	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := natsserver.Start(natsserver.Config{Dir: dir, Listen: "127.0.0.1:-1"})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	out, err := runStack(ctx, stackConfig{
+		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
+		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, NATSURL: ns.ClientURL(), Log: c.logger(),
+	})
+	t := out.Report.Tags
+	res.Scanned, res.Eligible, res.Deleted, res.AlreadyGone, res.DeleteFailed = t.Scanned, t.Eligible, t.Deleted, t.AlreadyGone, t.DeleteFailed
+	res.Shards = len(out.Shards)
+	if err != nil {
+		return fmt.Errorf("the run before the restore: %w", err)
+	}
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	var sent atomic.Int64
+	manifests, err := registry.NewRestorer(registry.OCIConfig{Host: c.registry, PlainHTTP: true, Concurrency: c.restoreConc,
+		Logger: c.logger(), WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				sent.Add(1)
+				return rt.RoundTrip(req)
+			})
+		}})
+	if err != nil {
+		return err
+	}
+	rs, err := restore.New(restore.Config{RunID: out.Report.RunID, ID: out.Report.RunID + "-restore", Confirm: true,
+		Concurrency: c.restoreConc, Manifests: manifests}, js, c.logger())
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rep, err := rs.Run(ctx)
+	res.RestoreSeconds = time.Since(start).Seconds()
+	res.RestoreRequests = sent.Load()
+	res.Restored, res.RestoreFailed, res.RestoreSkipped = rep.Tags.Restored, rep.Tags.Failed, rep.Tags.Skipped
+	for _, f := range rep.Failures[:min(3, len(rep.Failures))] {
+		fmt.Fprintln(os.Stderr, "restore failure:", f)
+	}
+	return err
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
