@@ -66,7 +66,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"max-deliver", c.MaxDeliver, 5},
 		{"http-addr", c.HTTPAddr, ":8080"},
 		{"confirm", c.Confirm, false},
-		{"ttl-days given", c.given("ttl-days"), false},
+		{"ttl-days given", c.Given("ttl-days"), false},
 	}
 	for _, tc := range checks {
 		if tc.got != tc.want {
@@ -126,7 +126,7 @@ func TestLoadPrecedence(t *testing.T) {
 			if !slices.Equal(c.Repositories, tc.wantRepos) {
 				t.Errorf("Load() repository = %q, want %q", c.Repositories, tc.wantRepos)
 			}
-			if !c.given("ttl-days") {
+			if !c.Given("ttl-days") {
 				t.Errorf("Load() given(ttl-days) = false, want true (ttl-days is in the file)")
 			}
 		})

@@ -226,7 +226,7 @@ func Flags() []Flag {
 		// What to prune.
 		{Name: "registry", field: func(c *Config) any { return &c.Registry }, check: checkRegistry,
 			Kind: KindString, Commands: append(allRegistry, CmdRestore),
-			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo); " +
+			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo or resuming a recorded --run-id); " +
 				"a worker or restore given it refuses runs against any other registry (required for them with --token)"},
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
 			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim},
@@ -265,7 +265,7 @@ func Flags() []Flag {
 			Usage: "write the export to this `file` (replaced only once the export is complete) instead of stdout"},
 		{Name: "run-id", field: func(c *Config) any { return &c.RunID }, check: checkRunID,
 			Kind: KindString, Commands: allPruning,
-			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors); empty = generated"},
+			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors) with its recorded settings, and a setting given that differs from the record is refused; empty = generated"},
 		{Name: "shard-by", field: func(c *Config) any { return &c.ShardBy }, check: checkShardBy,
 			Kind: KindString, Default: "day", Commands: allPruning,
 			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},

@@ -48,9 +48,9 @@ func (c Config) source(key string) string {
 	return "--" + key
 }
 
-// given reports whether key was set by a flag, the environment or the file, not
+// Given reports whether key was set by a flag, the environment or the file, not
 // just defaulted.
-func (c Config) given(key string) bool { return c.origins[key].from != fromDefault }
+func (c Config) Given(key string) bool { return c.origins[key].from != fromDefault }
 
 // Load reads the configuration of cmd, each key from (highest first) its flag in
 // flags, its environment variables, the YAML file named by --config /

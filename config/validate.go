@@ -158,8 +158,8 @@ func checkRegistry(c Config, v any) error {
 		return errors.New("required with --token: a worker sends the token only to this registry")
 	case c.Command == CmdRestore && reg == "" && c.Token != "":
 		return errors.New("required with --token: restore sends the token only to this registry")
-	case reg == "" && !demo && c.Command != CmdWorker && c.Command != CmdRestore:
-		return errors.New("required (the registry host[:port], e.g. quay.io)")
+	case reg == "" && !demo && c.Command != CmdWorker && c.Command != CmdRestore && !c.resuming():
+		return errors.New("required (the registry host[:port], e.g. quay.io), unless --run-id names a recorded run to resume")
 	case reg != "" && demo:
 		return fmt.Errorf("%q is not allowed with --demo, which serves its own registry", reg)
 	case reg != "":
@@ -168,10 +168,14 @@ func checkRegistry(c Config, v any) error {
 	return nil
 }
 
+// resuming reports whether c may name a recorded run to resume, whose registry and
+// repositories then come from the run's record: a run ID is given.
+func (c Config) resuming() bool { return proto.ValidToken(c.RunID) }
+
 func checkRepositories(c Config, v any) error {
 	repos := v.([]string)
-	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) && c.Command != CmdWorker {
-		return errors.New("required (e.g. openshift/ci)")
+	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) && c.Command != CmdWorker && !c.resuming() {
+		return errors.New("required (e.g. openshift/ci), unless --run-id names a recorded run to resume")
 	}
 	var errs []error
 	seen := map[string]bool{}
@@ -192,7 +196,7 @@ func checkTTL(c Config, v any) error {
 	if ttl == "" {
 		return nil
 	}
-	if c.given("ttl-days") {
+	if c.Given("ttl-days") {
 		return fmt.Errorf("%q conflicts with %s: give one of them", ttl, c.source("ttl-days"))
 	}
 	if d, err := policy.ParseTTL(ttl); err != nil {

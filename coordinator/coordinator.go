@@ -77,6 +77,9 @@ type Config struct {
 	Policy proto.Policy
 	// TTL is how old a tag must be to go: Cutoff = start - TTL.
 	TTL time.Duration
+	// Given says which of these settings the command was given explicitly: re-attaching to
+	// a recorded run, each of them must equal the record's (see Given).
+	Given Given
 	// MaxClockSkew is how far this host's clock may be from the registry's (its Date
 	// header) when a new run fixes its start and cutoff; beyond it the run is refused with
 	// ErrClockSkew. Default DefaultMaxClockSkew; negative = do not check.
@@ -430,8 +433,8 @@ func (c *Coordinator) create(ctx context.Context, l *ledger.Ledger, run proto.Ru
 func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.RunRecord, isNew bool, err error) {
 	run, _, err = l.Run(ctx, c.cfg.RunID)
 	if err == nil {
-		if len(c.cfg.Repositories) > 0 && !sameSet(c.cfg.Repositories, run.Repositories) {
-			return proto.RunRecord{}, false, fmt.Errorf("run %s exists with repositories %v, not %v", run.RunID, run.Repositories, c.cfg.Repositories)
+		if err := c.checkGiven(ctx, run); err != nil {
+			return proto.RunRecord{}, false, err
 		}
 		c.log.Info("re-attaching to run", slog.String("state", string(run.State)))
 		return run, false, nil
@@ -512,13 +515,6 @@ func (c *Coordinator) checkClock(ctx context.Context, repo string) error {
 			skew.Round(time.Second), c.cfg.MaxClockSkew)
 	}
 	return nil
-}
-
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 // takeLeases takes every repository's lease (all or none) and keeps them renewed until ctx

@@ -57,10 +57,14 @@ func (c *Coordinator) saveSettings(ctx context.Context, runID string) error {
 // settings reads a run's preservation settings; a run without them (recorded by a
 // coordinator that did not preserve) has preservation off.
 func (c *Coordinator) settings(ctx context.Context, runID string) (proto.PreserveSettings, error) {
+	return preserveSettings(ctx, c.js, runID)
+}
+
+func preserveSettings(ctx context.Context, js jetstream.JetStream, runID string) (proto.PreserveSettings, error) {
 	var s proto.PreserveSettings
-	kv, err := c.stateKV(ctx)
+	kv, err := js.KeyValue(ctx, proto.BucketState)
 	if err != nil {
-		return s, err
+		return s, fmt.Errorf("opening the state bucket: %w", err)
 	}
 	e, err := kv.Get(ctx, proto.PreserveSettingsKey(runID))
 	switch {

@@ -30,6 +30,9 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics := newMetrics(true, 0)
@@ -67,23 +70,13 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	display := newProgress(live, log)
 	defer display.Stop()
 	gauges := runGauges{m: regs.m}
-	co, err := coordinator.New(coordinator.Config{
-		RunID:        cfg.RunID,
-		Registry:     host,
-		PlainHTTP:    plainHTTP,
-		Repositories: cfg.Repositories,
-		Policy:       cfg.Policy(),
-		TTL:          ttl,
-		MaxClockSkew: clockSkew(cfg.MaxClockSkew),
-		Width:        cfg.ShardWidth(),
-		Observer: observerFunc(func(s coordinator.Status) {
-			gauges.RunStatus(s)
-			display.RunStatus(s)
-		}),
-		Ledger:            ledgerConfig(cfg),
-		PreservePayloads:  cfg.Preserve,
-		RepositoryAliases: cfg.RepoAliases,
-	}, js, lister, log)
+	ccfg := coordinatorConfig(cfg)
+	ccfg.Registry, ccfg.PlainHTTP, ccfg.TTL = host, plainHTTP, ttl
+	ccfg.Observer = observerFunc(func(s coordinator.Status) {
+		gauges.RunStatus(s)
+		display.RunStatus(s)
+	})
+	co, err := coordinator.New(ccfg, js, lister, log)
 	if err != nil {
 		return err
 	}
@@ -125,6 +118,26 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		return withCode(exitFailed, fmt.Errorf("run %s interrupted: %w", co.RunID(), err))
 	default:
 		return err
+	}
+}
+
+// coordinatorConfig is the run cfg describes, as the coordinator takes it (without its
+// observer); a --ttl that does not parse (refused by config.Validate) leaves TTL zero.
+func coordinatorConfig(cfg config.Config) coordinator.Config {
+	ttl, _ := cfg.TTLDuration()
+	return coordinator.Config{
+		RunID:             cfg.RunID,
+		Registry:          cfg.Registry,
+		PlainHTTP:         cfg.PlainHTTP,
+		Repositories:      cfg.Repositories,
+		Policy:            cfg.Policy(),
+		TTL:               ttl,
+		Given:             given(cfg),
+		MaxClockSkew:      clockSkew(cfg.MaxClockSkew),
+		Width:             cfg.ShardWidth(),
+		Ledger:            ledgerConfig(cfg),
+		PreservePayloads:  cfg.Preserve,
+		RepositoryAliases: cfg.RepoAliases,
 	}
 }
 

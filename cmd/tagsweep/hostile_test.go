@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,5 +199,118 @@ func TestHostileListings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestResumeRefusesOtherSettings: a confirmed run interrupted during planning is resumed with
+// other settings. The resume is refused (exit 1), naming every difference, and deletes
+// nothing; a resume giving only the run ID (and data dir) takes the recorded settings, says
+// so with a DELETING banner, and deletes exactly what the recorded policy makes eligible.
+func TestResumeRefusesOtherSettings(t *testing.T) {
+	clearEnv(t)
+	now := time.Now()
+	tags := sim.Generate(sim.GenConfig{Seed: 4, Tags: 300, Days: 15, End: now, Floating: 20, Signatures: -1})
+	keep := now.AddDate(0, 0, -12).UTC().Format("20060102150405") + "_prune_ci_keepme_latest"
+	tags = append(tags, keep)
+	var (
+		holding  atomic.Bool // planning's calls after the first are held
+		held     = make(chan struct{}, 1)
+		released atomic.Bool
+	)
+	holding.Store(true)
+	srv, host := startHostileSim(t, tags, registrytest.Hostile{Hold: func(req registrytest.ListRequest) bool {
+		if !holding.Load() || req.N != 1 || req.Last == "" {
+			return false
+		}
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		return !released.Load()
+	}})
+	dataDir := t.TempDir()
+	base := []string{"run", "--run-id", "resume-r", "--data-dir", dataDir, "--workers", "1", "--log-format", "json"}
+	first := append(slices.Clone(base), "--registry", host, "--plain-http", "--repository", hostileRepo, "--confirm")
+
+	// 1. A confirmed run, interrupted while it plans.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := execute(t, ctx, first...)
+		done <- code
+	}()
+	select {
+	case <-held:
+	case code := <-done:
+		t.Fatalf("the first run ended (exit %d) before planning was held", code)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("planning never reached the registry")
+	}
+	cancel()
+	if code := <-done; code != exitFailed {
+		t.Fatalf("interrupted run: exit %d, want %d", code, exitFailed)
+	}
+	if d := srv.DeletedTags(hostileRepo); len(d) != 0 {
+		t.Fatalf("the interrupted run deleted %d tags during planning", len(d))
+	}
+	released.Store(true)
+
+	// 2. Resumes with other settings: refused, every difference named, nothing deleted.
+	refused := []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{args: []string{"--registry", host, "--plain-http", "--repository", hostileRepo, "--ttl-days", "30", "--keep-regex", "keepme"},
+			want: []string{"cutoff: given TTL 720h0m0s", "keep patterns: given [\"keepme\"], recorded []"}},
+		{args: []string{"--confirm=false"}, want: []string{"mode: given DRY RUN, recorded DELETING"}},
+		{env: map[string]string{"TAGSWEEP_MAX_DELETES": "10", "TAGSWEEP_TAG_TIMEZONE": "Europe/Prague"},
+			want: []string{"delete cap: given 10, recorded none", "time zone: given Europe/Prague, recorded UTC"}},
+		{args: []string{"--preserve-payloads=false", "--repository", "other/repo"},
+			want: []string{"release payload preservation: given off, recorded on", "repositories: given [other/repo], recorded [openshift/ci]"}},
+	}
+	for _, r := range refused {
+		for k, v := range r.env {
+			t.Setenv(k, v)
+		}
+		code, out, errOut := execute(t, t.Context(), append(slices.Clone(base), r.args...)...)
+		for k := range r.env {
+			os.Unsetenv(k) // restored by t.Setenv at the end of the test
+		}
+		if code != exitError {
+			t.Fatalf("resume with %q %v: exit %d, want %d\n%s\n%s", r.args, r.env, code, exitError, out, errOut)
+		}
+		for _, w := range append(r.want, "settings differ from the recorded run's") {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("resume with %q %v: stderr does not say %q:\n%s", r.args, r.env, w, errOut)
+			}
+		}
+		if d := srv.DeletedTags(hostileRepo); len(d) != 0 {
+			t.Fatalf("a refused resume deleted %d tags, first %q", len(d), d[0])
+		}
+	}
+
+	// 3. The run ID alone: the recorded settings, said plainly.
+	report := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := execute(t, t.Context(), append(slices.Clone(base), "--report", report)...)
+	if code != 0 {
+		t.Fatalf("resume with the run ID alone: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, w := range []string{"Resuming run resume-r with the settings it was recorded with:", "DELETING: registry " + host} {
+		if !strings.Contains(out, w) {
+			t.Errorf("stdout does not say %q:\n%s", w, out)
+		}
+	}
+	r := readReport(t, report)
+	p := policy.Defaults()
+	p.Cutoff = r.Cutoff
+	if got := r.StartedAt.Sub(r.Cutoff); got != 5*24*time.Hour {
+		t.Errorf("resumed run's TTL = %s, want the recorded default 120h", got)
+	}
+	invariant.Check(t, invariant.State{Policy: p, Initial: tags, Deleted: srv.DeletedTags(hostileRepo),
+		Remaining: srv.Tags(hostileRepo), ExitOK: true})
+	if !slices.Contains(srv.DeletedTags(hostileRepo), keep) {
+		t.Errorf("%s was kept: the refused resume's --keep-regex leaked into the run", keep)
 	}
 }

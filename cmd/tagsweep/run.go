@@ -82,6 +82,11 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 			return err
 		}
 	}
+	// A resumed run takes its settings from its record, before any worker can take a shard.
+	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
+		return err
+	}
+	host, plainHTTP = cfg.Registry, cfg.PlainHTTP
 
 	metrics := newMetrics(true, cfg.Workers*cfg.Slots)
 	regs := newRegistries(metrics) // shared by the workers and the coordinator

@@ -30,6 +30,9 @@ type Hostile struct {
 	List func(req ListRequest, tags []string, link bool) ([]string, bool)
 	// Date, if set, is sent as the Date header of every answer instead of the real time.
 	Date time.Time
+	// Hold, if set, is asked about every tags/list request; one it returns true for gets no
+	// answer until the client gives up. It may be called concurrently.
+	Hold func(req ListRequest) bool
 }
 
 // StartHostile starts a registry that passes every request through to upstream (host:port,
@@ -81,7 +84,16 @@ func StartHostile(t testing.TB, upstream string, h Hostile) string {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 		return nil
 	}
-	srv := httptest.NewServer(proxy)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m := tagsListRE.FindStringSubmatch(r.URL.Path); h.Hold != nil && m != nil {
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			if h.Hold(ListRequest{Repo: m[1], Last: r.URL.Query().Get("last"), N: n}) {
+				<-r.Context().Done()
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }

@@ -1,0 +1,173 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// ErrSettingsDiffer: a command re-attaching to a recorded run was given settings other than
+// the run's. A resumed run is the same run: its policy comes from its record, and a command
+// that disagrees with the record is refused, never merged with it.
+var ErrSettingsDiffer = errors.New("settings differ from the recorded run's")
+
+// Given says which settings of a Config its command was given explicitly (by a flag, the
+// environment or a file), as opposed to left at their defaults. Re-attaching to a recorded
+// run, the coordinator refuses every given setting that differs from the record
+// (ErrSettingsDiffer, naming each); the settings not given are the record's. The zero Given
+// compares nothing but the repositories, which Config.Repositories gives when set.
+type Given struct {
+	Registry     bool // Config.Registry
+	DryRun       bool // Config.Policy.DryRun
+	TTL          bool // Config.TTL, or Config.Policy.Cutoff when set
+	PrunePattern bool // Config.Policy.PrunePattern
+	KeepPatterns bool // Config.Policy.KeepPatterns
+	TimeZone     bool // Config.Policy.TimeZone
+	MaxDeletes   bool // Config.Policy.MaxDeletes
+	Preserve     bool // Config.PreservePayloads
+	Aliases      bool // Config.RepositoryAliases
+}
+
+// Recorded is a recorded run with its preservation settings.
+type Recorded struct {
+	Run          proto.RunRecord
+	Preservation proto.PreserveSettings
+}
+
+// Lookup reads the run runID names and its preservation settings, without changing anything;
+// ok is false when no such run is recorded.
+func Lookup(ctx context.Context, js jetstream.JetStream, lc ledger.Config, runID string) (rec Recorded, ok bool, err error) {
+	l, err := ledger.Bind(ctx, js, lc)
+	if errors.Is(err, ledger.ErrNoLedger) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	rec.Run, _, err = l.Run(ctx, runID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	rec.Preservation, err = preserveSettings(ctx, js, runID)
+	return rec, err == nil, err
+}
+
+// Differences lists, one line each, every setting cfg was given (cfg.Given) that differs from
+// the recorded run's, and the repositories when cfg names others.
+func Differences(cfg Config, rec Recorded) []string {
+	var out []string
+	differ := func(what, given, recorded string) {
+		out = append(out, fmt.Sprintf("%s: given %s, recorded %s", what, given, recorded))
+	}
+	run, p, g := rec.Run, rec.Run.Policy, cfg.Given
+	if len(cfg.Repositories) > 0 && !sameSet(cfg.Repositories, run.Repositories) {
+		differ("repositories", fmt.Sprint(cfg.Repositories), fmt.Sprint(run.Repositories))
+	}
+	if g.Registry && cfg.Registry != run.Registry {
+		differ("registry", cfg.Registry, run.Registry)
+	}
+	if g.DryRun && cfg.Policy.DryRun != p.DryRun {
+		differ("mode", Mode(cfg.Policy.DryRun), Mode(p.DryRun))
+	}
+	if g.TTL {
+		cutoff := cfg.Policy.Cutoff
+		how := "cutoff " + stamp(cutoff)
+		if cutoff.IsZero() {
+			cutoff = policy.Cutoff(run.StartedAt, cfg.TTL)
+			how = fmt.Sprintf("TTL %s (cutoff %s from the run's start)", cfg.TTL, stamp(cutoff))
+		}
+		if !cutoff.Equal(p.Cutoff) {
+			differ("cutoff", how, fmt.Sprintf("cutoff %s (TTL %s)", stamp(p.Cutoff), run.StartedAt.Sub(p.Cutoff)))
+		}
+	}
+	if g.PrunePattern && cfg.Policy.PrunePattern != p.PrunePattern {
+		differ("prune pattern", fmt.Sprintf("%q", cfg.Policy.PrunePattern), fmt.Sprintf("%q", p.PrunePattern))
+	}
+	if g.KeepPatterns && !sameSet(cfg.Policy.KeepPatterns, p.KeepPatterns) {
+		differ("keep patterns", fmt.Sprintf("%q", cfg.Policy.KeepPatterns), fmt.Sprintf("%q", p.KeepPatterns))
+	}
+	if g.TimeZone && cfg.Policy.TimeZone != p.TimeZone {
+		differ("time zone", cfg.Policy.TimeZone, p.TimeZone)
+	}
+	if g.MaxDeletes && cfg.Policy.MaxDeletes != p.MaxDeletes {
+		differ("delete cap", capString(cfg.Policy.MaxDeletes), capString(p.MaxDeletes))
+	}
+	if g.Preserve && cfg.PreservePayloads != rec.Preservation.Enabled {
+		differ("release payload preservation", onOff(cfg.PreservePayloads), onOff(rec.Preservation.Enabled))
+	}
+	if g.Aliases && !sameSet(cfg.RepositoryAliases, rec.Preservation.Aliases) {
+		differ("repository aliases", fmt.Sprintf("%q", cfg.RepositoryAliases), fmt.Sprintf("%q", rec.Preservation.Aliases))
+	}
+	return out
+}
+
+// Describe says, in a few lines, what the recorded run deletes: its mode, registry,
+// repositories and policy, for the banner of a resumed run.
+func Describe(rec Recorded) string {
+	run, p := rec.Run, rec.Run.Policy
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: registry %s, repositories %s\n", Mode(p.DryRun), run.Registry, strings.Join(run.Repositories, ", "))
+	fmt.Fprintf(&b, "cutoff %s (TTL %s before the run's start %s), prune pattern %q, keep patterns %q, time zone %s\n",
+		stamp(p.Cutoff), run.StartedAt.Sub(p.Cutoff), stamp(run.StartedAt), p.PrunePattern, p.KeepPatterns, p.TimeZone)
+	fmt.Fprintf(&b, "delete cap %s, release payload preservation %s", capString(p.MaxDeletes), onOff(rec.Preservation.Enabled))
+	if len(rec.Preservation.Aliases) > 0 {
+		fmt.Fprintf(&b, " (repository aliases %q)", rec.Preservation.Aliases)
+	}
+	return b.String()
+}
+
+// Mode names a run's mode as its banner shows it: DRY RUN or DELETING.
+func Mode(dryRun bool) string {
+	if dryRun {
+		return "DRY RUN"
+	}
+	return "DELETING"
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func capString(n int64) string {
+	if n <= 0 {
+		return "none"
+	}
+	return fmt.Sprint(n)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// checkGiven refuses, with every difference named, a re-attachment whose given settings
+// differ from the recorded run's.
+func (c *Coordinator) checkGiven(ctx context.Context, run proto.RunRecord) error {
+	pres, err := preserveSettings(ctx, c.js, run.RunID)
+	if err != nil {
+		return err
+	}
+	if d := Differences(c.cfg, Recorded{Run: run, Preservation: pres}); len(d) > 0 {
+		return fmt.Errorf("run %s: %w:\n  %s", run.RunID, ErrSettingsDiffer, strings.Join(d, "\n  "))
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
