@@ -241,6 +241,38 @@ func TestDeleteDistribution(t *testing.T) {
 	}
 }
 
+// TestExistsDistribution: Exists asks the registry for the tag itself (a manifest HEAD), and
+// sends nothing else that could change the repository; it also reads the Date the registry
+// sent with a listing.
+func TestExistsDistribution(t *testing.T) {
+	t.Parallel()
+	host := registrytest.StartDistribution(t)
+	registrytest.CreateTags(t, host, "team/app", "rc_payload__4.18.0", "keep")
+	c := newClient(t, host, registry.OCIConfig{})
+	ctx := t.Context()
+	for _, tc := range []struct {
+		repo, tag string
+		want      bool
+	}{
+		{"team/app", "rc_payload__4.18.0", true},
+		{"team/app", "rc_payload__4.19.0", false},
+		{"team/other", "keep", false},
+	} {
+		got, err := c.Exists(ctx, tc.repo, tc.tag)
+		if err != nil || got != tc.want {
+			t.Errorf("Exists(%s, %s) = %v, %v; want %v, nil", tc.repo, tc.tag, got, err, tc.want)
+		}
+	}
+	if _, err := c.Exists(ctx, "team/app", "sha256:abc"); err == nil {
+		t.Errorf("Exists(a digest) = nil error, want the tag refused")
+	}
+	if got, err := c.List(ctx, "team/app", "", 10); err != nil || len(got.Tags) != 2 {
+		t.Fatalf("List after Exists = %q, %v; want both tags still there", got.Tags, err)
+	} else if d := time.Since(got.Date); got.Date.IsZero() || d < -time.Minute || d > time.Minute {
+		t.Errorf("List Date = %s, want the registry's clock (now)", got.Date)
+	}
+}
+
 func TestDeleteDistributionDisabled(t *testing.T) {
 	t.Parallel()
 	host := registrytest.StartDistributionWith(t, registrytest.DistributionConfig{DeleteDisabled: true})
