@@ -45,8 +45,12 @@ func parseAuthHost(s string) (authHost, error) {
 
 // splitHost returns the host name and port of a URL's host, the port defaulted from scheme.
 func splitHost(scheme, host string) (name, port string) {
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		return strings.ToLower(h), p
+	// Only a host with a port goes to SplitHostPort: its error for one without allocates, on
+	// every registry request.
+	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
+		if h, p, err := net.SplitHostPort(host); err == nil {
+			return strings.ToLower(h), p
+		}
 	}
 	if strings.EqualFold(scheme, "http") {
 		return strings.ToLower(strings.Trim(host, "[]")), "80"
