@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,5 +219,29 @@ func TestObtainedTokenNeverInErrors(t *testing.T) {
 	}
 	if !strings.Contains(delErr.Error(), "may not do this") {
 		t.Errorf("delete error %q lost the registry's words", delErr)
+	}
+}
+
+// TestPayloadCredentialsOnlyToAllowedAuthHosts: the payload client, which writes tags, keeps
+// the credentials from a foreign token realm too.
+func TestPayloadCredentialsOnlyToAllowedAuthHosts(t *testing.T) {
+	t.Parallel()
+	const token = "issued-token-abcdef123456"
+	for _, allowed := range []bool{false, true} {
+		ts := startTokenServer(t, "127.0.0.2:0", token)
+		host := startBearerRegistry(t, func() string { return "http://" + ts.host + "/token" }, token)
+		cfg := registry.PayloadConfig{OCIConfig: registry.OCIConfig{Username: "robot", Password: "s3cr3t-Pa55word-XYZ"}}
+		if allowed {
+			cfg.AuthHosts = []string{ts.host}
+		}
+		p := newPayload(t, host, cfg)
+		_, err := p.Digest(t.Context(), "team/app", "rc_payload__4.18.0")
+		if refused := errors.Is(err, registry.ErrAuthHostNotAllowed); refused == allowed {
+			t.Errorf("allowed %v: Digest error = %v, refused by the credential edge: %v", allowed, err, refused)
+		}
+		sent := slices.ContainsFunc(ts.received(), func(a string) bool { return a != "" })
+		if sent != allowed {
+			t.Errorf("allowed %v: the token realm received credentials: %v", allowed, sent)
+		}
 	}
 }
