@@ -124,7 +124,7 @@ func (e *credentialEdge) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode == http.StatusOK && !registryAPIRE.MatchString(req.URL.Path) && resp.Body != nil &&
+	if resp.StatusCode == http.StatusOK && !registryAPIPath(req.URL.Path) && resp.Body != nil &&
 		(strings.Contains(resp.Header.Get("Content-Type"), "json") || resp.ContentLength >= 0 && resp.ContentLength <= maxCapture) {
 		// Not the registry API, and small or JSON (not a blob from storage): a token realm (or
 		// Quay's /v2/auth) whose answer holds tokens.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -352,12 +351,46 @@ func writableTag(tag string) bool {
 	return ok && i > 0 && i+len(componentInfix) < len(rest)
 }
 
-// manifestPathRE and blobPathRE are the reads a payload client sends; manifest writes must
-// also name a writable tag.
-var (
-	manifestPathRE = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
-	blobPathRE     = regexp.MustCompile(`^/v2/.+/blobs/sha256:[a-f0-9]{64}$`)
-)
+// manifestPath and blobPath are the reads a payload client sends; manifest writes must also
+// name a writable tag. They are the regexps ^/v2/(.+)/manifests/([^/]+)$ and
+// ^/v2/.+/blobs/sha256:[a-f0-9]{64}$ written out, as registryAPIPath is.
+
+// manifestPath splits /v2/<name>/manifests/<ref>: name without a newline, ref without '/'.
+func manifestPath(p string) (name, ref string, ok bool) {
+	rest, found := strings.CutPrefix(p, "/v2/")
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/manifests/")
+	if i < 1 {
+		return "", "", false
+	}
+	name, ref = rest[:i], rest[i+len("/manifests/"):]
+	if ref == "" || strings.Contains(ref, "/") || strings.Contains(name, "\n") {
+		return "", "", false
+	}
+	return name, ref, true
+}
+
+// blobPath reports whether p is /v2/<name>/blobs/sha256:<64 lower-case hex digits>.
+func blobPath(p string) bool {
+	const digest = len("/blobs/sha256:") + 64
+	rest, found := strings.CutPrefix(p, "/v2/")
+	if !found || len(rest) <= digest {
+		return false
+	}
+	name, d := rest[:len(rest)-digest], rest[len(rest)-digest:]
+	hex, found := strings.CutPrefix(d, "/blobs/sha256:")
+	if !found || strings.Contains(name, "\n") {
+		return false
+	}
+	for i := range len(hex) {
+		if c := hex[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // payloadGuard is the transport under a Payload client's regclient: manifest and blob reads
 // and authentication pass; a manifest PUT passes only to a writable tag; every other request
@@ -373,18 +406,19 @@ type payloadGuard struct {
 }
 
 func (g *payloadGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	api := registryAPIRE.MatchString(req.URL.Path) && req.URL.Host == g.host
+	api := registryAPIPath(req.URL.Path) && req.URL.Host == g.host
 	ok := false
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 		// Reads anywhere: manifests and blobs here, token realms and blob storage redirects
 		// elsewhere; the rest of this registry's API is refused.
-		ok = !api || manifestPathRE.MatchString(req.URL.Path) || blobPathRE.MatchString(req.URL.Path)
+		_, _, manifest := manifestPath(req.URL.Path)
+		ok = !api || manifest || blobPath(req.URL.Path)
 	case http.MethodPost:
 		ok = !api // token requests
 	case http.MethodPut:
-		m := manifestPathRE.FindStringSubmatch(req.URL.Path)
-		ok = req.URL.Host == g.host && m != nil && tagRE.MatchString(m[2]) && g.writable(m[2])
+		_, ref, manifest := manifestPath(req.URL.Path)
+		ok = req.URL.Host == g.host && manifest && tagRE.MatchString(ref) && g.writable(ref)
 	}
 	if !ok {
 		closeBody(req)
