@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -168,12 +169,14 @@ func TestLoadListsKeepCommas(t *testing.T) {
 	}
 }
 
-// TestEmptyPatternsRefused: an empty keep pattern, prune pattern or time zone is refused
-// wherever it is given, never dropped or replaced by the default (an unset variable in a Job
-// spec would otherwise remove a protection).
+// TestEmptyPatternsRefused: an empty keep pattern, prune pattern or time zone, and an empty
+// value of a worker's floor (registry, repositories, minimum TTL) is refused wherever it is
+// given, never dropped or replaced by the default (an unset variable in a Job spec would
+// otherwise remove a protection).
 func TestEmptyPatternsRefused(t *testing.T) {
 	tests := []struct {
 		name string
+		cmd  string // default coordinator
 		env  map[string]string
 		args []string
 		file string
@@ -197,6 +200,12 @@ func TestEmptyPatternsRefused(t *testing.T) {
 			env: map[string]string{"TAGSWEEP_PRUNE_REGEX": ""}, want: []string{"TAGSWEEP_PRUNE_REGEX"}},
 		// Not empty: an explicit empty list says "no keep patterns", and a value written as a
 		// YAML block ends in a newline.
+		{name: "worker min-ttl env", cmd: CmdWorker, env: map[string]string{"TAGSWEEP_MIN_TTL": ""},
+			want: []string{"TAGSWEEP_MIN_TTL: empty: remove it or give a value"}},
+		{name: "worker registry env", cmd: CmdWorker, env: map[string]string{"TAGSWEEP_REGISTRY": ""},
+			want: []string{"TAGSWEEP_REGISTRY: empty: remove it or give a value"}},
+		{name: "worker repository env trailing comma", cmd: CmdWorker, env: map[string]string{"TAGSWEEP_REPOSITORY": "a/b,"},
+			want: []string{"TAGSWEEP_REPOSITORY: an empty item: remove it or give a value"}},
 		{name: "keep file empty list", file: "keep-regex: []\n"},
 		{name: "keep env trailing newline", env: map[string]string{"TAGSWEEP_KEEP_REGEX": "^a$\n^b$\n"}},
 	}
@@ -210,7 +219,8 @@ func TestEmptyPatternsRefused(t *testing.T) {
 			if tc.file != "" {
 				args = append(args, "--config", writeFile(t, tc.file))
 			}
-			_, err := Load(CmdCoordinator, flagSet(t, CmdCoordinator, args...))
+			cmd := cmp.Or(tc.cmd, CmdCoordinator)
+			_, err := Load(cmd, flagSet(t, cmd, args...))
 			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("Load() = %v, want nil", err)

@@ -67,8 +67,9 @@ type Flag struct {
 	Secret bool
 	// NoEmpty refuses an empty value (or, for a list, an empty item) wherever it is given:
 	// on the command line, in the environment or in the file. An empty keep pattern
-	// would otherwise be dropped and an empty prune pattern or time zone replaced by the
-	// default, so that an unset variable in a Job spec silently changes what is deleted.
+	// would otherwise be dropped, an empty prune pattern or time zone replaced by the
+	// default, and an empty registry, repository or minimum TTL would lift a worker's
+	// floor, so that an unset variable in a Job spec silently changes what is deleted.
 	NoEmpty bool
 
 	// field points at the key's field of a Config; its type matches Kind (Secret for a
@@ -225,11 +226,11 @@ func Flags() []Flag {
 
 		// What to prune.
 		{Name: "registry", field: func(c *Config) any { return &c.Registry }, check: checkRegistry,
-			Kind: KindString, Commands: append(allRegistry, CmdRestore),
+			Kind: KindString, Commands: append(allRegistry, CmdRestore), NoEmpty: true,
 			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo or resuming a recorded --run-id); " +
 				"a worker or restore given it refuses runs against any other registry (required for them with --token)"},
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
-			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim},
+			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim}, NoEmpty: true,
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
 			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)",
 			Usages: map[string]string{
@@ -274,7 +275,7 @@ func Flags() []Flag {
 			Usage:  "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp",
 			Usages: map[string]string{CmdWorker: "the prune `regexp` this worker carries out: it refuses a run with any other"}},
 		{Name: "min-ttl", field: func(c *Config) any { return &c.MinTTL }, check: checkMinTTL,
-			Kind: KindString, Commands: []string{CmdWorker},
+			Kind: KindString, Commands: []string{CmdWorker}, NoEmpty: true,
 			Usage: "refuse a run whose cutoff is later than now minus this `duration` (36h, 5d), whatever the run record asks; empty = no floor"},
 		{Name: "keep-regex", field: func(c *Config) any { return &c.KeepRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.KeepPatterns = c.KeepRegex }),
 			Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
