@@ -77,14 +77,14 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err != nil {
 		return err
 	}
-	if cfg.DataDir != "" {
-		if err := adoptStore(ctx, l, cfg.RunID, log); err != nil {
-			return err
-		}
-	}
 	// A resumed run takes its settings from its record, before any worker can take a shard.
 	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
 		return err
+	}
+	if cfg.DataDir != "" { // once the resume is accepted: a refused one changes nothing
+		if err := adoptStore(ctx, l, cfg.RunID, log); err != nil {
+			return err
+		}
 	}
 	host, plainHTTP = cfg.Registry, cfg.PlainHTTP
 
