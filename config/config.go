@@ -66,8 +66,13 @@ type Config struct {
 	AckWait      time.Duration
 	MaxDeliver   int
 	NATSReplicas int
-	DataDir      string
-	HTTPAddr     string
+
+	AuditMaxAge   time.Duration
+	AuditMaxBytes int64
+	AuditDryRuns  bool
+	RecordsMaxAge time.Duration
+	DataDir       string
+	HTTPAddr      string
 
 	// Demo is what run --demo serves.
 	Demo Demo

@@ -709,3 +709,30 @@ func TestValidateReport(t *testing.T) {
 		t.Errorf("Validate left files behind in the report's directory: %v", entries)
 	}
 }
+
+// TestValidateRetention: the audit stream's age and size and the records' life have
+// floors below which a run could lose what it still needs; 0 lifts a cap.
+func TestValidateRetention(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // "" = valid
+	}{
+		{[]string{"--audit-max-age", "720h", "--audit-max-bytes", "8589934592", "--records-max-age", "336h"}, ""},
+		{[]string{"--audit-max-bytes", "0", "--records-max-age", "0"}, ""},
+		{[]string{"--audit-max-age", "30m"}, "--audit-max-age: 30m is below 1h"},
+		{[]string{"--audit-max-bytes", "4096"}, "--audit-max-bytes: 4096 is below 1048576"},
+		{[]string{"--records-max-age", "24h"}, "--records-max-age: 24h is below 168h"},
+		{[]string{"--records-max-age", "-1h"}, "--records-max-age: -1h is below 168h"},
+	}
+	for _, tc := range tests {
+		clearEnv(t)
+		args := append([]string{"--registry", "quay.io"}, tc.args...)
+		_, err := Load(CmdWorker, flagSet(t, CmdWorker, args...))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("Load(%q) = %v, want nil", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("Load(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

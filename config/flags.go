@@ -345,6 +345,21 @@ func Flags() []Flag {
 		{Name: "nats-replicas", field: func(c *Config) any { return &c.NATSReplicas }, check: between(1, 5),
 			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
+
+		// Retention of the JetStream state (every process that provisions it must agree).
+		{Name: "audit-max-age", field: func(c *Config) any { return &c.AuditMaxAge }, check: checkAuditMaxAge,
+			Kind: KindDuration, Default: 90 * 24 * time.Hour, Commands: allNATS,
+			Usage: "keep audit events for this `duration` (at least 1h), then drop them; set on the audit stream, also when it exists; 0 = 2160h"},
+		{Name: "audit-max-bytes", field: func(c *Config) any { return &c.AuditMaxBytes }, check: checkAuditMaxBytes,
+			Kind: KindInt64, Default: int64(0), Commands: allNATS,
+			Usage: "cap the audit stream at `N` bytes, dropping the oldest events past it (at least 1048576; see docs/operations.md to size it); 0 = no cap"},
+		{Name: "audit-dry-runs", field: func(c *Config) any { return &c.AuditDryRuns },
+			Kind: KindBool, Default: true, Commands: allWorking,
+			Usage: "record a dry run's would-be deletions in the audit stream too (--audit-dry-runs=false: only real runs' deletions)"},
+		{Name: "records-max-age", field: func(c *Config) any { return &c.RecordsMaxAge }, check: checkRecordsMaxAge,
+			Kind: KindDuration, Default: 90 * 24 * time.Hour, Commands: allNATS,
+			Usage: "keep run and shard records for this `duration` after their last change (at least 168h, longer than any run); 0 = forever"},
+
 		{Name: "data-dir", field: func(c *Config) any { return &c.DataDir },
 			Kind: KindString, Commands: []string{CmdRun, CmdStop, CmdRestore},
 			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit",

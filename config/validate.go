@@ -273,6 +273,37 @@ func checkAuthHosts(_ Config, v any) error {
 	return errors.Join(errs...)
 }
 
+func checkAuditMaxAge(_ Config, v any) error {
+	switch d := v.(time.Duration); {
+	case d < 0:
+		return fmt.Errorf("%s is negative", FormatDuration(d))
+	case d > 0 && d < time.Hour:
+		return fmt.Errorf("%s is below 1h; 0 means the default, 2160h", FormatDuration(d))
+	}
+	return nil
+}
+
+// MinAuditMaxBytes is the smallest audit stream cap: a few batches of audit events.
+const MinAuditMaxBytes = 1 << 20
+
+func checkAuditMaxBytes(_ Config, v any) error {
+	if n := v.(int64); n < 0 || n > 0 && n < MinAuditMaxBytes {
+		return fmt.Errorf("%d is below %d (1 MiB); 0 means no cap", n, MinAuditMaxBytes)
+	}
+	return nil
+}
+
+// MinRecordsMaxAge is the shortest life of a run or shard record: the 7 days JetStream keeps
+// a shard's message. A run whose records expired before it ended could not finish.
+const MinRecordsMaxAge = 7 * 24 * time.Hour
+
+func checkRecordsMaxAge(_ Config, v any) error {
+	if d := v.(time.Duration); d < 0 || d > 0 && d < MinRecordsMaxAge {
+		return fmt.Errorf("%s is below %s; 0 means forever", FormatDuration(d), FormatDuration(MinRecordsMaxAge))
+	}
+	return nil
+}
+
 func checkDeleteAPI(c Config, v any) error {
 	switch api := v.(string); api {
 	case DeleteAPIV2, "": // "" is the default, v2

@@ -47,8 +47,12 @@ type auditMsg struct {
 // event, and a batch re-published after a lost acknowledgement is stored at most once (within
 // the audit stream's de-duplication window). Run, shard and repository default to the claim's.
 // Audit is safe for concurrent use; it fails only on an event that could never be stored (a
-// run ID that is not a valid token).
+// run ID that is not a valid token). A dry run's event is dropped when the ledger is
+// configured with NoDryRunAudit.
 func (c *Claim) Audit(ev proto.AuditEvent) error {
+	if ev.Outcome == proto.OutcomeDryRun && c.l.cfg.NoDryRunAudit {
+		return nil
+	}
 	ev.V = proto.Version
 	ev.RunID = cmp.Or(ev.RunID, c.auditAs.RunID)
 	ev.ShardID = cmp.Or(ev.ShardID, c.auditAs.ShardID)

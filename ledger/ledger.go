@@ -80,6 +80,15 @@ type Config struct {
 	Duplicates time.Duration
 	// AuditMaxAge is how long audit events are kept (default 90 days).
 	AuditMaxAge time.Duration
+	// AuditMaxBytes caps the audit stream's size: past it the oldest events go first.
+	// 0 = no cap.
+	AuditMaxBytes int64
+	// NoDryRunAudit: dry runs record no audit events (a real run's events are always
+	// recorded).
+	NoDryRunAudit bool
+	// RecordsMaxAge is how long a run or shard record is kept after it was last written:
+	// the state bucket's TTL. 0 = kept forever. It must be longer than any run lasts.
+	RecordsMaxAge time.Duration
 	// StaleAfter: a running record not written for this long may be claimed by a delivery
 	// that is not newer than the record's attempt, and counts as abandoned when it is on its
 	// last delivery (FailAbandoned). Default 5 x AckWait: workers write the record once per
@@ -124,7 +133,9 @@ type Ledger struct {
 }
 
 // Open creates (or updates to cfg) the shard work-queue stream and its durable consumer, the
-// state and lease buckets and the audit stream, and returns a ledger over them.
+// state and lease buckets and the audit stream, and returns a ledger over them. Retention
+// (AuditMaxAge, AuditMaxBytes, RecordsMaxAge) is applied to streams and buckets that exist
+// already too.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
 	cfg = cfg.withDefaults()
 	l := &Ledger{js: js, cfg: cfg, now: time.Now}
@@ -161,6 +172,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 		Bucket:      proto.BucketState,
 		Description: "tagsweep run and shard records",
 		History:     stateHistory,
+		TTL:         max(cfg.RecordsMaxAge, 0),
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	})
@@ -185,13 +197,23 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.AuditMaxAge,
+		MaxBytes:    auditMaxBytes(cfg.AuditMaxBytes),
+		Discard:     jetstream.DiscardOld,
 		Duplicates:  min(2*time.Minute, cfg.AuditMaxAge),
 	})
+	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == errCodeStorageExceeded && cfg.AuditMaxBytes > 0 {
+		return nil, fmt.Errorf("creating stream %s: its byte cap of %d (audit-max-bytes) exceeds the storage the NATS server has left: %w",
+			proto.StreamAudit, cfg.AuditMaxBytes, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", proto.StreamAudit, err)
 	}
 	return l, nil
 }
+
+// errCodeStorageExceeded is JetStream's error code for a stream whose limits reserve more
+// storage than the server has.
+const errCodeStorageExceeded jetstream.ErrorCode = 10047
 
 // Every process of a run (coordinator, each worker, status) opens the ledger, often at the same
 // moment. Updating a stream while another process creates a consumer on it trips a data race in
@@ -204,6 +226,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		have := st.CachedInfo().Config
 		if have.Retention == want.Retention && have.Storage == want.Storage &&
 			max(have.Replicas, 1) == max(want.Replicas, 1) && have.MaxAge == want.MaxAge &&
+			// The server reports an unset (0) byte limit as -1.
+			auditMaxBytes(have.MaxBytes) == auditMaxBytes(want.MaxBytes) &&
 			have.Duplicates == want.Duplicates && have.Discard == want.Discard &&
 			// The server reports an unset (0) per-subject limit as -1.
 			max(have.MaxMsgsPerSubject, 0) == max(want.MaxMsgsPerSubject, 0) &&
@@ -244,7 +268,7 @@ func ensureKeyValue(ctx context.Context, js jetstream.JetStream, want jetstream.
 		if known && bs.StreamInfo() != nil {
 			have := bs.StreamInfo().Config
 			if int(st.History()) == int(max(want.History, 1)) && have.Storage == want.Storage &&
-				max(have.Replicas, 1) == max(want.Replicas, 1) {
+				max(have.Replicas, 1) == max(want.Replicas, 1) && have.MaxAge == want.TTL {
 				return kv, nil
 			}
 		}
@@ -252,6 +276,14 @@ func ensureKeyValue(ctx context.Context, js jetstream.JetStream, want jetstream.
 		return nil, err
 	}
 	return js.CreateOrUpdateKeyValue(ctx, want)
+}
+
+// auditMaxBytes is the stream limit of a byte cap: -1 (none) for 0 or less.
+func auditMaxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // Config returns the ledger's configuration with defaults applied.

@@ -120,7 +120,8 @@ failed to delete, or (in a dry run) would have deleted, in the order they were r
 outcome is deleted, already_gone, failed or dry_run; error is set for failed ones. -o csv
 writes the same fields as CSV under a header line. --output-file writes a file, replaced
 only once the export is complete (--output FILE, its old spelling, still works and warns).
-The events are kept for 90 days. It only reads. It exits 1 for a run that has neither a
+The events are kept for --audit-max-age (90 days by default), within
+--audit-max-bytes. It only reads. It exits 1 for a run that has neither a
 record nor events.`,
 		Example: `  tagsweep audit --nats-url nats://nats:4222 nightly-20261122 > audit.jsonl
   tagsweep audit --nats-url nats://nats:4222 nightly-20261122 -o csv --output-file audit.csv

@@ -18,8 +18,12 @@ import (
 const quayTokenUser = "$oauthtoken"
 
 // ledgerConfig is the JetStream configuration every process of a deployment must share.
+// The retention settings are those of the commands that provision the ledger (run,
+// coordinator, worker); audit-dry-runs matters only where claims record audit events.
 func ledgerConfig(cfg config.Config) ledger.Config {
-	return ledger.Config{Replicas: cfg.NATSReplicas, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver}
+	return ledger.Config{Replicas: cfg.NATSReplicas, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		AuditMaxAge: cfg.AuditMaxAge, AuditMaxBytes: cfg.AuditMaxBytes, RecordsMaxAge: cfg.RecordsMaxAge,
+		NoDryRunAudit: !cfg.AuditDryRuns}
 }
 
 // ociConfig is the registry client configuration for host.

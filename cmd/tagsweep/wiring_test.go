@@ -88,3 +88,17 @@ func TestWorkerKeepsItsToken(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerConfigRetention: the retention keys reach the ledger every provisioning process
+// opens.
+func TestLedgerConfigRetention(t *testing.T) {
+	cfg := config.Config{AuditMaxAge: 720 * time.Hour, AuditMaxBytes: 8 << 30, RecordsMaxAge: 336 * time.Hour, AuditDryRuns: false}
+	got := ledgerConfig(cfg)
+	if got.AuditMaxAge != 720*time.Hour || got.AuditMaxBytes != 8<<30 || got.RecordsMaxAge != 336*time.Hour || !got.NoDryRunAudit {
+		t.Errorf("ledgerConfig(%+v) = %+v, want the retention and no dry-run audit", cfg, got)
+	}
+	cfg.AuditDryRuns = true
+	if ledgerConfig(cfg).NoDryRunAudit {
+		t.Errorf("ledgerConfig with audit-dry-runs: NoDryRunAudit set")
+	}
+}
