@@ -44,7 +44,7 @@ type Config struct {
 	Output       string
 	OutputFile   string
 	RunID        string
-	ShardBy      string
+	Shards       int
 	PruneRegex   string
 	KeepRegex    []string
 	TagTimezone  string

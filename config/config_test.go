@@ -62,7 +62,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"nats-url", c.NATSURL, DefaultNATSURL},
 		{"prune-regex", c.PruneRegex, DefaultPruneRegex},
 		{"tag-timezone", c.TagTimezone, "UTC"},
-		{"shard-by", c.ShardBy, "day"},
+		{"shards", c.Shards, 0},
 		{"ack-wait", c.AckWait, 2 * time.Minute},
 		{"max-deliver", c.MaxDeliver, 5},
 		{"http-addr", c.HTTPAddr, ":8080"},
@@ -331,7 +331,7 @@ func TestLoadEnvWrongType(t *testing.T) {
 func validCoordinator() Config {
 	return Config{
 		Command: CmdCoordinator, LogFormat: "auto", LogLevel: "info", NATSURL: DefaultNATSURL,
-		Registry: "quay.io", Repositories: []string{"openshift/ci"}, TTLDays: 5, ShardBy: "day",
+		Registry: "quay.io", Repositories: []string{"openshift/ci"}, TTLDays: 5,
 		PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, AckWait: 2 * time.Minute,
 		MaxDeliver: 5, NATSReplicas: 1, HTTPAddr: ":8080",
 	}
@@ -354,7 +354,7 @@ func TestValidate(t *testing.T) {
 			c.TTLDays = -2
 			c.TTL = "5 days"
 			c.origins = map[string]origin{"ttl-days": {from: fromFlag}}
-			c.ShardBy = "week"
+			c.Shards = -1
 			c.PruneRegex = "_prune_("
 			c.KeepRegex = []string{"[z-a]"}
 			c.TagTimezone = "Mars/Olympus"
@@ -368,7 +368,7 @@ func TestValidate(t *testing.T) {
 			c.HTTPAddr = "8080"
 			c.NATSURL = ""
 		}, want: []string{"--registry", "--repository: \"OpenShift/CI\"", "--repository: \"a/b\" given twice",
-			"--ttl-days", "--ttl: \"5 days\" conflicts with --ttl-days", "--shard-by", "--prune-regex", "--keep-regex",
+			"--ttl-days", "--ttl: \"5 days\" conflicts with --ttl-days", "--shards", "--prune-regex", "--keep-regex",
 			"--tag-timezone", "--max-deletes", "--run-id", "--log-format", "--log-level",
 			"--ack-wait", "--max-deliver", "--nats-replicas", "--http-addr", "--nats-url"}},
 		{name: "registry with scheme", mutate: func(c *Config) { c.Registry = "https://quay.io" }, want: []string{"--registry", "scheme"}},
@@ -414,10 +414,10 @@ func TestValidateCommands(t *testing.T) {
 		want []string
 	}{
 		{name: "run demo needs no registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: Demo{Enabled: true, Tags: 10, Days: 1},
-			TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, Workers: 1,
+			TTLDays: 5, Shards: 64, PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100, Workers: 1,
 			Slots: 1, DeleteConc: 1, AckWait: time.Minute, MaxDeliver: 1}},
 		{name: "run demo refuses a registry", c: Config{Command: CmdRun, LogFormat: "text", LogLevel: "debug", Demo: Demo{Enabled: true},
-			Registry: "quay.io", TTLDays: 5, ShardBy: "hour", PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
+			Registry: "quay.io", TTLDays: 5, Shards: 64, PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", PageSize: 100,
 			Workers: 0, Slots: 0, DeleteConc: 0, MaxRPS: -1, AckWait: time.Minute, MaxDeliver: 1},
 			want: []string{"--registry", "--workers", "--slots", "--delete-concurrency", "--max-rps", "--demo-tags", "--demo-days"}},
 		{name: "worker limits", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 1001,
@@ -426,7 +426,7 @@ func TestValidateCommands(t *testing.T) {
 		{name: "worker", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL, PageSize: 100,
 			Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3}},
 		{name: "worker ignores pruning keys", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
-			PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3, TTLDays: -9, ShardBy: "x"}},
+			PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 3, TTLDays: -9, Shards: -1}},
 		{name: "worker with a token needs a registry", c: Config{Command: CmdWorker, PruneRegex: DefaultPruneRegex, LogFormat: "json", LogLevel: "warn",
 			NATSURL: DefaultNATSURL, PageSize: 100, Slots: 4, DeleteConc: 64, AckWait: time.Minute, MaxDeliver: 5,
 			NATSReplicas: 3, Token: "t"}, want: []string{"--registry: required with --token"}},

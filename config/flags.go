@@ -267,9 +267,10 @@ func Flags() []Flag {
 		{Name: "run-id", field: func(c *Config) any { return &c.RunID }, check: checkRunID,
 			Kind: KindString, Commands: allPruning,
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors) with its recorded settings, and a setting given that differs from the record is refused; empty = generated"},
-		{Name: "shard-by", field: func(c *Config) any { return &c.ShardBy }, check: checkShardBy,
-			Kind: KindString, Default: "day", Commands: allPruning,
-			Usage: "shard `width`: day or hour (one shard per day or hour of tag timestamps)"},
+		{Name: "shards", field: func(c *Config) any { return &c.Shards }, check: atLeast(0),
+			Kind: KindInt, Default: 0, Commands: allPruning,
+			Usage: "cut each repository into at least `N` shards where it holds that many pages of tags, sized by the tags in them; " +
+				"0 = the slots of the workers (run: --workers × --slots; coordinator: 32)"},
 		{Name: "prune-regex", field: func(c *Config) any { return &c.PruneRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.PrunePattern = c.PruneRegex }),
 			Kind: KindString, Default: DefaultPruneRegex, Commands: []string{CmdRun, CmdCoordinator, CmdWorker}, NoEmpty: true,
 			Usage:  "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp",

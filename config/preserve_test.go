@@ -15,7 +15,7 @@ func TestValidatePreservation(t *testing.T) {
 	}
 	coord := func() Config {
 		return Config{Command: CmdCoordinator, LogFormat: "json", LogLevel: "warn", NATSURL: DefaultNATSURL,
-			Registry: "quay.io", Repositories: []string{"openshift/ci"}, TTLDays: 5, ShardBy: "day",
+			Registry: "quay.io", Repositories: []string{"openshift/ci"}, TTLDays: 5,
 			PruneRegex: DefaultPruneRegex, TagTimezone: "UTC", AckWait: time.Minute, MaxDeliver: 5, NATSReplicas: 1}
 	}
 	tests := []struct {

@@ -3,7 +3,6 @@ package config
 import (
 	"time"
 
-	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -30,11 +29,11 @@ func (c Config) TTLDuration() (time.Duration, error) {
 	return policy.DaysTTL(c.TTLDays)
 }
 
-// ShardWidth is the shard boundary width of --shard-by (validated by Validate).
-func (c Config) ShardWidth() keyspace.Width {
-	w, err := keyspace.ParseWidth(c.ShardBy)
-	if err != nil {
-		return keyspace.Day
+// PlanShards is how many shards planning cuts a repository into at least: --shards, or for
+// `run` the slots of its workers (--workers × --slots), or 0 (the coordinator's default).
+func (c Config) PlanShards(cmd string) int {
+	if c.Shards == 0 && cmd == CmdRun {
+		return c.Workers * c.Slots
 	}
-	return w
+	return c.Shards
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
@@ -210,13 +209,6 @@ func checkTTL(c Config, v any) error {
 func checkRunID(_ Config, v any) error {
 	if id := v.(string); id != "" && !proto.ValidToken(id) {
 		return fmt.Errorf("%q is not 1 to 64 of [A-Za-z0-9_-]", id)
-	}
-	return nil
-}
-
-func checkShardBy(_ Config, v any) error {
-	if _, err := keyspace.ParseWidth(v.(string)); err != nil {
-		return fmt.Errorf("%q is not day or hour", v)
 	}
 	return nil
 }

@@ -55,9 +55,12 @@ const (
 	DefaultObserveEvery = time.Second
 	DefaultLeaseTTL     = 2 * time.Minute
 	DefaultRetryDelay   = time.Second
+	DefaultShards       = 32
 	ledgerTimeout       = 30 * time.Second
 	summaryTimeout      = 2 * time.Minute // how long the final summary is retried
-	planAttempts        = 5               // planning tries before a run fails for good
+	planAttempts        = 5               // planning tries before a run fails for good (a NATS outage)
+	listAttempts        = 6               // tries of one planning list call (each failure waits twice as long)
+	maxListDelay        = 30 * time.Second
 	// DefaultMaxClockSkew is how far this host's clock may be from the registry's Date.
 	DefaultMaxClockSkew = 5 * time.Minute
 )
@@ -84,8 +87,13 @@ type Config struct {
 	// header) when a new run fixes its start and cutoff; beyond it the run is refused with
 	// ErrClockSkew. Default DefaultMaxClockSkew; negative = do not check.
 	MaxClockSkew time.Duration
-	// Width of shard boundaries (default keyspace.Day).
-	Width keyspace.Width
+	// Shards is how many shards planning cuts each repository's range into at least, where it
+	// holds that many pages of tags: the slots of the workers that will list it (default
+	// DefaultShards). Shards are sized by the work in them, whatever the calendar says.
+	Shards int
+	// PageSize is the n of planning's probes and the least work a shard is cut for (default
+	// 100, the workers' default page).
+	PageSize int
 	// Progress, if set, is called with a partial report every PollInterval while shards run.
 	Progress func(proto.Report)
 	// Observer, if set, is told the run's status as the shard records change (see Observer).
@@ -98,9 +106,11 @@ type Config struct {
 	PollInterval time.Duration
 	// LeaseTTL is the life of a repository lease, renewed every LeaseTTL/3 (default 2m).
 	LeaseTTL time.Duration
-	// RetryDelay is the wait before planning is tried again after a failure that may pass (a
-	// registry call that failed after the client's own retries, NATS unavailable); it doubles
-	// per attempt, for 5 attempts in all (default 1s). Planning resumes where it stopped.
+	// RetryDelay is the first wait before a planning list call that failed in a way that may
+	// pass (a 5xx after the client's own retries, a timeout) is made again; it doubles per
+	// attempt, for 6 attempts in all, unless the registry says when (Retry-After). The same
+	// delays apply to planning as a whole after NATS failed it; planning then resumes where
+	// it stopped (default 1s).
 	RetryDelay time.Duration
 	// Holder names this coordinator in leases (default host/pid).
 	Holder string
@@ -160,8 +170,8 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 	if js == nil || lister == nil {
 		return nil, errors.New("coordinator: nil JetStream or lister")
 	}
-	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Width < 0 || cfg.ObserveEvery < 0 || cfg.RetryDelay < 0 {
-		return nil, errors.New("coordinator: negative TTL, poll interval, observe interval, lease TTL or width")
+	if cfg.TTL < 0 || cfg.PollInterval < 0 || cfg.LeaseTTL < 0 || cfg.Shards < 0 || cfg.PageSize < 0 || cfg.ObserveEvery < 0 || cfg.RetryDelay < 0 {
+		return nil, errors.New("coordinator: negative TTL, poll interval, observe interval, lease TTL, shards or page size")
 	}
 	if cfg.RunID == "" {
 		var b [2]byte
@@ -176,7 +186,8 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}
 	}
-	cfg.Width = cmp.Or(cfg.Width, keyspace.Day)
+	cfg.Shards = cmp.Or(cfg.Shards, DefaultShards)
+	cfg.PageSize = cmp.Or(cfg.PageSize, keyspace.DefaultPageSize)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.ObserveEvery = cmp.Or(cfg.ObserveEvery, DefaultObserveEvery)
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, DefaultLeaseTTL)
@@ -624,27 +635,28 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 			log.Info("repository already planned", slog.Int("shards", len(byRepo[repo])))
 			continue
 		}
-		if err := registry.ProbeKeyset(ctx, c.lister, repo); err != nil {
-			return err
+		lister := &retryingLister{Lister: c.lister, delay: c.cfg.RetryDelay, log: log}
+		if err := registry.ProbeKeyset(ctx, lister, repo); err != nil {
+			return &planListError{err}
 		}
-		var seen []string // the tags planning saw, ascending: each shard records one it holds
-		first := func(ctx context.Context, after string) (string, bool, error) {
-			tag, ok, err := registry.FirstAfter(ctx, c.lister, repo, max(after, covered))
-			if ok {
-				seen = append(seen, tag)
-			}
-			return tag, ok, err
+		var mu sync.Mutex
+		var seen []string // the tags planning saw: each shard records one it holds
+		page := func(ctx context.Context, after string, n int) ([]string, bool, error) {
+			p, err := lister.List(ctx, repo, after, n)
+			mu.Lock()
+			seen = append(seen, p.Tags...)
+			mu.Unlock()
+			return p.Tags, p.More, err
 		}
-		ranges, err := keyspace.Plan(ctx, first, through, c.cfg.Width)
+		ranges, err := keyspace.Plan(ctx, page, proto.Range{After: covered, Through: through},
+			keyspace.PlanConfig{Shards: c.cfg.Shards, PageSize: c.cfg.PageSize})
 		if err != nil {
-			return fmt.Errorf("planning %s: %w", repo, err)
+			return &planListError{fmt.Errorf("planning %s: %w", repo, err)}
 		}
+		slices.Sort(seen)
+		seen = slices.Compact(seen)
 		n := 0
 		for _, r := range ranges {
-			if r.Through <= covered {
-				continue
-			}
-			r.After = max(r.After, covered)
 			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: proto.KindPrune, Repository: repo, Range: r,
 				Seen: seenIn(seen, r)}
 			isNew, err := l.CreateShard(ctx, rec)
@@ -681,24 +693,21 @@ func seenIn(seen []string, r proto.Range) string {
 	return ""
 }
 
-// planRetrying plans, trying again after a failure that may pass, with a doubling delay.
-// Planning is resumable (it skips what earlier attempts recorded), so a retry costs only the
-// calls after the failure. A registry that breaks the keyset contract, an unknown repository
-// or refused credentials fail at once.
+// planRetrying plans, trying again after a NATS failure with a doubling delay. Planning is
+// resumable (it skips what earlier attempts recorded), so a retry costs only the calls after
+// the failure. A registry call is not retried here: each was retried where it failed (see
+// retryingLister), so its error is final.
 func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, through string) error {
 	delay := c.cfg.RetryDelay
 	for attempt := 1; ; attempt++ {
 		err := c.plan(ctx, l, run, through)
-		if err == nil || ctx.Err() != nil || attempt == planAttempts || !mayPass(err) {
+		var lerr *planListError
+		if err == nil || ctx.Err() != nil || attempt == planAttempts || !mayPass(err) || errors.As(err, &lerr) {
 			return err
 		}
 		c.log.Warn("planning failed; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := sleep(ctx, delay); err != nil {
+			return err
 		}
 		delay *= 2
 	}
@@ -709,6 +718,43 @@ func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run pr
 func mayPass(err error) bool {
 	return !errors.Is(err, registry.ErrKeysetUnsupported) && !errors.Is(err, registry.ErrBadPage) &&
 		!errors.Is(err, registry.ErrNotFound) && !errors.Is(err, registry.ErrUnauthorized)
+}
+
+// planListError is a registry call of planning that failed for good.
+type planListError struct{ err error }
+
+func (e *planListError) Error() string { return e.err.Error() }
+func (e *planListError) Unwrap() error { return e.err }
+
+// retryingLister makes a list call again, after a doubling delay, when it failed in a way that
+// may pass: the way a worker gives a shard whose list failed back for a later delivery, but
+// one call at a time, so that planning goes on where it was rather than starting over. The
+// registry client has its own retries for some statuses (not 503); this layer covers what
+// those leave, and never a failure that waiting cannot mend.
+type retryingLister struct {
+	registry.Lister
+	delay time.Duration
+	log   *slog.Logger
+}
+
+func (l *retryingLister) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	delay := l.delay
+	for attempt := 1; ; attempt++ {
+		p, err := l.Lister.List(ctx, repo, last, n)
+		if err == nil || attempt == listAttempts || ctx.Err() != nil || !mayPass(err) {
+			return p, err
+		}
+		wait := delay
+		var ra *registry.RetryAfterError
+		if errors.As(err, &ra) && ra.After > 0 {
+			wait = min(ra.After, maxListDelay)
+		}
+		l.log.Warn("listing tags for planning; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", wait))
+		if err := sleep(ctx, wait); err != nil {
+			return p, err
+		}
+		delay = min(2*delay, maxListDelay)
+	}
 }
 
 // sleep waits for d, or returns ctx's error when ctx ends first.

@@ -1,153 +1,22 @@
-// Package keyspace is the key-range arithmetic behind sharding: where shard boundaries go
-// (Boundary), how a repository's tag namespace is cut into shards without paying for empty
-// stretches (Plan), and where a running shard is cut in two (Split). It is pure: the only
-// outside call is the First function a caller passes to Plan.
+// Package keyspace is the key-range arithmetic behind sharding: how a repository's tag
+// namespace is cut into shards sized by the work in them (Plan), and where a running shard is
+// cut in two (Split). It is pure: the only outside call is the Page function a caller passes
+// to Plan.
 //
 // Keys are compared in byte order, like Go strings and like registries list tags. A range is a
 // proto.Range: it holds the tags t with After < t <= Through. Boundaries are keys, not dates:
-// "20261132" is a fine day boundary (it sorts between the 31st and the next month), so nothing
-// here needs a calendar except Split's interpolation, which only chooses where to cut.
+// any key can end a shard, a timestamp to the second or a byte string between two names.
+// Where keys start with a timestamp, planning and splitting interpolate in time (tags cluster
+// in time, not in digits: "20261110" and "20261111" are a day apart, "2026111023" and
+// "2026111024" are an hour and nothing), otherwise byte-wise over the tag alphabet.
 package keyspace
 
 import (
-	"context"
-	"fmt"
 	"math/big"
 	"time"
 
 	"github.com/tagsweep/tagsweep/proto"
 )
-
-// Width is the number of digits of the timestamp prefix a shard boundary uses.
-type Width int
-
-const (
-	Day  Width = 8  // YYYYMMDD
-	Hour Width = 10 // YYYYMMDDHH
-)
-
-// ParseWidth parses "day" or "hour".
-func ParseWidth(s string) (Width, error) {
-	switch s {
-	case "day":
-		return Day, nil
-	case "hour":
-		return Hour, nil
-	}
-	return 0, fmt.Errorf("shard width %q: want day or hour", s)
-}
-
-func (w Width) String() string {
-	switch w {
-	case Day:
-		return "day"
-	case Hour:
-		return "hour"
-	}
-	return fmt.Sprintf("width(%d)", int(w))
-}
-
-// Boundary returns the smallest string of exactly w ASCII digits that is >= k in byte order,
-// and false if there is none (k sorts after w nines). Examples with Day:
-// "20261101123000_prune_x" -> "20261102"; "20261101" -> "20261101"; "1.0" -> "10000000";
-// "" -> "00000000"; "20261131x" -> "20261132"; "abc" and "99999999z" -> none.
-func Boundary(k string, w Width) (string, bool) {
-	if w <= 0 {
-		return "", false
-	}
-	n := int(w)
-	b := make([]byte, n)
-	for i := range n {
-		if i == len(k) { // k is a digit prefix of the answer: pad with zeros
-			for j := i; j < n; j++ {
-				b[j] = '0'
-			}
-			return string(b), true
-		}
-		c := k[i]
-		switch {
-		case c < '0': // any digit here sorts above k
-			for j := i; j < n; j++ {
-				b[j] = '0'
-			}
-			return string(b), true
-		case c > '9': // no digit here is >= k: carry into the prefix
-			return increment(b[:i], n)
-		}
-		b[i] = c
-	}
-	if len(k) == n {
-		return string(b), true
-	}
-	return increment(b, n) // k extends b, so b < k: the next w-digit string is the answer
-}
-
-// increment returns the smallest n-digit string greater than every string with prefix p.
-func increment(p []byte, n int) (string, bool) {
-	b := make([]byte, n)
-	copy(b, p)
-	for j := len(p) - 1; j >= 0; j-- {
-		if b[j] < '9' {
-			b[j]++
-			for i := j + 1; i < n; i++ {
-				b[i] = '0'
-			}
-			return string(b), true
-		}
-	}
-	return "", false
-}
-
-// First returns the first tag strictly after `after`, ok=false when there is none (one n=1
-// list call).
-type First func(ctx context.Context, after string) (tag string, ok bool, err error)
-
-// Plan cuts ("", through] into ranges that end on w-digit boundaries, jumping over empty
-// stretches: from the current start it asks first for the next tag that exists, and ends the
-// range at the boundary at or after that tag. A lone tag from 1999 costs one probe and one
-// mostly empty range, not 27 years of days.
-//
-// The ranges are contiguous and do not overlap; the first starts at "" and the last ends at
-// through, so every key <= through, including tags created after the probes, lies in exactly one
-// of them. When no tag <= through exists, Plan returns no ranges. Plan costs one First call per
-// range plus one. A First that does not move forward (a registry that ignores the `last`
-// parameter) is an error, never an endless loop.
-func Plan(ctx context.Context, first First, through string, w Width) ([]proto.Range, error) {
-	if w <= 0 {
-		return nil, fmt.Errorf("plan: bad width %d", int(w))
-	}
-	var out []proto.Range
-	cur := ""
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("plan: %w", err)
-		}
-		k, ok, err := first(ctx, cur)
-		if err != nil {
-			return nil, fmt.Errorf("plan: first tag after %q: %w", cur, err)
-		}
-		if !ok || k > through {
-			break
-		}
-		if k <= cur {
-			return nil, fmt.Errorf("plan: asked for the first tag after %q, got %q: the registry does not "+
-				"honour keyset listing", cur, k)
-		}
-		b, ok := Boundary(k, w)
-		if !ok || b > through {
-			b = through
-		}
-		out = append(out, proto.Range{After: cur, Through: b})
-		if b == through {
-			break
-		}
-		cur = b
-	}
-	if len(out) > 0 {
-		out[len(out)-1].Through = through
-	}
-	return out, nil
-}
 
 // Split picks a key m with cursor < m < r.Through near the middle of what is left of r, so that
 // {r.After, m} and {m, r.Through} partition r and the first half holds everything listed so far.

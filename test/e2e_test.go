@@ -37,6 +37,9 @@ type stack struct {
 	client *registry.OCI
 	nats   *natsserver.Server
 	lc     ledger.Config
+	// planPage is the page size of the coordinator's planning (0: the default), shards its
+	// target shard count (0: the default).
+	planPage, shards int
 }
 
 func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Handler) *stack {
@@ -133,6 +136,8 @@ func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress
 		PollInterval: 100 * time.Millisecond,
 		Progress:     progress,
 		Ledger:       s.lc,
+		PageSize:     s.planPage,
+		Shards:       s.shards,
 	}, s.js(t), s.client, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -303,18 +308,18 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestEdges: shard boundaries that are existing tags, a tag deleted between two pages (so
-// `last` names a tag that no longer exists), a shard emptied after planning, and short pages
+// `last` names a tag that no longer exists), a range emptied after planning, and short pages
 // that say more tags follow (page cap 2 below the workers' page size 3).
 func TestEdges(t *testing.T) {
 	cutoff := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
 	var tags []string
 	for day := 1; day <= 8; day++ {
 		d := fmt.Sprintf("202611%02d", day)
-		tags = append(tags, d) // exactly a day boundary: the last key of the previous day's shard
+		tags = append(tags, d) // a bare date: a key a shard may end on
 		for i := range 7 {
 			tag := fmt.Sprintf("%s%02d%02d00_prune_ns_img_%d", d, i*3, i, i)
-			if i == 1 {
-				tag += "_keep_" // kept, and the last tag of a worker's first page
+			if i == 1 || i == 2 {
+				tag += "_keep_" // kept; two in a row, so that one ends a worker's page however the pages fall
 			}
 			tags = append(tags, tag)
 		}
@@ -323,7 +328,7 @@ func TestEdges(t *testing.T) {
 		"20261105000000",                   // exactly the cutoff key: listed, kept
 		"20261104235959_prune_last_second", // the last eligible second
 		"20261105000000_prune_at_cutoff",   // not before the cutoff
-		"19990101000000_prune_stray",       // alone in its own shard
+		"19990101000000_prune_stray",       // decades before the rest
 		"20261032000000_prune_bad_date",    // impossible date: kept, counted invalid
 		"rc_payload__4.22.0",               // preservation family
 		"latest",
@@ -332,13 +337,15 @@ func TestEdges(t *testing.T) {
 	p.Cutoff = cutoff
 	p.KeepPatterns = []string{`_keep_$`}
 
+	// Planning probes with pages of 4 (capped at 2 too) into small shards; the workers ask for 3.
+	const planPage, workerPage = 4, 3
 	var mu sync.Mutex
 	var vanished []string // kept tags deleted behind the workers' backs, just before a page after them
 	s := newStack(t, sim.Config{PageCap: 2}, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			last := r.URL.Query().Get("last")
 			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-			if strings.HasSuffix(r.URL.Path, "/tags/list") && n > 1 && strings.HasSuffix(last, "_keep_") {
+			if strings.HasSuffix(r.URL.Path, "/tags/list") && n == workerPage && strings.HasSuffix(last, "_keep_") {
 				rec := httptest.NewRecorder()
 				next.ServeHTTP(rec, httptest.NewRequestWithContext(r.Context(), http.MethodDelete, "/v2/"+repo+"/manifests/"+last, nil))
 				if rec.Code == http.StatusAccepted {
@@ -350,13 +357,14 @@ func TestEdges(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	})
+	s.planPage, s.shards = planPage, 8
 	if err := s.reg.AddTags(repo, "", tags...); err != nil {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t, time.Minute)
 
 	// Workers start only once the plan is published (the first progress report), after
-	// everything in (20261103, 20261104] was deleted behind tagsweep's back: that shard is
+	// everything in (20261103, 20261104] was deleted behind tagsweep's back: that stretch is
 	// empty when listed.
 	var emptied []string
 	var startOnce sync.Once
@@ -370,7 +378,7 @@ func TestEdges(t *testing.T) {
 					emptied = append(emptied, tag)
 				}
 			}
-			s.startWorkers(t, 2, worker.Config{PageSize: 3, Slots: 2})
+			s.startWorkers(t, 2, worker.Config{PageSize: workerPage, Slots: 2})
 		})
 	}
 	rep, err := s.coordinator(t, "edges", p, progress).Run(ctx)
@@ -422,19 +430,25 @@ func TestEdges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ranges := map[proto.Range]int64{}
+	// Every shard scanned exactly the tags present in its range, and some shard ends on a
+	// tag (planning cuts a range where a probe's page ends).
+	onTag := false
 	for _, sh := range shards {
-		ranges[sh.Range] = sh.Counters.Scanned
-	}
-	for r, want := range map[proto.Range]int64{
-		{After: "", Through: "19990102"}:         1, // the stray tag alone
-		{After: "19990102", Through: "20261033"}: 1, // the impossible date: boundaries are keys, not dates
-		{After: "20261033", Through: "20261101"}: 1, // the boundary tag alone
-		{After: "20261102", Through: "20261103"}: 8, // a day's tags and the next boundary
-		{After: "20261103", Through: "20261104"}: 0, // emptied after planning
-	} {
-		if got, ok := ranges[r]; !ok || got != want {
-			t.Errorf("shard %v: scanned %d (planned %v), want %d; shards %v", r, got, ok, want, ranges)
+		if sh.Kind != proto.KindPrune {
+			continue
 		}
+		var want int64
+		for _, tag := range present {
+			if sh.Range.Contains(tag) && tag <= p.Cutoff.UTC().Format("20060102150405") {
+				want++
+			}
+		}
+		if sh.Counters.Scanned != want {
+			t.Errorf("shard %v: scanned %d, want %d", sh.Range, sh.Counters.Scanned, want)
+		}
+		onTag = onTag || slices.Contains(tags, sh.Range.Through)
+	}
+	if !onTag {
+		t.Errorf("no shard ends on a tag: the edge was not exercised")
 	}
 }

@@ -29,10 +29,6 @@ var flagChoices = map[string][]cobra.Completion{
 		cobra.CompletionWithDesc("json", "one JSON object per line"),
 	},
 	"log-level": {"debug", "info", "warn", "error"},
-	"shard-by": {
-		cobra.CompletionWithDesc("day", "one shard per day of tag timestamps"),
-		cobra.CompletionWithDesc("hour", "one shard per hour of tag timestamps"),
-	},
 }
 
 // registerCompletions registers the value completions of c's flags.

@@ -50,7 +50,6 @@ func TestCompletion(t *testing.T) {
 	}{
 		{"log format", []string{"run", "--log-format", ""}, []string{"auto", "text", "json"}, noFiles},
 		{"log level", []string{"audit", "--log-level", ""}, []string{"debug", "info", "warn", "error"}, noFiles},
-		{"shard width", []string{"coordinator", "--shard-by", ""}, []string{"day", "hour"}, noFiles},
 		{"status: runs, newest first", []string{"status", "--nats-url", srv.ClientURL(), ""}, []string{"manual", "nightly-2", "nightly-1"}, noFiles},
 		{"audit: runs by prefix", []string{"audit", "--nats-url", srv.ClientURL(), "night"}, []string{"nightly-2", "nightly-1"}, noFiles},
 		{"audit takes one run", []string{"audit", "--nats-url", srv.ClientURL(), "manual", ""}, nil, noFiles},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/registry"
 )
 
@@ -62,8 +63,8 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if err != nil {
 		return withCode(exitError, &configError{err})
 	}
-	// The coordinator lists once per planned shard (n=1) and for the keyset probe.
-	lister, err := registry.NewOCI(regs.config(cfg, host, plainHTTP, 4, log))
+	// The coordinator lists for the keyset probe and planning's probes, a few at a time.
+	lister, err := registry.NewOCI(regs.config(cfg, host, plainHTTP, keyspace.DefaultPlanConcurrency, log))
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,8 @@ func coordinatorConfig(cfg config.Config) coordinator.Config {
 		TTL:               ttl,
 		Given:             given(cfg),
 		MaxClockSkew:      clockSkew(cfg.MaxClockSkew),
-		Width:             cfg.ShardWidth(),
+		Shards:            cfg.Shards,
+		PageSize:          cfg.PageSize,
 		Ledger:            ledgerConfig(cfg),
 		PreservePayloads:  cfg.Preserve,
 		RepositoryAliases: cfg.RepoAliases,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,15 +149,10 @@ func TestHostileListings(t *testing.T) {
 			wantCode: 0,
 		},
 		{
-			// Prune pages that are empty and end the listing, where planning saw tags.
+			// Prune pages that are empty and end the listing, where planning saw tags: each
+			// key shows its tags to planning's probe and nothing to the worker after it.
 			name: "empty prune pages where planning saw tags",
-			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
-				if req.N > 1 && req.Last < "3" {
-					return nil, false
-				}
-				return tags, link
-			},
-			wantCode: exitFailed, wantOut: "where planning saw",
+			list: answeredOnce(), wantCode: exitFailed, wantOut: "where planning saw",
 		},
 		{
 			// Release payload pages cut to one tag without Link: a listing that stopped
@@ -213,13 +209,13 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	keep := now.AddDate(0, 0, -12).UTC().Format("20060102150405") + "_prune_ci_keepme_latest"
 	tags = append(tags, keep)
 	var (
-		holding  atomic.Bool // planning's calls after the first are held
+		holding  atomic.Bool // planning's probes are held
 		held     = make(chan struct{}, 1)
 		released atomic.Bool
 	)
 	holding.Store(true)
 	srv, host := startHostileSim(t, tags, registrytest.Hostile{Hold: func(req registrytest.ListRequest) bool {
-		if !holding.Load() || req.N != 1 || req.Last == "" {
+		if !holding.Load() || req.N <= 2 { // planning's probes, after the keyset probe's two
 			return false
 		}
 		select {
@@ -312,5 +308,26 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 		Remaining: srv.Tags(hostileRepo), ExitOK: true})
 	if !slices.Contains(srv.DeletedTags(hostileRepo), keep) {
 		t.Errorf("%s was kept: the refused resume's --keep-regex leaked into the run", keep)
+	}
+}
+
+// answeredOnce returns a List rewrite under which the prune pages (after keys below "3", n
+// above the keyset probe's 2) show their tags the first time their key is asked, and are empty
+// and end the listing every time after: a listing that lost its tags between planning and the
+// workers.
+func answeredOnce() func(registrytest.ListRequest, []string, bool) ([]string, bool) {
+	var mu sync.Mutex
+	asked := make(map[string]bool)
+	return func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
+		if req.N <= 2 || req.Last >= "3" {
+			return tags, link
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if asked[req.Last] {
+			return nil, false
+		}
+		asked[req.Last] = true
+		return tags, link
 	}
 }

@@ -62,11 +62,11 @@ func TestConfigErrorRunsNothing(t *testing.T) {
 	code, out, errOut := execute(t, t.Context(), "run",
 		"--data-dir", dataDir, "--report", report,
 		"--registry", "https://quay.io", "--repository", "OpenShift/CI",
-		"--ttl-days", "-3", "--shard-by", "week", "--workers", "0", "--keep-regex", "[z-a", "--log-format", "xml")
+		"--ttl-days", "-3", "--shards", "-2", "--workers", "0", "--keep-regex", "[z-a", "--log-format", "xml")
 	if code != exitError {
 		t.Errorf("exit code = %d, want %d", code, exitError)
 	}
-	for _, flag := range []string{"--registry", "--repository", "--ttl-days", "--shard-by", "--workers", "--keep-regex", "--log-format"} {
+	for _, flag := range []string{"--registry", "--repository", "--ttl-days", "--shards", "--workers", "--keep-regex", "--log-format"} {
 		if !strings.Contains(errOut, "\n  "+flag+": ") {
 			t.Errorf("stderr does not list %s:\n%s", flag, errOut)
 		}

@@ -140,6 +140,7 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
+	cfg.Shards = cfg.PlanShards(config.CmdRun) // a shard for every slot of the workers started here
 	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, regs, live)
 	stopWorkers()
 	wg.Wait()

@@ -134,7 +134,7 @@ func TestRunAgainstRegistry(t *testing.T) {
 	}
 	report := filepath.Join(t.TempDir(), "report.json")
 	code, out, errOut := execute(t, t.Context(), "run", "--registry", srv.Addr(), "--plain-http", "--repository", repo,
-		"--ttl", "3d", "--confirm", "--keep-regex", "_keep_", "--shard-by", "hour", "--report", report, "--log-format", "json")
+		"--ttl", "3d", "--confirm", "--keep-regex", "_keep_", "--shards", "16", "--report", report, "--log-format", "json")
 	if code != 0 {
 		t.Fatalf("run: exit code %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
