@@ -253,10 +253,13 @@ func TestRegistryFaults(t *testing.T) {
 		{name: "503s on lists while workers list", faults: sim.Faults{Kinds: lists, ErrorRate: 0.2, ErrorStatus: 503, Seed: 3},
 			late: true, want: "error"},
 		{name: "502s everywhere", faults: sim.Faults{ErrorRate: 0.05, ErrorStatus: 502, Seed: 4}, want: "error"},
+		// The client does not retry 503: planning makes each failed call again and goes on.
+		{name: "503s on lists from the start", faults: sim.Faults{Kinds: lists, ErrorRate: 0.05, ErrorStatus: 503, Seed: 12},
+			tags: 6000, want: "error"},
 		// regclient paces every request to a host after a 429 (one per backoff delay), so the
 		// throttling scenarios prune a smaller namespace.
 		{name: "429 storm without Retry-After", faults: sim.Faults{ThrottleRate: 0.1, Seed: 5}, tags: 400, want: "throttle"},
-		{name: "429 with Retry-After", faults: sim.Faults{Kinds: lists, ThrottleRate: 0.1, RetryAfter: time.Second, Seed: 6},
+		{name: "429 with Retry-After", faults: sim.Faults{Kinds: lists, ThrottleRate: 0.3, RetryAfter: time.Second, Seed: 6},
 			tags: 400, want: "throttle"},
 		{name: "per-client rate limits (Quay's nginx)", faults: sim.Faults{Limits: []sim.Limit{
 			{Kinds: lists, PerSecond: 20, Burst: 2}, {Kinds: deletes, PerSecond: 200, Burst: 10}}}, tags: 400, want: "ratelimit"},
