@@ -63,6 +63,7 @@ type Config struct {
 	Slots        int
 	DeleteConc   int
 	SplitAfter   time.Duration
+	SplitIdle    bool
 	AckWait      time.Duration
 	MaxDeliver   int
 	NATSReplicas int

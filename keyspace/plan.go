@@ -211,30 +211,53 @@ func (n *node) estimate(unknown float64) {
 }
 
 // density returns a scale on which the tags of a page (ascending, the last one below through)
-// can be told apart, and how many tags per unit of it the second half of the page holds: time
-// if the keys start with dates, else the digits or the bytes after the deepest prefix that
-// still tells the half's ends apart with room to spare. ok is false when no scale does.
+// can be told apart, and how many tags per unit of it the second half of the page holds.
+// ok is false when no scale does.
 func density(tags []string, through string) (scale, float64, bool) {
 	if len(tags) < 2 {
 		return scale{}, 0, false
 	}
-	a, last := (len(tags)-1)/2, len(tags)-1
+	a := (len(tags) - 1) / 2
+	return densityOf(tags[0], tags[a:], through)
+}
+
+// Remaining estimates how many tags lie in (last, through] when n tags were listed from first
+// to last, at the density they were listed at. ok is false when n is below 2 or no scale tells
+// first and last apart. A worker asks it before it splits a shard for idle slots.
+func Remaining(first, last string, n int, through string) (float64, bool) {
+	if n < 2 || last >= through {
+		return 0, n >= 2
+	}
+	sc, dens, ok := densityOf(first, []string{first, last}, through)
+	if !ok {
+		return 0, false
+	}
+	dens *= float64(n - 1) // densityOf counted one step from first to last
+	return max(dens*(sc.pos(through)-sc.pos(last)), 0), true
+}
+
+// densityOf measures the density of the tags span (ascending; span[0] to its last, len-1 steps)
+// in a range whose first tag is first and whose end is through: in time if the keys start with
+// dates, else the digits or the bytes after the deepest prefix that still tells the span's ends
+// apart with room to spare.
+func densityOf(first string, span []string, through string) (scale, float64, bool) {
+	a, last := span[0], span[len(span)-1]
 	var scales []scale
-	if datePrefix(tags[0]) && datePrefix(through) {
+	if datePrefix(first) && datePrefix(through) {
 		scales = append(scales, scale{kind: timeScale})
 	}
-	outer, inner := commonPrefix(tags[0], through), commonPrefix(tags[a], tags[last])
-	run := inner // the digits the half's ends differ in start here: "job-00049" and "job-00099" read as 00049, 00099
-	for run > outer && isDigit(tags[last][run-1]) {
+	outer, inner := commonPrefix(first, through), commonPrefix(a, last)
+	run := inner // the digits the span's ends differ in start here: "job-00049" and "job-00099" read as 00049, 00099
+	for run > outer && isDigit(last[run-1]) {
 		run--
 	}
-	if dec := tags[last][:max(run, inner-decimalDigits+2)]; numeric(tags[a:], len(dec)) {
+	if dec := last[:max(run, inner-decimalDigits+2)]; numeric(span, len(dec)) {
 		scales = append(scales, scale{kind: decimalScale, prefix: dec})
 	}
-	scales = append(scales, scale{kind: lexicalScale, prefix: tags[last][:max(outer, inner-lexDigits+2)]})
+	scales = append(scales, scale{kind: lexicalScale, prefix: last[:max(outer, inner-lexDigits+2)]})
 	for _, sc := range scales {
-		if span := sc.pos(tags[last]) - sc.pos(tags[a]); span > 0 && !math.IsInf(span, 0) {
-			return sc, float64(last-a) / span, true
+		if w := sc.pos(last) - sc.pos(a); w > 0 && !math.IsInf(w, 0) {
+			return sc, float64(len(span)-1) / w, true
 		}
 	}
 	return scale{}, 0, false

@@ -374,3 +374,27 @@ func FuzzScale(f *testing.F) {
 		}
 	})
 }
+
+func TestRemaining(t *testing.T) {
+	day := denseDay(2400) // one tag every 36 s
+	tests := []struct {
+		first, last string
+		n           int
+		through     string
+		want        float64 // within 10%
+		ok          bool
+	}{
+		{day[0], day[599], 600, "20261111", 1800, true},     // a quarter of the day listed
+		{day[0], day[599], 600, day[1199] + "~", 600, true}, // a shard ending half way
+		{"1000000", "1000999", 1000, "1004000", 3000, true}, // build numbers
+		{"a", "b", 1, "c", 0, false},
+		{"x", "x", 5, "y", 0, false},
+		{day[0], day[9], 10, day[9], 0, true}, // at the end
+	}
+	for _, tt := range tests {
+		got, ok := Remaining(tt.first, tt.last, tt.n, tt.through)
+		if ok != tt.ok || math.Abs(got-tt.want) > tt.want/10 {
+			t.Errorf("Remaining(%q, %q, %d, %q) = %.0f, %v; want %.0f, %v", tt.first, tt.last, tt.n, tt.through, got, ok, tt.want, tt.ok)
+		}
+	}
+}

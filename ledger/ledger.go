@@ -372,3 +372,17 @@ func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint
 	}
 	return n, nil
 }
+
+// Idle reports whether some worker waits for a shard message while none is queued: slots are
+// free and no shard is there to fill them. It is what a worker holding a shard with much left
+// asks before it splits the shard for them (work stealing). The answer comes from the queue
+// itself: each worker has a pull request open on the consumer while it has a free slot.
+func (l *Ledger) Idle(ctx context.Context) (bool, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	info, err := l.cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading consumer %s: %w", proto.ConsumerWorkers, err)
+	}
+	return info.NumPending == 0 && info.NumWaiting > 0, nil
+}

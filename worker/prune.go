@@ -59,6 +59,10 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 	cursor := rec.Resume()
 	walk := registry.NewWalk(rec.Range, cursor)
 	budgetStart := time.Now()
+	// What this claim listed since it started or last split, for the estimate of what is
+	// left before a split for idle slots.
+	var first string
+	listed := 0
 	list := func(last string) (registry.Page, error) {
 		if err := w.wait(ctx); err != nil {
 			return registry.Page{}, err
@@ -78,11 +82,19 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if w.cfg.SplitAfter > 0 && time.Since(budgetStart) >= w.cfg.SplitAfter {
+		switch {
+		case w.cfg.SplitAfter > 0 && time.Since(budgetStart) >= w.cfg.SplitAfter:
 			if err := w.split(hard, claim, cursor, log); err != nil {
 				return err
 			}
 			budgetStart = time.Now()
+		case listed > 0 && w.worthSplitting(first, cursor, listed, claim.Record().Range.Through) && w.slotsIdle(ctx, l):
+			// Every page so far was full and more follow: split now for the idle slots.
+			if err := w.split(hard, claim, cursor, log); err != nil {
+				return err
+			}
+			w.usedIdle()
+			first, listed = "", 0
 		}
 		var page registry.Page
 		var err error
@@ -109,6 +121,10 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			}
 			return &listError{err}
 		}
+		if len(in) > 0 && first == "" {
+			first = in[0]
+		}
+		listed += len(in)
 		if end {
 			if err := w.checkListed(ctx, e.client, claim, len(in), log); err != nil {
 				return err
@@ -200,6 +216,40 @@ func (w *Worker) split(hard context.Context, claim *ledger.Claim, cursor string,
 		log.Info("shard split", slog.String("at", m), slog.String("child", child.ShardID))
 	}
 	return nil
+}
+
+// worthSplitting reports whether a shard that listed n tags from first to cursor since it
+// started (or last split) has at least two pages left before through at that density, or
+// cannot tell: a split for idle slots must hand them work, not a stub.
+func (w *Worker) worthSplitting(first, cursor string, n int, through string) bool {
+	if w.cfg.IdleSplit < 0 {
+		return false
+	}
+	left, ok := keyspace.Remaining(first, cursor, n, through)
+	return !ok || left >= float64(2*w.cfg.PageSize)
+}
+
+// slotsIdle reports whether some worker waits for a shard while none is queued
+// (ledger.Idle), asking the queue at most once per IdleSplit for all the worker's slots.
+func (w *Worker) slotsIdle(ctx context.Context, l *ledger.Ledger) bool {
+	w.idleMu.Lock()
+	defer w.idleMu.Unlock()
+	if time.Since(w.idleAt) < w.cfg.IdleSplit {
+		return w.idleSeen
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(w.cfg.IdleSplit, time.Second))
+	defer cancel()
+	idle, err := l.Idle(ctx)
+	w.idleAt, w.idleSeen = time.Now(), err == nil && idle
+	return w.idleSeen
+}
+
+// usedIdle records that a split answered the last "idle": the other slots wait for the
+// queue's next answer rather than split for the same idle slots.
+func (w *Worker) usedIdle() {
+	w.idleMu.Lock()
+	w.idleSeen = false
+	w.idleMu.Unlock()
 }
 
 // wait takes a token from the worker-wide rate limiter.

@@ -40,6 +40,7 @@ const (
 	DefaultDeleteConcurrency = 256
 	DefaultPageSize          = 100
 	DefaultRetryDelay        = 10 * time.Second
+	DefaultIdleSplit         = 250 * time.Millisecond
 	maxRetryDelay            = 5 * time.Minute
 	minPageTimeout           = 5 * time.Minute  // bounds a page's deletes once started (see pageTimeout)
 	ledgerTimeout            = 30 * time.Second // bounds one ledger write
@@ -79,8 +80,14 @@ type Config struct {
 	// called once per run; the client is cached. Required.
 	Connect func(ctx context.Context, run proto.RunRecord) (registry.Client, error)
 	// SplitAfter is the time budget of a shard: after holding one this long, the worker splits
-	// off the second half of what is left for another worker. 0 means never split.
+	// off the second half of what is left for another worker. 0 means never split on time.
 	SplitAfter time.Duration
+	// IdleSplit is how often a worker holding shards asks the queue whether slots are idle
+	// (some worker waits for a shard and none is queued). While they are, it splits off the
+	// second half of what is left of a shard with at least two pages to go, one split per
+	// answer, and the halves split again as long as slots stay idle: work stealing, so that a
+	// run keeps every slot busy whatever its plan. Default 250ms; negative means never.
+	IdleSplit time.Duration
 	// RetryDelay is the first redelivery delay after a failed list (default 10s); it doubles
 	// with each delivery, up to 5m. A registry's Retry-After takes precedence.
 	RetryDelay time.Duration
@@ -128,6 +135,10 @@ type Worker struct {
 
 	freeze freezer // a test's stand-in for SIGSTOP (export_test.go)
 
+	idleMu   sync.Mutex
+	idleAt   time.Time // when the queue was last asked (see slotsIdle)
+	idleSeen bool      // its answer, until a split of this worker used it up
+
 	bound atomic.Bool // a message iterator on the workers' consumer is open (Ready)
 
 	stops runStops // the runs an operator stopped
@@ -158,6 +169,7 @@ func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Worker, error) 
 	cfg.DeleteConcurrency = cmp.Or(cfg.DeleteConcurrency, DefaultDeleteConcurrency)
 	cfg.PageSize = cmp.Or(cfg.PageSize, DefaultPageSize)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
+	cfg.IdleSplit = cmp.Or(cfg.IdleSplit, DefaultIdleSplit)
 	cfg.StopBound = cmp.Or(cfg.StopBound, StopBound)
 	if cfg.ID == "" {
 		cfg.ID = defaultID()

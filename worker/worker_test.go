@@ -625,6 +625,20 @@ func TestSplitUnderTimeBudget(t *testing.T) {
 	if len(shards) < 2 {
 		t.Fatalf("%d shards, want the slow shard split at least once", len(shards))
 	}
+	checkSplits(t, shards, whole)
+	wantDel, wantKeep := eligible(t, p, tags)
+	remaining, deleted := reg.snapshot()
+	if !slices.Equal(deleted, wantDel) || !slices.Equal(remaining, wantKeep) {
+		t.Fatalf("after splits deleted %d (want %d), remaining %d (want %d)", len(deleted), len(wantDel), len(remaining), len(wantKeep))
+	}
+	if got := sum(shards); got.Deleted != int64(len(wantDel)) || got.Eligible != int64(len(wantDel)) {
+		t.Fatalf("counters %+v, want deleted = eligible = %d", got, len(wantDel))
+	}
+}
+
+// checkSplits checks that shards, all done, partition whole.
+func checkSplits(t *testing.T, shards []proto.ShardRecord, whole proto.Range) {
+	t.Helper()
 	rs := make([]proto.Range, 0, len(shards))
 	for _, s := range shards {
 		if s.State != proto.StateDone {
@@ -638,19 +652,41 @@ func TestSplitUnderTimeBudget(t *testing.T) {
 	}
 	for i := 1; i < len(rs); i++ {
 		if rs[i-1].Through != rs[i].After {
-			for _, s := range shards {
-				t.Logf("DBG %s parent %s range %v state %s cursor %s attempt %d owner %s err %s", s.ShardID, s.Parent, s.Range, s.State, s.Cursor, s.Attempt, s.Owner, s.LastError)
-			}
 			t.Fatalf("split ranges %v and %v leave a gap or overlap", rs[i-1], rs[i])
 		}
 	}
-	wantDel, wantKeep := eligible(t, p, tags)
-	remaining, deleted := reg.snapshot()
-	if !slices.Equal(deleted, wantDel) || !slices.Equal(remaining, wantKeep) {
-		t.Fatalf("after splits deleted %d (want %d), remaining %d (want %d)", len(deleted), len(wantDel), len(remaining), len(wantKeep))
-	}
-	if got := sum(shards); got.Deleted != int64(len(wantDel)) || got.Eligible != int64(len(wantDel)) {
-		t.Fatalf("counters %+v, want deleted = eligible = %d", got, len(wantDel))
+}
+
+// One shard and idle slots: the worker holding it splits it for them, and the halves split
+// again while slots stay idle (work stealing), without a time budget. With idle splitting
+// off, the shard stays whole.
+func TestSplitForIdleSlots(t *testing.T) {
+	for _, idle := range []time.Duration{10 * time.Millisecond, -1} {
+		t.Run(fmt.Sprintf("IdleSplit=%s", idle), func(t *testing.T) {
+			e := newEnv(t, ledger.Config{})
+			tags := tagsFor(1200)
+			reg := newFake(tags)
+			reg.onList = func(string) error {
+				time.Sleep(2 * time.Millisecond) // a registry slow enough for the slots to go idle
+				return nil
+			}
+			p := testPolicy()
+			whole := proto.Range{After: "", Through: "20261101000000"}
+			e.seed(t, "r1", p, whole)
+			e.startWorkers(t, 3, worker.Config{PageSize: 5, Slots: 2, IdleSplit: idle}, reg, nil)
+			shards := e.waitShards(t, "r1", 1)
+			checkSplits(t, shards, whole)
+			if idle < 0 && len(shards) != 1 {
+				t.Errorf("%d shards with idle splitting off, want the one", len(shards))
+			}
+			if idle >= 0 && len(shards) < 6 {
+				t.Errorf("%d shards, want the one split at least once per slot", len(shards))
+			}
+			wantDel, _ := eligible(t, p, tags)
+			if _, deleted := reg.snapshot(); !slices.Equal(deleted, wantDel) {
+				t.Errorf("deleted %d, want %d", len(deleted), len(wantDel))
+			}
+		})
 	}
 }
 

@@ -285,7 +285,10 @@ func TestQCITokenExpiry(t *testing.T) {
 	q := startQCI(t, sim.Config{Latency: 5 * time.Millisecond, Auth: &sim.Auth{TokenLifetime: 300 * time.Millisecond}})
 	before := q.tags()
 	start := time.Now()
-	code, out, r := q.run(t, false, "--confirm", "--slots", "1", "--workers", "1")
+	// Each delivery of a shard lasts until the token expires (the worker connects anew on the
+	// next one), so a shard must not need more than MaxDeliver token lifetimes: the one slot
+	// gets ten shards, as it would get with ten slots, rather than one.
+	code, out, r := q.run(t, false, "--confirm", "--slots", "1", "--workers", "1", "--shards", "10")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}

@@ -67,6 +67,7 @@ func workerConfig(cfg config.Config, id string, regs *registries, log *slog.Logg
 		MaxRPS:            cfg.MaxRPS,
 		PageSize:          cfg.PageSize,
 		SplitAfter:        cfg.SplitAfter,
+		IdleSplit:         idleSplit(cfg.SplitIdle),
 		Connect:           connector(cfg, regs, log),
 		Preserver:         preserver(cfg, regs, log),
 		Ledger:            ledgerConfig(cfg),
@@ -84,4 +85,12 @@ func workerFloor(cfg config.Config) worker.Floor {
 		f.MinTTL, _ = policy.ParseTTL(cfg.MinTTL) // validated by config
 	}
 	return f
+}
+
+// idleSplit is worker.Config.IdleSplit for --split-idle: the default, or never.
+func idleSplit(on bool) time.Duration {
+	if on {
+		return 0
+	}
+	return -1
 }

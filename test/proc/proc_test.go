@@ -51,11 +51,11 @@ func shardOf(t *testing.T, d *deployment, runID, tag string) proto.ShardRecord {
 // pages left, not the whole shard again.
 func TestKillWorkerResumes(t *testing.T) {
 	d := deploy(t, deployConfig{latency: 15 * time.Millisecond})
-	tags := dayTags(300, 8) // one shard of 30 pages
+	tags := dayTags(300, 8) // one shard of 30 pages, not split for the idle slots
 	d.loadTags(tags)
-	a := d.worker("worker-a")
+	a := d.worker("worker-a", "--split-idle=false")
 	aID := a.workerID(t)
-	c := d.coordinator("coordinator", "kill")
+	c := d.coordinator("coordinator", "kill", "--shards", "1")
 	d.waitDeleted(80, runWithin)
 	a.kill(t)
 	left := shardOf(t, d, "kill", tags[0]) // as the dead worker left it
@@ -63,7 +63,7 @@ func TestKillWorkerResumes(t *testing.T) {
 	if left.Cursor == "" || left.Owner != aID {
 		t.Fatalf("after the kill the shard is %+v, want worker-a's with a cursor", left)
 	}
-	bID := d.worker("worker-b").workerID(t)
+	bID := d.worker("worker-b", "--split-idle=false").workerID(t)
 	if code := c.wait(t, runWithin); code != 0 {
 		t.Fatalf("coordinator exit %d, want 0", code)
 	}
