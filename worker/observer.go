@@ -18,6 +18,15 @@ type Observer interface {
 	PageDone(PageStats)
 }
 
+// ListObserver, when the Observer implements it too, is told the tags each stored checkpoint
+// of a shard counts as listed: a page's finished tags, once the compare-and-swap that records
+// them has succeeded. A worker that lost its shard stores no checkpoint, so its pages are not
+// told. Tests check with it that no tag is counted by two shards, however shards are split
+// and taken over (test/invariant).
+type ListObserver interface {
+	Checkpointed(run, shard string, tags []string)
+}
+
 // PageStats is what became of one page's tags. Scanned is always the sum of the other
 // counts: sum(Kept) + DryRun + Deleted + AlreadyGone + len(Failed).
 type PageStats struct {

@@ -148,6 +148,9 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 				if _, cerr := w.settle(hard, claim, func(c context.Context) error { return claim.Checkpoint(c, last, delta) }); cerr != nil {
 					return cerr
 				}
+				if o, ok := w.cfg.Observer.(ListObserver); ok && n > 0 {
+					o.Checkpointed(rec.RunID, rec.ShardID, in[:n])
+				}
 				_ = msg.InProgress()
 				cursor = last
 			}

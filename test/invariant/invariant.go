@@ -3,7 +3,10 @@
 // failing):
 //
 //   - the deleted set is a subset of the eligible set, always, and no tag is deleted twice;
-//   - when the run exited 0, deleted plus already gone equals the eligible set exactly.
+//   - when the run exited 0, deleted plus already gone equals the eligible set exactly;
+//   - when the scenario recorded them, the shards' final ranges partition the listed range,
+//     and no tag was counted by two shards nor left uncounted: however shards were split,
+//     claimed, killed and resumed, each tag was listed by exactly one of them.
 //
 // It is written once here and used by every scenario: the in-process end-to-end and fault
 // tests in test/, the multi-process suite in test/proc, and the worker's own tests.
@@ -12,6 +15,7 @@ package invariant
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tagsweep/tagsweep/policy"
@@ -34,6 +38,18 @@ type State struct {
 	Remaining []string
 	// ExitOK says the run reported success (exit 0).
 	ExitOK bool
+
+	// Through is the end of the key range the run lists, ("", Through] (the policy's cutoff
+	// key for a run). It is needed by Ranges and Counted.
+	Through string
+	// Ranges, when not nil, are the final ranges of every prune shard of the run: they must
+	// cover ("", Through] without gap or overlap.
+	Ranges []proto.Range
+	// Counted, when not nil, maps each shard to the tags its stored checkpoints counted as
+	// listed (see worker.ListObserver), repeats included. No tag may be counted by two shards,
+	// and every initial tag in ("", Through] must be counted by one, unless it was deleted
+	// (by a worker that lost its shard before its checkpoint) or gone.
+	Counted map[string][]string
 }
 
 // Eligible returns the tags of tags that p deletes, sorted, decided by the policy package
@@ -89,7 +105,61 @@ func Check(t testing.TB, s State) bool {
 				len(missing), missing[:min(3, len(missing))])
 		}
 	}
+	if s.Ranges != nil {
+		if err := partition(s.Ranges, s.Through); err != "" {
+			fail("shard ranges: %s", err)
+		}
+	}
+	if s.Counted != nil {
+		by := make(map[string]string) // tag -> the shard that counted it
+		var twice []string
+		for shard, tags := range s.Counted {
+			for _, tag := range tags {
+				if other, ok := by[tag]; ok && other != shard {
+					twice = append(twice, fmt.Sprintf("%s (%s and %s)", tag, other, shard))
+				}
+				by[tag] = shard
+			}
+		}
+		if len(twice) > 0 {
+			slices.Sort(twice)
+			fail("%d tags counted by two shards, first %q", len(twice), twice[:min(3, len(twice))])
+		}
+		var uncounted []string
+		for _, tag := range sorted(s.Initial) {
+			_, isDeleted := slices.BinarySearch(deleted, tag)
+			_, isGone := slices.BinarySearch(gone, tag)
+			if _, ok := by[tag]; !ok && tag <= s.Through && !isDeleted && !isGone {
+				uncounted = append(uncounted, tag)
+			}
+		}
+		if len(uncounted) > 0 {
+			fail("%d tags of the listed range counted by no shard (skipped), first %q", len(uncounted), uncounted[:min(3, len(uncounted))])
+		}
+	}
 	return ok
+}
+
+// partition says how ranges fail to cover ("", through] exactly once ("" when they do).
+func partition(ranges []proto.Range, through string) string {
+	rs := slices.Clone(ranges)
+	slices.SortFunc(rs, func(a, b proto.Range) int { return strings.Compare(a.After, b.After) })
+	cur := ""
+	for i, r := range rs {
+		switch {
+		case r.After > cur:
+			return fmt.Sprintf("(%q, %q] is covered by no shard", cur, r.After)
+		case r.After < cur:
+			return fmt.Sprintf("shard (%q, %q] overlaps the one before (%q)", r.After, r.Through, rs[i-1])
+		case r.Through <= r.After:
+			return fmt.Sprintf("shard (%q, %q] is empty", r.After, r.Through)
+		}
+		cur = r.Through
+	}
+	if cur != through {
+		return fmt.Sprintf("the shards end at %q, not at %q", cur, through)
+	}
+	return ""
 }
 
 // Diff describes how got differs from want (both sorted), for failure messages.

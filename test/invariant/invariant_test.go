@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // recorder is a testing.TB that records failures instead of failing the test.
@@ -24,6 +25,7 @@ func TestCheck(t *testing.T) {
 	p.Cutoff = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	old1, old2, old3 := "20261001000000_prune_a", "20261002000000_prune_b", "20261003000000_prune_c"
 	young, other := "20261102000000_prune_d", "latest"
+	const cut = "20261101000000" // the cutoff key
 	initial := []string{old1, old2, old3, young, other}
 	tests := []struct {
 		name string
@@ -44,6 +46,22 @@ func TestCheck(t *testing.T) {
 		{name: "registry disagrees", s: State{Deleted: []string{old1}, Remaining: []string{old3, young, other}}},
 		{name: "dry run", want: true, dry: true, s: State{Remaining: initial, ExitOK: true}},
 		{name: "dry run that deleted", dry: true, s: State{Deleted: []string{old1}, ExitOK: true}},
+		// Listing: ranges that partition ("", cut], each tag counted by one shard.
+		{name: "shards partition and count once", want: true, s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: cut, Ranges: []proto.Range{{After: "20261002", Through: cut}, {Through: "20261002"}},
+			Counted: map[string][]string{"a": {old1, old1}, "b": {old2, old3}}}},
+		{name: "a tag deleted by a worker fenced before its checkpoint", want: true, s: State{Deleted: []string{old1, old2, old3},
+			ExitOK: true, Through: cut, Counted: map[string][]string{"b": {old2, old3}}}},
+		{name: "gap between shards", s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: cut, Ranges: []proto.Range{{After: "20261003", Through: cut}, {Through: "20261002"}}}},
+		{name: "overlapping shards", s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: cut, Ranges: []proto.Range{{After: "20261001", Through: cut}, {Through: "20261002"}}}},
+		{name: "shards short of the end", s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: cut, Ranges: []proto.Range{{Through: "20261002"}, {After: "20261002", Through: "20261031"}}}},
+		{name: "a tag counted by two shards", s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: cut, Counted: map[string][]string{"a": {old1, old2}, "b": {old2, old3}}}},
+		{name: "a kept tag counted by no shard", s: State{Deleted: []string{old1, old2, old3}, ExitOK: true,
+			Through: "zzz", Counted: map[string][]string{"a": {old1, old2, old3, young}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

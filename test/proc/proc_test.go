@@ -91,6 +91,56 @@ func TestKillWorkerResumes(t *testing.T) {
 	t.Logf("killed after %d lists (the page in flight and the next, prefetched, among them); cursor %s; %d tags left; the new owner listed %d pages", before, left.Cursor, remaining, len(resumed))
 }
 
+// A splitting storm with SIGKILLs: shards split on a short time budget and whenever a slot is
+// idle, and two workers are killed in the middle of theirs, one after the other. The shards'
+// final ranges still cover the listed range exactly once, and the run ends exact.
+func TestSplitStormKill(t *testing.T) {
+	d := deploy(t, deployConfig{latency: 10 * time.Millisecond})
+	var tags []string
+	for i := 7; i <= 9; i++ {
+		tags = append(tags, dayTags(400, i)...)
+	}
+	d.loadTags(tags)
+	storm := []string{"--split-after", "150ms", "--slots", "3"}
+	a, b := d.worker("worker-a", storm...), d.worker("worker-b", storm...)
+	c := d.coordinator("coordinator", "storm", "--shards", "2")
+	d.waitDeleted(200, runWithin)
+	a.kill(t)
+	d.worker("worker-c", storm...)
+	d.waitDeleted(600, runWithin)
+	b.kill(t)
+	d.worker("worker-d", storm...)
+	if code := c.wait(t, runWithin); code != 0 {
+		t.Fatalf("coordinator exit %d, want 0", code)
+	}
+	run := d.run("storm")
+	rules, err := policy.New(run.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ranges []proto.Range
+	splits, takenOver := 0, 0
+	for _, s := range d.shards("storm") {
+		if s.Kind != proto.KindPrune {
+			continue
+		}
+		ranges = append(ranges, s.Range)
+		if s.Parent != "" {
+			splits++
+		}
+		if s.Attempt > 1 {
+			takenOver++
+		}
+	}
+	st := d.sim()
+	invariant.Check(t, invariant.State{Policy: run.Policy, Initial: tags, Deleted: st.Deleted, Remaining: st.Tags,
+		ExitOK: true, Through: rules.CutoffKey(), Ranges: ranges})
+	if splits < 10 || takenOver == 0 {
+		t.Errorf("%d splits, %d shards taken over from a killed worker: the storm or the kills did not happen", splits, takenOver)
+	}
+	t.Logf("%d prune shards, %d split off, %d taken over", len(ranges), splits, takenOver)
+}
+
 // SIGTERM: the worker stops taking shards, finishes its page, checkpoints, releases the shard
 // and naks its message, so another worker can continue at once; it exits 0 within the stop
 // bound the deployment's grace period allows.
