@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,7 +169,9 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 		if err := confirmOrphan(ctx, e.client, rec.Repository, o.Version); err != nil {
 			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", o.Version, err))
 			log.Error("orphaned release payload tags kept", slog.String("tag", preserve.PayloadTag(o.Version)), slog.Any("err", err))
-			unconfirmed = cmp.Or(unconfirmed, err)
+			if unconfirmed == nil {
+				unconfirmed = err
+			}
 			continue
 		}
 		do(o, true)

@@ -182,6 +182,8 @@ func (w *Worker) checkListed(ctx context.Context, client registry.Client, claim 
 	}
 	exists, err := checker.Exists(ctx, rec.Repository, rec.Seen)
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err() // stopping: the shard is handed back, not retried
 	case err != nil:
 		return &listError{fmt.Errorf("%w; checking that it is gone: %w", incomplete, err)}
 	case exists:
