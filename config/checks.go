@@ -293,6 +293,9 @@ func checkRule(apply func(p *proto.Policy, c Config)) func(Config, any) error {
 		apply(&p, c)
 		if _, err := policy.New(p); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "policy: ")
+			// regexp's own words, "error parsing regexp: missing closing ]: `[a`", say less than
+			// they could to someone who wrote a pattern in a configuration.
+			msg = strings.ReplaceAll(msg, "error parsing regexp: ", "not a regular expression: ")
 			return errors.New(strings.ReplaceAll(msg, "\n", "; "))
 		}
 		return nil

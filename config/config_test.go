@@ -631,6 +631,8 @@ func TestLoadEveryProblemOnce(t *testing.T) {
 				"TAGSWEEP_PAGE_SIZE: 5000 is not between 1 and 1000",
 				"--slots: 0 is below 1",
 				"FILE: delete-concurrency: 0 is below 1"}},
+		{name: "a pattern that is no regular expression", env: map[string]string{"TAGSWEEP_KEEP_REGEX": "[z-a"},
+			want: []string{"TAGSWEEP_KEEP_REGEX: keep pattern 0 \"[z-a\": not a regular expression: invalid character class range: `z-a`"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -657,7 +659,7 @@ func TestLoadEveryProblemOnce(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("Load() error lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
-			for _, raw := range []string{"strconv", "time: ", "unknown unit", "'", "cannot parse"} {
+			for _, raw := range []string{"strconv", "time: ", "unknown unit", "'", "cannot parse", "error parsing"} {
 				if strings.Contains(err.Error(), raw) {
 					t.Errorf("Load() error shows a parser's text %q:\n%v", raw, err)
 				}
