@@ -707,6 +707,10 @@ func TestOneMessagePerSlot(t *testing.T) {
 		proto.Range{After: "2026", Through: "20261020"},
 		proto.Range{After: "20261020", Through: "20261101000000"})
 	e.startWorkers(t, 1, worker.Config{Slots: 1}, reg, nil)
+	// Registered after startWorkers, so it runs before the workers are stopped: a failed
+	// check below must not leave the blocked listing holding the workers' shutdown.
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
 	<-entered
 	info, err := e.l.Consumer().Info(testCtx(t))
 	if err != nil {
@@ -715,7 +719,7 @@ func TestOneMessagePerSlot(t *testing.T) {
 	if info.NumAckPending != 1 || info.NumPending != 2 {
 		t.Fatalf("one busy slot: ack pending %d, pending %d; want 1 and 2 (nothing prefetched)", info.NumAckPending, info.NumPending)
 	}
-	close(release)
+	unblock()
 	e.waitShards(t, "r1", 3)
 }
 
