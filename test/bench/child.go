@@ -70,7 +70,7 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.rcDecrease, "rc-decrease", 0, "workers' adaptive rate control: multiplicative decrease (0 = registry.DefaultRateDecrease)")
 	fs.Float64Var(&c.rcIncrease, "rc-increase", 0, "workers' adaptive rate control: additive increase (0 = registry.DefaultRateIncrease)")
 	fs.BoolVar(&c.recordDigests, "record-digests", false, "internal: the tagsweep run records digests")
-	fs.IntVar(&c.restoreConc, "restore-concurrency", 512, "restore: tags restored at once")
+	fs.IntVar(&c.restoreConc, "restore-concurrency", 1024, "restore: tags restored at once (each one request in flight at a time)")
 }
 
 func (c childFlags) rules() (*policy.Rules, proto.Policy, error) {
