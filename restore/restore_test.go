@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/registry/sim"
 	"github.com/tagsweep/tagsweep/restore"
 )
 
@@ -259,4 +261,49 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestRateLimited: against a registry that answers 429 without Retry-After above its limit,
+// the restore's requests are paced by the registry client's rate control and retried by
+// regclient: every tag comes back, none fails.
+func TestRateLimited(t *testing.T) {
+	js := newJS(t)
+	s, err := sim.Start(t.Context(), "127.0.0.1:0", sim.Config{TimeMachine: -1, Faults: sim.Faults{
+		Limits: []sim.Limit{{Kinds: []sim.Kind{sim.KindManifestGet, sim.KindManifestHead, sim.KindManifestPut}, PerSecond: 300, Burst: 10}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	var evs []proto.AuditEvent
+	for i := range 150 {
+		evs = append(evs, proto.AuditEvent{Tag: fmt.Sprintf("20260101%06d_prune_x", i), Outcome: proto.OutcomeDeleted, Digest: s.DefaultDigest()})
+	}
+	if err := s.CreateRepo(repo); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddTags(repo, "", "latest"); err != nil {
+		t.Fatal(err)
+	}
+	seedRun(t, js, "limited", proto.Policy{RecordDigests: true}, evs...)
+	manifests, err := registry.NewRestorer(registry.OCIConfig{Host: s.Addr(), PlainHTTP: true,
+		RetryDelay: time.Millisecond, RetryDelayMax: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := restore.New(restore.Config{RunID: "limited", ID: "limited-restore", Confirm: true, Manifests: manifests, Concurrency: 32}, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context())
+	if err != nil || rep.Tags.Restored != 150 || rep.Tags.Failed != 0 {
+		t.Fatalf("restore: %v, %+v (%q)", err, rep.Tags, rep.Failures)
+	}
+	if n := s.Stats().Statuses[http.StatusTooManyRequests]; n == 0 {
+		t.Error("the registry never answered 429: the test did not reach its limit")
+	}
+	for _, ev := range evs {
+		if d, ok := s.TagDigest(repo, ev.Tag); !ok || d != ev.Digest {
+			t.Errorf("%s: %q, %v", ev.Tag, d, ok)
+		}
+	}
 }
