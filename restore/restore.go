@@ -179,6 +179,11 @@ func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
 	r.log.Info("restoring the tags the run deleted", slog.Int("tags", len(items)), slog.Bool("dry_run", !r.cfg.Confirm),
 		slog.Bool("digests_recorded", run.Policy.RecordDigests))
 
+	// A failure to store the outcomes stops the restore: it must not put back tags it cannot
+	// account for.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	out := make(chan proto.AuditEvent, r.cfg.Concurrency)
 	work := make(chan item)
 	var wg sync.WaitGroup
@@ -204,28 +209,40 @@ func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
 		close(out)
 	}()
 
-	// Outcomes are stored as they come, flushEvery at a time, so that an interrupted restore
-	// leaves its record of what it did. source keeps this call's message IDs apart from an
-	// earlier attempt's under the same restore ID.
+	// Outcomes are stored as they come, flushEvery at a time, by a goroutine of their own so
+	// that the restores do not wait for the stream; an interrupted restore leaves its record of
+	// what it did. source keeps this call's message IDs apart from an earlier attempt's under
+	// the same restore ID.
 	source := fmt.Sprintf("%d", start.UnixNano())
+	batches := make(chan []proto.AuditEvent, 1)
+	var (
+		stored   int
+		storeErr error
+	)
+	storing := make(chan struct{})
+	go func() {
+		defer close(storing)
+		for seq := 0; ; seq++ {
+			b, ok := <-batches
+			if !ok {
+				return
+			}
+			if storeErr != nil {
+				continue
+			}
+			// Stored even while ctx ends: they record tags already put back.
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			err := ledger.AppendAudit(sctx, r.js, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), b)
+			scancel()
+			if err != nil {
+				storeErr = fmt.Errorf("storing the restore's audit events: %w", err)
+				cancel(storeErr)
+				continue
+			}
+			stored += len(b)
+		}
+	}()
 	var pending []proto.AuditEvent
-	flushed, seq := 0, 0
-	var storeErr error
-	flush := func() {
-		if len(pending) == 0 || storeErr != nil {
-			return
-		}
-		// Stored even while ctx ends: they record tags already put back.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := ledger.AppendAudit(sctx, r.js, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), pending); err != nil {
-			storeErr = fmt.Errorf("storing the restore's audit events: %w", err)
-			return
-		}
-		seq++
-		flushed += len(pending)
-		pending = pending[:0]
-	}
 	for ev := range out {
 		switch ev.Outcome {
 		case "": // abandoned on a stop
@@ -242,15 +259,20 @@ func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
 		}
 		pending = append(pending, ev)
 		if len(pending) >= flushEvery {
-			flush()
+			batches <- pending
+			pending = make([]proto.AuditEvent, 0, flushEvery)
 		}
 	}
-	flush()
+	if len(pending) > 0 {
+		batches <- pending
+	}
+	close(batches)
+	<-storing
 	switch {
 	case storeErr != nil:
 		return finish(storeErr)
-	case ctx.Err() != nil:
-		return finish(fmt.Errorf("restore interrupted after %d of %d tags: %w", flushed, len(items), context.Cause(ctx)))
+	case parent.Err() != nil:
+		return finish(fmt.Errorf("restore interrupted after %d of %d tags: %w", stored, len(items), context.Cause(parent)))
 	}
 	return finish(nil)
 }

@@ -307,3 +307,58 @@ func TestRateLimited(t *testing.T) {
 		}
 	}
 }
+
+// blockingManifests deletes the audit stream on the first Put (so that storing the outcomes
+// fails) and holds every Put after the first limit until the restore gives up.
+type blockingManifests struct {
+	js    jetstream.JetStream
+	limit int
+	mu    sync.Mutex
+	puts  int
+}
+
+func (b *blockingManifests) Digest(context.Context, string, string) (string, error) {
+	return "", registry.ErrNotFound
+}
+
+func (b *blockingManifests) Put(ctx context.Context, _, _, _ string) error {
+	b.mu.Lock()
+	b.puts++
+	n := b.puts
+	b.mu.Unlock()
+	if n == 1 {
+		if err := b.js.DeleteStream(ctx, proto.StreamAudit); err != nil {
+			return err
+		}
+	}
+	if n > b.limit {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+// TestStoreFailureStops: a restore that cannot store its outcomes stops putting tags back
+// and fails, rather than restore tags it cannot account for.
+func TestStoreFailureStops(t *testing.T) {
+	js := newJS(t)
+	var evs []proto.AuditEvent
+	for i := range 1500 {
+		evs = append(evs, proto.AuditEvent{Tag: fmt.Sprintf("t%04d", i), Outcome: proto.OutcomeDeleted, Digest: digest(1)})
+	}
+	seedRun(t, js, "unstored", proto.Policy{RecordDigests: true}, evs...)
+	m := &blockingManifests{js: js, limit: 1000}
+	r, err := restore.New(restore.Config{RunID: "unstored", ID: "unstored-restore", Confirm: true, Manifests: m, Concurrency: 4}, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	rep, err := r.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "storing the restore's audit events") || ctx.Err() != nil {
+		t.Fatalf("Run = %v (ctx %v), want the store failure", err, ctx.Err())
+	}
+	if m.puts > 1000+4 || rep.Tags.Restored > 1000 {
+		t.Errorf("%d puts, %d restored after the store failed", m.puts, rep.Tags.Restored)
+	}
+}
