@@ -112,6 +112,17 @@ func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord,
 func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
 	defer cancel()
+	// Subjects present now, taken before the watch: the backstop for a record the watch
+	// cannot deliver (below).
+	stream, err := l.js.Stream(ctx, "KV_"+proto.BucketState)
+	if err != nil {
+		return nil, err
+	}
+	subjectPrefix := "$KV." + proto.BucketState + "."
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+filter))
+	if err != nil {
+		return nil, err
+	}
 	w, err := l.state.Watch(ctx, filter)
 	if err != nil {
 		return nil, err
@@ -122,13 +133,9 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 	// it, and records written during the listing (they are written all the time during a run)
 	// upset both, so it can come before every record was delivered. Entries arrive in stream
 	// order (the latest value of each key as the watcher started, then every later write), so
-	// the listing is complete once it has reached the last write under filter as of now.
-	stream, err := l.js.Stream(ctx, "KV_"+proto.BucketState)
-	if err != nil {
-		return nil, err
-	}
+	// the listing has seen every write up to the last one under filter as of now.
 	var last uint64 // 0: no record yet
-	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+proto.BucketState+"."+filter)
+	m, err := stream.GetLastMsgForSubject(ctx, subjectPrefix+filter)
 	switch {
 	case err == nil:
 		last = m.Sequence
@@ -160,6 +167,27 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+	// A key rewritten during the listing can still be missed: the bucket keeps one revision,
+	// so its value as the watcher started is gone before the watcher reaches it, and the new
+	// one lies past last. Every key present before the watch started is read directly then.
+	for subject := range info.State.Subjects {
+		key := strings.TrimPrefix(subject, subjectPrefix)
+		if _, ok := byKey[key]; ok {
+			continue
+		}
+		e, err := l.state.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec T
+		if err := decode(e.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		byKey[key] = rec
 	}
 	keys := slices.Sorted(maps.Keys(byKey))
 	out := make([]T, 0, len(keys))
