@@ -124,6 +124,11 @@ type Config struct {
 	// references ("host/path" or "host/path=repository", see preserve.ParseAlias), recorded
 	// with the run for the workers.
 	RepositoryAliases []string
+	// Inventory makes the run an inventory (proto.ModeInventory): the whole tag namespace is
+	// planned into list shards, which workers only count (the Report's Tags and Inventory),
+	// and nothing is deleted or preserved. It is recorded with the run; re-attaching to a
+	// run of the other mode is refused.
+	Inventory bool
 }
 
 // Status is the state of a run's shards as the coordinator last saw them.
@@ -274,9 +279,11 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		return proto.Report{}, err
 	}
 
+	through := planEnd(run, rules)
 	log.Info("planning", slog.Any("repositories", run.Repositories), slog.Time("cutoff", rules.Cutoff()),
-		slog.String("cutoff_key", rules.CutoffKey()), slog.Bool("dry_run", run.Policy.DryRun))
-	if err := c.planRetrying(ctx, l, run, rules.CutoffKey()); err != nil {
+		slog.String("cutoff_key", rules.CutoffKey()), slog.Bool("dry_run", run.Policy.DryRun),
+		slog.String("mode", string(cmp.Or(run.Mode, proto.ModePrune))), slog.String("through", through))
+	if err := c.planRetrying(ctx, l, run, through); err != nil {
 		if ctx.Err() != nil {
 			return proto.Report{}, err
 		}
@@ -284,7 +291,7 @@ func (c *Coordinator) Run(ctx context.Context) (proto.Report, error) {
 		c.finish(l, run, nil, fmt.Sprintf("planning: %v", err))
 		return proto.Report{}, err
 	}
-	shards, err := c.track(ctx, l, run, rules.CutoffKey(), leaseErr)
+	shards, err := c.track(ctx, l, run, through, leaseErr)
 	if errors.Is(err, errStopRequested) {
 		keepLeases = false
 		final := c.stopped(l, run)
@@ -447,6 +454,10 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 		if err := c.checkGiven(ctx, run); err != nil {
 			return proto.RunRecord{}, false, err
 		}
+		if (run.Mode == proto.ModeInventory) != c.cfg.Inventory {
+			return proto.RunRecord{}, false, fmt.Errorf("run %s exists as a %s run, not a %s run", run.RunID, modeName(run.Mode == proto.ModeInventory),
+				modeName(c.cfg.Inventory))
+		}
 		c.log.Info("re-attaching to run", slog.String("state", string(run.State)))
 		return run, false, nil
 	}
@@ -464,6 +475,10 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 	if p.Cutoff.IsZero() {
 		p.Cutoff = policy.Cutoff(start, c.cfg.TTL)
 	}
+	mode := proto.ModePrune
+	if c.cfg.Inventory {
+		mode, p.DryRun, p.MaxDeletes = proto.ModeInventory, true, 0
+	}
 	if _, err := policy.New(p); err != nil {
 		return proto.RunRecord{}, false, fmt.Errorf("run policy: %w", err)
 	}
@@ -473,6 +488,7 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 		PlainHTTP:    c.cfg.PlainHTTP,
 		Repositories: slices.Clone(c.cfg.Repositories),
 		Policy:       p,
+		Mode:         mode,
 		State:        proto.RunRunning,
 		StartedAt:    start,
 	}, true, nil
@@ -657,7 +673,7 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 		seen = slices.Compact(seen)
 		n := 0
 		for _, r := range ranges {
-			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: proto.KindPrune, Repository: repo, Range: r,
+			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: rangeKind(run), Repository: repo, Range: r,
 				Seen: seenIn(seen, r)}
 			isNew, err := l.CreateShard(ctx, rec)
 			if err != nil {
@@ -811,7 +827,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 			}
 			return
 		}
-		if rec != t.rec {
+		if !proto.SameShard(rec, t.rec) {
 			switch was, is := t.rec.State.Terminal(), rec.State.Terminal(); {
 			case was && !is:
 				live++
@@ -899,7 +915,7 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 		}
 		if finished {
 			all := snapshot()
-			gaps := coverageGaps(all, run.Repositories, through)
+			gaps := coverageGaps(all, run.Repositories, through, rangeKind(run))
 			if len(gaps) == 0 {
 				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
 				return all, nil
@@ -990,7 +1006,7 @@ func (c *Coordinator) poke(ctx context.Context, l *ledger.Ledger, seen map[strin
 // coverageGaps returns shards for every stretch of ("", through] not covered by a shard of a
 // repository that has shards (a split whose new shard was never recorded). Overlaps are only
 // logged by the caller's counts: they cost double work, never a wrong deletion.
-func coverageGaps(all []proto.ShardRecord, repos []string, through string) []proto.ShardRecord {
+func coverageGaps(all []proto.ShardRecord, repos []string, through string, kind proto.ShardKind) []proto.ShardRecord {
 	var gaps []proto.ShardRecord
 	for i, repo := range repos {
 		var rs []proto.Range
@@ -1008,7 +1024,7 @@ func coverageGaps(all []proto.ShardRecord, repos []string, through string) []pro
 		add := func(r proto.Range) {
 			sum := sha256.Sum256([]byte(r.After + "\x00" + r.Through))
 			gaps = append(gaps, proto.ShardRecord{RunID: runID, ShardID: fmt.Sprintf("%d-gap-%s", i, hex.EncodeToString(sum[:6])),
-				Kind: proto.KindPrune, Repository: repo, Range: r})
+				Kind: kind, Repository: repo, Range: r})
 		}
 		for _, r := range rs {
 			if r.After > cur {
@@ -1173,9 +1189,15 @@ func (c *Coordinator) report(run proto.RunRecord, shards []proto.ShardRecord, fi
 		end = c.now().UTC()
 	}
 	rep.DurationSeconds = end.Sub(run.StartedAt).Seconds()
+	if run.Mode == proto.ModeInventory {
+		rep.Inventory = &proto.Inventory{}
+	}
 	for _, s := range shards {
 		rep.Shards.Total++
 		rep.Tags.Add(s.Counters)
+		if rep.Inventory != nil && s.Inventory != nil {
+			rep.Inventory.Add(*s.Inventory)
+		}
 		switch s.State {
 		case proto.StateDone:
 			rep.Shards.Done++
@@ -1186,4 +1208,28 @@ func (c *Coordinator) report(run proto.RunRecord, shards []proto.ShardRecord, fi
 	}
 	slices.Sort(rep.FailedShards)
 	return rep
+}
+
+// planEnd is the end of the key range a run plans: every tag that can be deleted sorts at or
+// below the cutoff key; an inventory lists the whole namespace (keyspace.End).
+func planEnd(run proto.RunRecord, rules *policy.Rules) string {
+	if run.Mode == proto.ModeInventory {
+		return keyspace.End
+	}
+	return rules.CutoffKey()
+}
+
+// rangeKind is the kind of the shards that partition a run's planned range.
+func rangeKind(run proto.RunRecord) proto.ShardKind {
+	if run.Mode == proto.ModeInventory {
+		return proto.KindList
+	}
+	return proto.KindPrune
+}
+
+func modeName(inventory bool) string {
+	if inventory {
+		return "inventory"
+	}
+	return "pruning"
 }

@@ -19,9 +19,11 @@ import (
 // preservation. The run's settings (aliases) and each shard's outcome live in KV next to the
 // records (proto.PreserveSettingsKey, proto.PreserveResultKey).
 
-// isPrune reports whether s is a prune shard: only they partition a repository's planned
-// range; family and preserve shards lie outside it.
-func isPrune(s proto.ShardRecord) bool { return s.Kind == proto.KindPrune || s.Kind == "" }
+// isPrune reports whether s is a prune shard (or an inventory's list shard): only they
+// partition a repository's planned range; family and preserve shards lie outside it.
+func isPrune(s proto.ShardRecord) bool {
+	return s.Kind == proto.KindPrune || s.Kind == proto.KindList || s.Kind == ""
+}
 
 // familyShard is repository i's family shard.
 func familyShard(runID string, i int, repo string) proto.ShardRecord {
@@ -43,7 +45,7 @@ func (c *Coordinator) saveSettings(ctx context.Context, runID string) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(proto.PreserveSettings{V: proto.Version, Enabled: c.cfg.PreservePayloads,
+	data, err := json.Marshal(proto.PreserveSettings{V: proto.Version, Enabled: c.cfg.PreservePayloads && !c.cfg.Inventory,
 		Aliases: c.cfg.RepositoryAliases})
 	if err != nil {
 		return fmt.Errorf("encoding preservation settings: %w", err)

@@ -29,7 +29,7 @@ func TestCoverageIgnoresPreservationShards(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := coverageGaps(tc.shards, []string{"ci"}, through)
+			got := coverageGaps(tc.shards, []string{"ci"}, through, proto.KindPrune)
 			if len(got) != len(tc.gaps) {
 				t.Fatalf("coverageGaps() = %+v, want ranges %+v", got, tc.gaps)
 			}

@@ -149,3 +149,7 @@ func digit(c byte) int {
 	}
 	return len(alphabet)
 }
+
+// End sorts after every tag a registry can hold (a tag is [A-Za-z0-9_][A-Za-z0-9._-]*, and
+// '~' sorts after all of those bytes): ("", End] is a repository's whole tag namespace.
+const End = "~"

@@ -349,12 +349,26 @@ func sameRecord(a, b proto.ShardRecord) bool {
 // Checkpoint records that every tag up to and including cursor is finished, adding delta to
 // the shard's counters. The cursor never moves backwards and never leaves the range.
 func (c *Claim) Checkpoint(ctx context.Context, cursor string, delta proto.Counters) error {
+	return c.CheckpointInventory(ctx, cursor, delta, nil)
+}
+
+// CheckpointInventory is Checkpoint that also merges inv (nil: nothing) into the shard's
+// Inventory, in the same write, so that a resumed inventory shard counts every tag once.
+func (c *Claim) CheckpointInventory(ctx context.Context, cursor string, delta proto.Counters, inv *proto.Inventory) error {
 	return c.write(ctx, func(r *proto.ShardRecord) error {
 		if cursor < r.Resume() || cursor > r.Range.Through {
 			return fmt.Errorf("checkpoint %q of shard %s outside (%q, %q]", cursor, r.ShardID, r.Resume(), r.Range.Through)
 		}
 		r.Cursor = cursor
 		r.Counters.Add(delta)
+		if inv != nil {
+			merged := proto.Inventory{}
+			if r.Inventory != nil {
+				merged.Add(*r.Inventory)
+			}
+			merged.Add(*inv)
+			r.Inventory = &merged
+		}
 		return nil
 	})
 }

@@ -149,6 +149,8 @@ type ShardRecord struct {
 	FinishedAt time.Time  `json:"finished_at,omitzero"`
 	Counters   Counters   `json:"counters"`
 	LastError  string     `json:"last_error,omitempty"`
+	// Inventory is what a KindList shard counted beyond Counters; nil for other kinds.
+	Inventory *Inventory `json:"inventory,omitempty"`
 }
 
 // Resume is the key listing continues after: the cursor if any, else the range's start.
@@ -206,6 +208,7 @@ type RunRecord struct {
 	PlainHTTP    bool      `json:"plain_http"`
 	Repositories []string  `json:"repositories"`
 	Policy       Policy    `json:"policy"`
+	Mode         RunMode   `json:"mode,omitempty"` // ModeInventory: list and count only, never delete
 	State        RunState  `json:"state"`
 	StartedAt    time.Time `json:"started_at"`
 	FinishedAt   time.Time `json:"finished_at,omitzero"`
@@ -278,6 +281,8 @@ type Report struct {
 	Tags            Counters    `json:"tags"`
 	FailedShards    []string    `json:"failed_shards,omitempty"`
 	Reason          string      `json:"reason,omitempty"`
+	// Inventory merges the shards' inventories (inventory runs only).
+	Inventory *Inventory `json:"inventory,omitempty"`
 }
 
 // ShardTotals counts a run's shards by outcome.

@@ -95,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 	values := []any{
 		&ShardMessage{}, &ShardRecord{}, &RunRecord{}, &AuditEvent{}, &Report{},
 		&Policy{}, &Counters{}, &Range{}, &DeleteBudget{}, &Lease{}, &ShardTotals{},
-		&PreserveCounters{}, &PreserveSettings{}, &PreserveResult{}, &StopRequest{},
+		&PreserveCounters{}, &PreserveSettings{}, &PreserveResult{}, &StopRequest{}, &Inventory{},
 	}
 	for i, in := range values {
 		name := reflect.TypeOf(in).Elem().Name()

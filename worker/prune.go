@@ -46,7 +46,9 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// prune works through the claimed shard from its resume point to the end of its range.
+// prune works through the claimed shard from its resume point to the end of its range. A
+// list shard (an inventory run) goes through the same listing and only counts each page
+// (inventory), deleting nothing.
 // It returns nil at the end of the range, ctx's error on a graceful stop (every finished page
 // checkpointed), errCapReached, a *listError or *deleteError (retry on a later delivery), a
 // *permanentError, or a ledger error (ErrFenced: the shard is lost). final says this is the
@@ -138,14 +140,23 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			}()
 		}
 		if len(in) > 0 {
-			n, delta, err := w.page(ctx, grace, hard, claim, e, run, l, in, final, log)
+			var n int
+			var delta proto.Counters
+			var inv *proto.Inventory
+			if rec.Kind == proto.KindList {
+				n = len(in)
+				delta, inv = w.inventory(claim, e.rules, in)
+			} else {
+				n, delta, err = w.page(ctx, grace, hard, claim, e, run, l, in, final, log)
+			}
 			if n > 0 || delta != (proto.Counters{}) {
 				last := cursor
 				if n > 0 {
 					last = in[n-1]
 				}
 				w.freeze.wait(claim.Record().ShardID)
-				if _, cerr := w.settle(hard, claim, func(c context.Context) error { return claim.Checkpoint(c, last, delta) }); cerr != nil {
+				checkpoint := func(c context.Context) error { return claim.CheckpointInventory(c, last, delta, inv) }
+				if _, cerr := w.settle(hard, claim, checkpoint); cerr != nil {
 					return cerr
 				}
 				if o, ok := w.cfg.Observer.(ListObserver); ok && n > 0 {

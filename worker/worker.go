@@ -508,10 +508,8 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		fail(fmt.Errorf("run %s stopped: %s", run.RunID, cmp.Or(run.Reason, string(run.State))))
 		return
 	}
-	switch rec.Kind {
-	case proto.KindPrune, proto.KindFamily, proto.KindPreserve:
-	default:
-		fail(fmt.Errorf("shard kind %q is not supported by this worker", rec.Kind))
+	if err := checkKind(run, rec.Kind); err != nil {
+		fail(err)
 		return
 	}
 	if err := w.cfg.Floor.Check(run, rec.Repository, time.Now()); err != nil {
@@ -830,6 +828,9 @@ func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, 
 	client, err := w.cfg.Connect(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to registry %s: %w", run.Registry, err)
+	}
+	if run.Mode == proto.ModeInventory {
+		client = listOnly{client} // an inventory run never deletes, whatever its shards say
 	}
 	e = &runEntry{rules: rules, client: client}
 	w.mu.Lock()
