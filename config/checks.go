@@ -66,7 +66,7 @@ func oneOf(values ...string) func(Config, any) error {
 	}
 }
 
-// onlyDemo applies check only to run --demo.
+// onlyDemo applies check only to run --demo and ls --demo.
 func onlyDemo(check func(Config, any) error) func(Config, any) error {
 	return func(c Config, v any) error {
 		if !c.Demo.Enabled {
@@ -74,6 +74,17 @@ func onlyDemo(check func(Config, any) error) func(Config, any) error {
 		}
 		return check(c, v)
 	}
+}
+
+// requiredUnlessLs: ls runs on embedded NATS without a URL (and must, with --demo).
+func requiredUnlessLs(c Config, v any) error {
+	if c.Command == CmdLs {
+		if c.Demo.Enabled && v.(string) != "" {
+			return errors.New("not allowed with --demo: the demo registry lives in this process, out of the workers' reach")
+		}
+		return nil
+	}
+	return required(c, v)
 }
 
 func required(_ Config, v any) error {
@@ -93,7 +104,7 @@ func checkLogLevel(_ Config, v any) error {
 
 func checkRegistry(c Config, v any) error {
 	reg := v.(string)
-	demo := c.Command == CmdRun && c.Demo.Enabled
+	demo := (c.Command == CmdRun || c.Command == CmdLs) && c.Demo.Enabled
 	switch {
 	case c.Command == CmdWorker && reg == "" && c.Token != "":
 		return errors.New("required with --token: a worker sends the token only to this registry")
@@ -115,7 +126,7 @@ func (c Config) resuming() bool { return proto.ValidToken(c.RunID) }
 
 func checkRepositories(c Config, v any) error {
 	repos := v.([]string)
-	if len(repos) == 0 && !(c.Command == CmdRun && c.Demo.Enabled) && c.Command != CmdWorker && !c.resuming() {
+	if len(repos) == 0 && !((c.Command == CmdRun || c.Command == CmdLs) && c.Demo.Enabled) && c.Command != CmdWorker && !c.resuming() {
 		return errors.New("required (e.g. openshift/ci), unless --run-id names a recorded run to resume")
 	}
 	var errs []error

@@ -85,6 +85,9 @@ type Config struct {
 	Wait       time.Duration
 	StaleAfter time.Duration
 
+	// LsNames: ls prints every tag name.
+	LsNames bool
+
 	RecordDigests bool
 	TagRegex      string
 	Concurrency   int

@@ -21,11 +21,12 @@ const (
 	CmdStop        = "stop"
 	CmdRestore     = "restore"
 	CmdSim         = "sim"
+	CmdLs          = "ls"
 )
 
 // Commands lists every command that takes configuration, in help order.
 func Commands() []string {
-	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim}
+	return []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim, CmdLs}
 }
 
 // Kind is the type of a flag's value.
@@ -154,12 +155,13 @@ func (f Flag) HelpSuffix(cmd string) string {
 
 var (
 	allPruning  = []string{CmdRun, CmdCoordinator}
-	allWorking  = []string{CmdRun, CmdWorker}
-	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker}
-	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker}
+	allPlanning = []string{CmdRun, CmdCoordinator, CmdLs} // the policy and the plan of a run
+	allWorking  = []string{CmdRun, CmdWorker, CmdLs}
+	allRegistry = []string{CmdRun, CmdCoordinator, CmdWorker, CmdLs}
+	allNATS     = []string{CmdRun, CmdCoordinator, CmdWorker, CmdLs}
 	// natsClients are the commands that connect to an external NATS (the keys of its trust).
-	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore}
-	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim}
+	natsClients = []string{CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdLs}
+	allCommands = []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdAudit, CmdStop, CmdRestore, CmdSim, CmdLs}
 )
 
 // Output formats (--output).
@@ -192,10 +194,11 @@ func Flags() []Flag {
 		{Name: "log-level", field: func(c *Config) any { return &c.LogLevel }, check: checkLogLevel,
 			Kind: KindString, Default: "info", Commands: allCommands,
 			Usage: "log `level`: debug, info, warn or error"},
-		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: required,
+		{Name: "nats-url", field: func(c *Config) any { return &c.NATSURL }, check: requiredUnlessLs,
 			Kind: KindString, Default: DefaultNATSURL, Commands: natsClients,
-			Usage:  "NATS server `URL`s, comma-separated (JetStream must be enabled)",
-			Usages: map[string]string{CmdRestore: "NATS server `URL`s, comma-separated (JetStream must be enabled); used unless --data-dir is given"}},
+			Defaults: map[string]any{CmdLs: ""},
+			Usage:    "NATS server `URL`s, comma-separated (JetStream must be enabled)",
+			Usages:   map[string]string{CmdLs: "NATS server `URL`s, comma-separated (JetStream must be enabled): its workers list the inventory; empty = embedded NATS and --workers workers in this process", CmdRestore: "NATS server `URL`s, comma-separated (JetStream must be enabled); used unless --data-dir is given"}},
 		{Name: "nats-creds", field: func(c *Config) any { return &c.NATS.Creds }, check: natsAuth("nats-creds", checkFile),
 			Kind: KindString, Commands: natsClients,
 			Usage: "NATS credentials `file` (user JWT and nkey seed) to authenticate with"},
@@ -230,7 +233,7 @@ func Flags() []Flag {
 			Usage: "registry `host[:port]` to prune, without scheme or path (required unless --demo or resuming a recorded --run-id); " +
 				"a worker or restore given it refuses runs against any other registry (required for them with --token)"},
 		{Name: "repository", field: func(c *Config) any { return &c.Repositories }, check: checkRepositories,
-			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim}, NoEmpty: true,
+			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdSim, CmdLs}, NoEmpty: true,
 			Defaults: map[string]any{CmdSim: []string{"openshift/ci"}},
 			Usage:    "repository `ns/name` to prune; repeat the flag for several (comma-separated in the environment)",
 			Usages: map[string]string{
@@ -238,10 +241,10 @@ func Flags() []Flag {
 				CmdWorker: "repository `ns/name` this worker may prune: it refuses the shards of any other; repeat the flag for several (comma-separated in the environment); none = any",
 			}},
 		{Name: "ttl-days", field: func(c *Config) any { return &c.TTLDays }, check: atLeast(-1),
-			Kind: KindInt, Default: 5, Commands: allPruning,
+			Kind: KindInt, Default: 5, Commands: allPlanning,
 			Usage: "prune tags whose name is dated more than `N`×24h before the run start; -1 = every prune tag dated before the run start"},
 		{Name: "ttl", field: func(c *Config) any { return &c.TTL }, check: checkTTL,
-			Kind: KindString, Commands: allPruning,
+			Kind: KindString, Commands: allPlanning,
 			Usage: "prune tags dated more than this `duration` before the run start (36h, 5d); conflicts with an explicitly set --ttl-days"},
 		{Name: "confirm", field: func(c *Config) any { return &c.Confirm },
 			Kind: KindBool, Default: false, Commands: append(allPruning, CmdRestore),
@@ -251,38 +254,39 @@ func Flags() []Flag {
 			Usage: "talk to the registry over plain HTTP instead of HTTPS (local registries only); a worker holding " +
 				"credentials (--token, --docker-config) refuses a run that asks for plain HTTP unless it is given this too"},
 		{Name: "report", field: func(c *Config) any { return &c.Report }, check: checkReport,
-			Kind: KindString, Commands: append(allPruning, CmdRestore),
+			Kind: KindString, Commands: append(allPruning, CmdRestore, CmdLs),
 			Usage: "write the run's JSON report to this `file` at the end"},
 		{Name: "output", Short: "o", field: func(c *Config) any { return &c.Output }, check: checkOutput,
-			Kind: KindString, Commands: []string{CmdStatus, CmdAudit},
-			Defaults: map[string]any{CmdStatus: OutputTable, CmdAudit: OutputJSONL},
+			Kind: KindString, Commands: []string{CmdStatus, CmdAudit, CmdLs},
+			Defaults: map[string]any{CmdStatus: OutputTable, CmdAudit: OutputJSONL, CmdLs: OutputTable},
 			Usage:    "output `format`",
 			Usages: map[string]string{
 				CmdStatus: "output `format`: table (fits 120 columns), wide (every column in full) or json (docs/operations.md)",
+				CmdLs:     "output `format` of the inventory: table or json",
 				CmdAudit:  "output `format`: jsonl (one JSON object per line) or csv (with a header line); a file name here is read as --output-file (deprecated)",
 			}},
 		{Name: "output-file", field: func(c *Config) any { return &c.OutputFile },
 			Kind: KindString, Commands: []string{CmdAudit},
 			Usage: "write the export to this `file` (replaced only once the export is complete) instead of stdout"},
 		{Name: "run-id", field: func(c *Config) any { return &c.RunID }, check: checkRunID,
-			Kind: KindString, Commands: allPruning,
+			Kind: KindString, Commands: allPlanning,
 			Usage: "`id` of the run ([A-Za-z0-9_-], at most 64); reusing the ID of an unfinished or failed run resumes it (failed shards from their cursors) with its recorded settings, and a setting given that differs from the record is refused; empty = generated"},
 		{Name: "shards", field: func(c *Config) any { return &c.Shards }, check: atLeast(0),
-			Kind: KindInt, Default: 0, Commands: allPruning,
+			Kind: KindInt, Default: 0, Commands: allPlanning,
 			Usage: "cut each repository into at least `N` shards where it holds that many pages of tags, sized by the tags in them; " +
-				"0 = the slots of the workers (run: --workers × --slots; coordinator: 32)"},
+				"0 = the slots of the workers (run, and ls on embedded NATS: --workers × --slots; coordinator: 32)"},
 		{Name: "prune-regex", field: func(c *Config) any { return &c.PruneRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.PrunePattern = c.PruneRegex }),
-			Kind: KindString, Default: DefaultPruneRegex, Commands: []string{CmdRun, CmdCoordinator, CmdWorker}, NoEmpty: true,
+			Kind: KindString, Default: DefaultPruneRegex, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdLs}, NoEmpty: true,
 			Usage:  "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp",
 			Usages: map[string]string{CmdWorker: "the prune `regexp` this worker carries out: it refuses a run with any other"}},
 		{Name: "min-ttl", field: func(c *Config) any { return &c.MinTTL }, check: checkMinTTL,
 			Kind: KindString, Commands: []string{CmdWorker}, NoEmpty: true,
 			Usage: "refuse a run whose cutoff is later than now minus this `duration` (36h, 5d), whatever the run record asks; empty = no floor"},
 		{Name: "keep-regex", field: func(c *Config) any { return &c.KeepRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.KeepPatterns = c.KeepRegex }),
-			Kind: KindStrings, EnvSep: "\n", Commands: allPruning, NoEmpty: true,
+			Kind: KindStrings, EnvSep: "\n", Commands: allPlanning, NoEmpty: true,
 			Usage: "`regexp` of tags never to delete; repeat the flag for several (one per line in the environment)"},
 		{Name: "tag-timezone", field: func(c *Config) any { return &c.TagTimezone }, check: checkRule(func(p *proto.Policy, c Config) { p.TimeZone = c.TagTimezone }),
-			Kind: KindString, Default: "UTC", Commands: allPruning, NoEmpty: true,
+			Kind: KindString, Default: "UTC", Commands: allPlanning, NoEmpty: true,
 			Usage: "IANA time `zone` the tag timestamps are written in"},
 		{Name: "max-clock-skew", field: func(c *Config) any { return &c.MaxClockSkew }, check: atLeast(time.Duration(0)),
 			Kind: KindDuration, Default: 5 * time.Minute, Commands: allPruning,
@@ -315,7 +319,7 @@ func Flags() []Flag {
 			Usage: "`host[:port]` of a token realm other than the registry's own that may receive the registry's credentials " +
 				"(without a port: the scheme's default); repeat the flag for several. By default credentials go to the --registry host alone"},
 		{Name: "delete-api", field: func(c *Config) any { return &c.DeleteAPI }, check: checkDeleteAPI,
-			Kind: KindString, Default: "v2", Commands: allWorking,
+			Kind: KindString, Default: "v2", Commands: []string{CmdRun, CmdWorker},
 			Usage: "`api` tags are deleted through: v2 (DELETE /v2/<repo>/manifests/<tag>) or quay-v1 " +
 				"(DELETE /api/v1/repository/<repo>/tag/<tag> with --token; Quay allows it about a tenth of v2's rate)"},
 		{Name: "max-rps", field: func(c *Config) any { return &c.MaxRPS }, check: atLeast(0.0),
@@ -324,7 +328,7 @@ func Flags() []Flag {
 
 		// Workers.
 		{Name: "workers", field: func(c *Config) any { return &c.Workers }, check: atLeast(1),
-			Kind: KindInt, Default: 4, Commands: []string{CmdRun},
+			Kind: KindInt, Default: 4, Commands: []string{CmdRun, CmdLs},
 			Usage: "`N` workers started in this process"},
 		{Name: "slots", field: func(c *Config) any { return &c.Slots }, check: atLeast(1),
 			Kind: KindInt, Default: 4, Commands: allWorking,
@@ -336,18 +340,18 @@ func Flags() []Flag {
 			Kind: KindBool, Default: true, Commands: allWorking,
 			Usage: "while workers wait for shards and none is queued, split a shard with at least two pages left for them (work stealing)"},
 		{Name: "delete-concurrency", field: func(c *Config) any { return &c.DeleteConc }, check: atLeast(1),
-			Kind: KindInt, Default: 256, Commands: allWorking,
+			Kind: KindInt, Default: 256, Commands: []string{CmdRun, CmdWorker},
 			Usage: "`N` tag deletes a worker process has in flight at once"},
 
 		// NATS JetStream.
 		{Name: "ack-wait", field: func(c *Config) any { return &c.AckWait }, check: atLeast(time.Second),
-			Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus},
+			Kind: KindDuration, Default: 2 * time.Minute, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdStatus, CmdLs},
 			Usage: "JetStream redelivers a shard whose worker has not heartbeat for this `duration` (status: a running shard quiet for twice this is shown stale)"},
 		{Name: "max-deliver", field: func(c *Config) any { return &c.MaxDeliver }, check: atLeast(1),
 			Kind: KindInt, Default: 5, Commands: allNATS,
 			Usage: "`N` deliveries of a shard before it is marked failed"},
 		{Name: "nats-replicas", field: func(c *Config) any { return &c.NATSReplicas }, check: between(1, 5),
-			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker},
+			Kind: KindInt, Default: 1, Commands: []string{CmdCoordinator, CmdWorker, CmdLs},
 			Usage: "`N` replicas of the JetStream streams and buckets tagsweep creates (1 to 5; 3 on a cluster)"},
 
 		// Retention of the JetStream state (every process that provisions it must agree).
@@ -365,7 +369,7 @@ func Flags() []Flag {
 			Usage: "keep run and shard records for this `duration` after their last change (at least 168h, longer than any run); 0 = forever"},
 
 		{Name: "data-dir", field: func(c *Config) any { return &c.DataDir },
-			Kind: KindString, Commands: []string{CmdRun, CmdStop, CmdRestore},
+			Kind: KindString, Commands: []string{CmdRun, CmdStop, CmdRestore, CmdLs},
 			Usage: "`dir`ectory of the embedded JetStream store, locked while in use (a second process on it exits 1 naming the holder); empty = a temporary directory removed at exit",
 			Usages: map[string]string{CmdStop: "`dir`ectory of the store of the tagsweep run whose run to stop, instead of --nats-url " +
 				"(refused while that tagsweep run is running: stop it with Ctrl-C)",
@@ -380,16 +384,16 @@ func Flags() []Flag {
 
 		// Demo (run --demo).
 		{Name: "demo", field: func(c *Config) any { return &c.Demo.Enabled },
-			Kind: KindBool, Default: false, Commands: []string{CmdRun},
+			Kind: KindBool, Default: false, Commands: []string{CmdRun, CmdLs},
 			Usage: "start an in-process simulated registry with a generated namespace and prune it"},
 		{Name: "demo-tags", field: func(c *Config) any { return &c.Demo.Tags }, check: onlyDemo(atLeast(1)),
-			Kind: KindInt, Default: 20000, Commands: []string{CmdRun},
+			Kind: KindInt, Default: 20000, Commands: []string{CmdRun, CmdLs},
 			Usage: "`N` tags in the --demo namespace"},
 		{Name: "demo-days", field: func(c *Config) any { return &c.Demo.Days }, check: onlyDemo(atLeast(1)),
-			Kind: KindInt, Default: 30, Commands: []string{CmdRun},
+			Kind: KindInt, Default: 30, Commands: []string{CmdRun, CmdLs},
 			Usage: "`N` days the --demo tag timestamps span, ending now"},
 		{Name: "demo-latency", field: func(c *Config) any { return &c.Demo.Latency }, check: onlyDemo(atLeast(time.Duration(0))),
-			Kind: KindDuration, Default: 5 * time.Millisecond, Commands: []string{CmdRun},
+			Kind: KindDuration, Default: 5 * time.Millisecond, Commands: []string{CmdRun, CmdLs},
 			Usage: "simulated registry latency per request in --demo (a `duration`)"},
 
 		// sim.
@@ -437,6 +441,9 @@ func Flags() []Flag {
 			Kind: KindStrings, EnvSep: ",", Commands: []string{CmdStatus},
 			Usage: "show only runs in this `state` (running, done, failed, stopped, refused, abandoned), or with RUN only its " +
 				"shards in this state (pending, running, done, failed); repeat or comma-separate for several"},
+		{Name: "names", field: func(c *Config) any { return &c.LsNames },
+			Kind: KindBool, Default: false, Commands: []string{CmdLs},
+			Usage: "print every tag name, sorted, one per line, on stdout (the inventory then goes to stderr)"},
 		{Name: "stale-after", field: func(c *Config) any { return &c.StaleAfter }, check: atLeast(time.Duration(0)),
 			Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
 			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = twice --ack-wait"},

@@ -30,9 +30,10 @@ func (c Config) TTLDuration() (time.Duration, error) {
 }
 
 // PlanShards is how many shards planning cuts a repository into at least: --shards, or for
-// `run` the slots of its workers (--workers × --slots), or 0 (the coordinator's default).
+// `run` (and `ls` on embedded NATS) the slots of its workers (--workers × --slots), or 0 (the
+// coordinator's default).
 func (c Config) PlanShards(cmd string) int {
-	if c.Shards == 0 && cmd == CmdRun {
+	if c.Shards == 0 && (cmd == CmdRun || cmd == CmdLs && c.NATSURL == "") {
 		return c.Workers * c.Slots
 	}
 	return c.Shards

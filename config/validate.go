@@ -120,6 +120,10 @@ func checkOutput(c Config, v any) error {
 		if !slices.Contains([]string{"", OutputTable, OutputWide, OutputJSON}, out) {
 			return fmt.Errorf("%q is not table, wide or json", out)
 		}
+	case CmdLs:
+		if !slices.Contains([]string{OutputTable, OutputJSON}, out) {
+			return fmt.Errorf("%q is not table or json", out)
+		}
 	case CmdAudit:
 		if _, file, deprecated := c.AuditOutput(); deprecated && c.OutputFile != "" {
 			return fmt.Errorf("%q is not jsonl or csv (the file goes in --output-file, which is %q)", file, c.OutputFile)

@@ -57,6 +57,7 @@ Exit codes: 0 ok; 1 configuration or connection error; 2 shards failed or the ru
 		newStopCmd(a),
 		newRestoreCmd(a),
 		newSimCmd(a),
+		newLsCmd(a),
 	)
 	return root
 }

@@ -31,6 +31,21 @@ const demoRepository = "openshift/ci"
 // the workers' per-shard info lines would scroll the progress line away: they show with
 // --log-level debug only (their warnings and errors always show).
 func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
+	return runLocal(ctx, w, log, cfg, live, func(ctx context.Context, cfg config.Config, js jetstream.JetStream, host string, plainHTTP bool, regs *registries) error {
+		return coordinate(ctx, w, log, cfg, js, host, plainHTTP, regs, live)
+	})
+}
+
+// lead is what runLocal runs once its workers pull shards: the coordinator of a run, or of an
+// inventory, with cfg as runLocal completed it (--demo's repositories), against js and the
+// registry at host. It returns when its run has ended.
+type lead func(ctx context.Context, cfg config.Config, js jetstream.JetStream, host string, plainHTTP bool, regs *registries) error
+
+// runLocal starts, in this process, what a run needs (an embedded JetStream server, with
+// --demo a simulated registry, cfg.Workers workers), runs lead, and stops everything once lead
+// has returned. Notes for the user (the demo's address) go to w. On a terminal (live not
+// nil) the workers' info lines show with --log-level debug only.
+func runLocal(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine, lead lead) error {
 	host, plainHTTP := cfg.Registry, cfg.PlainHTTP
 	if cfg.Demo.Enabled {
 		if len(cfg.Repositories) == 0 {
@@ -140,8 +155,8 @@ func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Confi
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
-	cfg.Shards = cfg.PlanShards(config.CmdRun) // a shard for every slot of the workers started here
-	err = coordinate(ctx, w, log, cfg, js, host, plainHTTP, regs, live)
+	cfg.Shards = cfg.PlanShards(cfg.Command) // a shard for every slot of the workers started here
+	err = lead(ctx, cfg, js, host, plainHTTP, regs)
 	stopWorkers()
 	wg.Wait()
 	cancel()
