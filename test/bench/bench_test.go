@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/xml"
+	"io"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/sim"
 )
@@ -69,7 +73,7 @@ func TestBaseline(t *testing.T) {
 }
 
 func TestScenarioNames(t *testing.T) {
-	if _, err := scenarioNames("steady,nope"); err == nil {
+	if _, err := scenarioNames("daily,nope"); err == nil {
 		t.Error("unknown scenario accepted")
 	}
 	all, err := scenarioNames("all")
@@ -144,5 +148,54 @@ func BenchmarkDeleteTag(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// TestShardSpans: the time until every slot held a shard counts shards claimed and not yet
+// finished, a shard that ends freeing its slot before one starting at the same moment.
+func TestShardSpans(t *testing.T) {
+	start := time.UnixMilli(1_000_000)
+	at := func(ms int64) time.Time { return time.UnixMilli(1_000_000 + ms) }
+	shards := []proto.ShardRecord{
+		{StartedAt: at(0), FinishedAt: at(1000)},
+		{StartedAt: at(500), FinishedAt: at(3000)},
+		{StartedAt: at(1000), FinishedAt: at(4000)}, // takes the slot the first frees
+		{StartedAt: at(2500), FinishedAt: at(5000)}, // the third at once: 2.5 s
+		{}, // never claimed
+	}
+	spans, busy := shardSpans(shards, start, 3)
+	if len(spans) != 4 || busy != 2.5 {
+		t.Errorf("shardSpans = %d spans, busy after %v; want 4, 2.5", len(spans), busy)
+	}
+	if _, busy := shardSpans(shards, start, 4); busy != -1 {
+		t.Errorf("4 slots: busy after %v, want -1 (never)", busy)
+	}
+}
+
+// TestSVG: the drawing is well-formed XML with a row per side that has a timeline.
+func TestSVG(t *testing.T) {
+	r := scenarioResult{Scenario: "daily", Tags: 100, Latency: "50ms", Sides: []sideResult{
+		{Side: "baseline", WallSeconds: 2, Deleted: 10, Timeline: []sample{{T: 0.1}, {T: 1, Deleted: 5}, {T: 2, Deleted: 10}}},
+		{Side: "tagsweep", WallSeconds: 0.3, Deleted: 10, Timeline: []sample{{T: 0.1, Shards: 2}, {T: 0.2, Deleted: 10, Shards: 1}}},
+		{Side: "ceiling"},
+	}}
+	var b strings.Builder
+	drawSVG(&b, r)
+	dec := xml.NewDecoder(strings.NewReader(b.String()))
+	paths := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v\n%s", err, b.String())
+		}
+		if el, ok := tok.(xml.StartElement); ok && el.Name.Local == "path" {
+			paths++
+		}
+	}
+	if paths != 3 { // two deleted lines and one shards line
+		t.Errorf("%d paths, want 3", paths)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -111,7 +113,11 @@ func runChild(c childFlags) error {
 	case "baseline":
 		err = childBaseline(ctx, c, &res)
 	case "tagsweep":
-		err = childTagsweep(ctx, c, &res)
+		err = childTagsweep(ctx, c, &res, false)
+	case "tagsweep-ls":
+		err = childTagsweep(ctx, c, &res, true)
+	case "lister":
+		err = childLister(ctx, c, &res)
 	case "worker":
 		err = childWorker(ctx, c)
 	case "nats":
@@ -158,7 +164,30 @@ func childBaseline(ctx context.Context, c childFlags, res *sideResult) error {
 	return nil
 }
 
-func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
+// childLister is the sequential lister of the ls scenario: the existing pruner's listing
+// (tags/list?n=100, one page after the other) counting the tags, without deciding or
+// deleting anything.
+func childLister(ctx context.Context, c childFlags, res *sideResult) error {
+	client, err := newClient(c.registry, 2, nil)
+	if err != nil {
+		return err
+	}
+	last := ""
+	for {
+		page, err := client.List(ctx, c.repo, last, 100)
+		if err != nil {
+			return err
+		}
+		res.Scanned += int64(len(page.Tags))
+		if len(page.Tags) == 0 || !page.More {
+			return nil
+		}
+		last = page.Tags[len(page.Tags)-1]
+	}
+}
+
+// childTagsweep runs tagsweep: a pruning run, or with inventory an inventory (tagsweep ls).
+func childTagsweep(ctx context.Context, c childFlags, res *sideResult, inventory bool) error {
 	_, p, err := c.rules()
 	if err != nil {
 		return err
@@ -171,7 +200,7 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
 	defer os.RemoveAll(dir)
 	cfg := stackConfig{
 		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
-		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(),
+		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(), Inventory: inventory,
 		RateControl: registry.RateControlConfig{Decrease: c.rcDecrease, Increase: c.rcIncrease},
 	}
 	if c.workerProcs {
@@ -192,7 +221,45 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult) error {
 	longest, median, splits := shardDurations(out.Shards)
 	res.LongestShard, res.MedianShard, res.SplitShards = longest.Seconds(), median.Seconds(), splits
 	res.WorkerPeakRSS = out.WorkerRSS
+	res.ShardSpans, res.SlotsBusyAfter = shardSpans(out.Shards, out.Report.StartedAt, c.workers*c.slots)
 	return err
+}
+
+// shardSpans returns each shard's [claimed, finished] in Unix milliseconds (a shard not
+// finished ends now), and the time from start until slots shards were held at once (-1:
+// never).
+func shardSpans(shards []proto.ShardRecord, start time.Time, slots int) ([][2]int64, float64) {
+	var spans [][2]int64
+	type edge struct {
+		at    int64
+		delta int
+	}
+	var edges []edge
+	for _, s := range shards {
+		if s.StartedAt.IsZero() {
+			continue
+		}
+		end := time.Now()
+		if !s.FinishedAt.IsZero() {
+			end = s.FinishedAt
+		}
+		sp := [2]int64{s.StartedAt.UnixMilli(), end.UnixMilli()}
+		spans = append(spans, sp)
+		edges = append(edges, edge{sp[0], 1}, edge{sp[1], -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return cmp.Compare(a.delta, b.delta) // a shard that ends frees its slot before the next starts
+	})
+	held := 0
+	for _, e := range edges {
+		if held += e.delta; held >= slots {
+			return spans, time.UnixMilli(e.at).Sub(start).Seconds()
+		}
+	}
+	return spans, -1
 }
 
 // spawnWorkers starts c.workers worker processes against the NATS at url; wait stops them

@@ -3,11 +3,12 @@
 // registry, one side after the other, each on a fresh copy of the same tags and each in a
 // child process of its own so that its peak RSS is its own.
 //
-//	go run ./test/bench -scenario steady            # 1M tags, ~10% eligible, 50 ms latency
+//	go run ./test/bench -scenario daily             # 1M tags over 7 days, the oldest day eligible, 50 ms
 //	go run ./test/bench -scenario backlog -tags 200000 -baseline=false
-//	go run ./test/bench -scenario all -out docs/bench.md
+//	go run ./test/bench -scenario all -out docs/bench.md -svg docs
 //
-// Scenarios: steady, backlog, rate-limited, skewed, restore, ceiling (see scenarios below). The
+// Scenarios: daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling
+// (see scenarios below). The
 // registry is registry/sim over HTTP on 127.0.0.1 in this (the parent) process; its request
 // counters are the numbers in the table. It is not part of `go test ./...`.
 package main
@@ -18,7 +19,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -40,6 +43,8 @@ type options struct {
 	timeout    time.Duration
 	cpuProfile string
 	memProfile string
+	regctl     string
+	svg        string
 	child      childFlags
 }
 
@@ -53,8 +58,8 @@ func main() {
 func run(args []string, w io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.scenario, "scenario", "steady", "steady, backlog, rate-limited, skewed, restore, ceiling, or a comma-separated list, or all")
-	fs.IntVar(&o.tags, "tags", 0, "tags in the repository (0 = the scenario's default: 1,000,000; 100,000 for rate-limited; 300,000 for ceiling)")
+	fs.StringVar(&o.scenario, "scenario", "daily", "daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling, or a comma-separated list, or all")
+	fs.IntVar(&o.tags, "tags", 0, "tags in the repository (0 = the scenario's default: 1,000,000; 200,000 for daily-quay; 100,000 for rate-limited; 300,000 for ceiling; numeric always has 3,000)")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "latency the simulated registry adds to every request (the ceiling always uses 0)")
 	fs.IntVar(&o.workers, "workers", 8, "tagsweep workers")
 	fs.StringVar(&o.out, "out", "", "also write the results to this file: JSON if it ends in .json, else markdown")
@@ -67,6 +72,8 @@ func run(args []string, w io.Writer) error {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound on each side's run")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles to files with this prefix (PREFIX.<scenario>.<side>.cpu for the side, .sim.cpu for the registry)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write allocation profiles to files with this prefix")
+	fs.StringVar(&o.regctl, "regctl", "", "path of a regctl binary to measure `regctl tag ls` in the ls scenario (default: regctl on $PATH, if any)")
+	fs.StringVar(&o.svg, "svg", "", "write each scenario's timeline as an SVG into this directory (<scenario>.svg)")
 	o.child.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +83,9 @@ func run(args []string, w io.Writer) error {
 		// A child's profile paths are given in full by the parent.
 		o.child.cpuProfile, o.child.memProfile = o.cpuProfile, o.memProfile
 		return runChild(o.child)
+	}
+	if o.regctl == "" {
+		o.regctl, _ = exec.LookPath("regctl")
 	}
 	names, err := scenarioNames(o.scenario)
 	if err != nil {
@@ -97,6 +107,11 @@ func run(args []string, w io.Writer) error {
 		}
 		results = append(results, res)
 		writeMarkdown(w, res)
+		if o.svg != "" {
+			if err := writeSVG(filepath.Join(o.svg, name+".svg"), res); err != nil {
+				return err
+			}
+		}
 	}
 	if o.out != "" {
 		return writeOut(o.out, o, results)
@@ -106,13 +121,13 @@ func run(args []string, w io.Writer) error {
 
 func scenarioNames(s string) ([]string, error) {
 	if s == "all" {
-		return []string{"ceiling", "steady", "backlog", "skewed", "rate-limited", "restore"}, nil
+		return []string{"ceiling", "daily", "daily-quay", "ls", "numeric", "backlog", "skewed", "rate-limited", "restore"}, nil
 	}
 	var out []string
 	for _, n := range strings.Split(s, ",") {
 		n = strings.TrimSpace(n)
 		if _, ok := scenarios[n]; !ok {
-			return nil, fmt.Errorf("unknown scenario %q (want steady, backlog, rate-limited, skewed, restore, ceiling or all)", n)
+			return nil, fmt.Errorf("unknown scenario %q (want daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling or all)", n)
 		}
 		out = append(out, n)
 	}

@@ -19,23 +19,28 @@ type sideResult struct {
 	Side string `json:"side"` // baseline, tagsweep, tagsweep-nosplit, ceiling
 
 	// Measured by the child.
-	WallSeconds   float64 `json:"wall_seconds"`
-	PeakRSSBytes  int64   `json:"peak_rss_bytes"` // VmHWM of the child process
-	TotalAlloc    uint64  `json:"total_alloc_bytes"`
-	Mallocs       uint64  `json:"mallocs"`
-	Scanned       int64   `json:"scanned"`
-	Eligible      int64   `json:"eligible"`
-	Deleted       int64   `json:"deleted"`
-	AlreadyGone   int64   `json:"already_gone"`
-	DeleteFailed  int64   `json:"delete_failed"`
-	ListFailed    bool    `json:"list_failed,omitempty"` // the baseline gave up listing
-	Shards        int     `json:"shards,omitempty"`
-	SplitShards   int     `json:"split_shards,omitempty"` // shards created by dynamic splits
-	LongestShard  float64 `json:"longest_shard_seconds,omitempty"`
-	MedianShard   float64 `json:"median_shard_seconds,omitempty"`
-	WorkerPeakRSS []int64 `json:"worker_peak_rss_bytes,omitempty"` // with -worker-procs
-	NATSPeakRSS   int64   `json:"nats_peak_rss_bytes,omitempty"`   // with -worker-procs
-	Error         string  `json:"error,omitempty"`
+	WallSeconds  float64 `json:"wall_seconds"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"` // VmHWM of the child process
+	TotalAlloc   uint64  `json:"total_alloc_bytes"`
+	Mallocs      uint64  `json:"mallocs"`
+	Scanned      int64   `json:"scanned"`
+	Eligible     int64   `json:"eligible"`
+	Deleted      int64   `json:"deleted"`
+	AlreadyGone  int64   `json:"already_gone"`
+	DeleteFailed int64   `json:"delete_failed"`
+	ListFailed   bool    `json:"list_failed,omitempty"` // the baseline gave up listing
+	Shards       int     `json:"shards,omitempty"`
+	SplitShards  int     `json:"split_shards,omitempty"` // shards created by dynamic splits
+	LongestShard float64 `json:"longest_shard_seconds,omitempty"`
+	MedianShard  float64 `json:"median_shard_seconds,omitempty"`
+	// ShardSpans are the shards' [claimed, finished] times in Unix milliseconds (tagsweep).
+	ShardSpans [][2]int64 `json:"shard_spans,omitempty"`
+	// SlotsBusyAfter is the time from the run's start until every slot (workers × slots) held
+	// a shard at once; -1 never (tagsweep).
+	SlotsBusyAfter float64 `json:"slots_busy_after_seconds,omitempty"`
+	WorkerPeakRSS  []int64 `json:"worker_peak_rss_bytes,omitempty"` // with -worker-procs
+	NATSPeakRSS    int64   `json:"nats_peak_rss_bytes,omitempty"`   // with -worker-procs
+	Error          string  `json:"error,omitempty"`
 	// The restore side: the restore alone, its requests counted by its client.
 	Restored        int64   `json:"restored,omitempty"`
 	RestoreFailed   int64   `json:"restore_failed,omitempty"`
@@ -53,6 +58,16 @@ type sideResult struct {
 	SustainedOK  float64 `json:"sustained_ok_per_second"`       // the same, counting only non-429 answers
 	InFlight     float64 `json:"median_in_flight"`              // requests inside the registry, median of 100 ms samples
 	ChildSeconds float64 `json:"child_seconds"`                 // the child process's whole life, start-up included
+	// Timeline is the side's course every 100 ms, for the SVG.
+	Timeline []sample `json:"timeline,omitempty"`
+}
+
+// sample is one moment of a side's timeline, T seconds after the side started.
+type sample struct {
+	T       float64 `json:"t"`
+	Deleted int64   `json:"deleted"` // tags deleted so far
+	Lists   int64   `json:"lists"`   // list calls so far
+	Shards  int     `json:"shards"`  // tagsweep shards claimed and not finished
 }
 
 // TagsPerSecond is listed tags per second of wall time (the baseline and tagsweep list

@@ -28,12 +28,27 @@ type scenario struct {
 	SkewFactor  float64 // one day this many times denser (0: none)
 	Limited     bool    // the registry answers 429 above -rate
 	ZeroLatency bool
-	Sides       []string
+	// Daily: the prune tags span TTL + 2 = 7 days and the cutoff falls at the end of the
+	// oldest one, so the eligible tags are that one day (a repository pruned daily).
+	Daily bool
+	// Latency overrides -latency (daily-quay: Quay's).
+	Latency time.Duration
+	// PageCap is the most tags the registry returns per page (0: the sim's default, 1000).
+	PageCap int
+	// Numeric: the tags are seven-digit build numbers, none of them a prune tag.
+	Numeric bool
+	Sides   []string
 }
 
 var scenarios = map[string]scenario{
-	"steady": {Name: "steady", About: "the daily run: ~10% of the tags are eligible",
-		DefaultTags: 1_000_000, Eligible: 0.10, Sides: []string{"baseline", "tagsweep"}},
+	"daily": {Name: "daily", About: "the daily run: prune tags over TTL + 2 = 7 days, the oldest day (1/7 of them) eligible",
+		DefaultTags: 1_000_000, Daily: true, Sides: []string{"baseline", "tagsweep"}},
+	"daily-quay": {Name: "daily-quay", About: "the daily run at Quay's latency (200 ms) and page cap (100 tags)",
+		DefaultTags: 200_000, Daily: true, Latency: 200 * time.Millisecond, PageCap: 100, Sides: []string{"baseline", "tagsweep"}},
+	"ls": {Name: "ls", About: "the inventory (tagsweep ls, nothing deleted) against one sequential n=100 lister, on the daily namespace, 100-tag pages",
+		DefaultTags: 1_000_000, Daily: true, PageCap: 100, Sides: []string{"lister", "tagsweep-ls", "regctl"}},
+	"numeric": {Name: "numeric", About: "3,000 seven-digit build-number tags, no prune tag: planning must not make a shard per tag",
+		DefaultTags: 3_000, Numeric: true, Sides: []string{"baseline", "tagsweep"}},
 	"backlog": {Name: "backlog", About: "a backlog: ~95% of the tags are eligible",
 		DefaultTags: 1_000_000, Eligible: 0.95, Sides: []string{"baseline", "tagsweep"}},
 	"rate-limited": {Name: "rate-limited", About: "a backlog on a registry that answers 429 without Retry-After above R requests/s (all clients together)",
@@ -50,8 +65,13 @@ var scenarios = map[string]scenario{
 var genEnd = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
 
 // genConfig is the namespace of a scenario. The cutoff is End - 5 days, and exactly the
-// Eligible share of the prune tags is dated before it.
+// Eligible share of the prune tags is dated before it; a daily scenario's prune tags span 7
+// calendar days and its cutoff is the end of the oldest.
 func (sc scenario) genConfig(tags int) sim.GenConfig {
+	if sc.Daily {
+		day := genEnd.Truncate(24 * time.Hour)
+		return sim.GenConfig{Seed: 42, Tags: tags, Days: 7, End: genEnd, Cutoff: day.AddDate(0, 0, -5), EligibleFraction: 1.0 / 7}
+	}
 	g := sim.GenConfig{Seed: 42, Tags: tags, Days: 30, End: genEnd, Cutoff: genEnd.Add(-5 * 24 * time.Hour),
 		EligibleFraction: sc.Eligible}
 	if sc.SkewFactor > 0 {
@@ -83,12 +103,17 @@ type check struct {
 
 func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResult, progress func(string)) (scenarioResult, error) {
 	n := o.tags
-	if n == 0 {
+	if n == 0 || sc.Numeric { // the numeric scenario's count is its point
 		n = sc.DefaultTags
 	}
 	gen := sc.genConfig(n)
 	start := time.Now()
-	tags := sim.Generate(gen)
+	var tags []string
+	if sc.Numeric {
+		tags = numericTags(n)
+	} else {
+		tags = sim.Generate(gen)
+	}
 	cutoffKey := gen.Cutoff.UTC().Format("20060102150405")
 	eligible := 0
 	for _, t := range tags {
@@ -98,8 +123,11 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 	}
 	progress(fmt.Sprintf("%s: generated %d tags (%d before the cutoff) in %s", sc.Name, len(tags), eligible, time.Since(start).Round(time.Millisecond)))
 	latency := o.latency
-	if sc.ZeroLatency {
+	switch {
+	case sc.ZeroLatency:
 		latency = 0
+	case sc.Latency > 0:
+		latency = sc.Latency
 	}
 	res := scenarioResult{Scenario: sc.Name, About: sc.About, Tags: len(tags), EligibleGen: eligible,
 		Latency: latency.String(), Workers: o.workers}
@@ -116,7 +144,11 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 			res.Sides = append(res.Sides, r)
 			continue
 		}
-		if (side == "baseline" && !o.baseline) || (side != "baseline" && side != "ceiling" && !o.tagsweep) {
+		reference := side == "baseline" || side == "lister" || side == "regctl"
+		if (reference && !o.baseline) || (!reference && side != "ceiling" && !o.tagsweep) {
+			continue
+		}
+		if side == "regctl" && o.regctl == "" {
 			continue
 		}
 		progress(fmt.Sprintf("%s: running %s", sc.Name, side))
@@ -163,7 +195,7 @@ func errSuffix(s string) string {
 
 // runSide serves a fresh copy of tags and runs one side against it in a child process.
 func runSide(ctx context.Context, o options, sc scenario, side string, tags []string, latency time.Duration, cutoff time.Time) (sideResult, error) {
-	simCfg := sim.Config{Latency: latency}
+	simCfg := sim.Config{Latency: latency, PageCap: sc.PageCap}
 	if sc.Limited {
 		// One bucket for every client: they all come from 127.0.0.1, and Quay's nginx keys
 		// its HTTP/1.1 limits by client IP. Over it: 429 without Retry-After.
@@ -201,6 +233,9 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 		childSide, extra = "tagsweep", []string{"-record-digests"}
 	case "restore":
 		extra = []string{"-restore-concurrency", strconv.Itoa(o.child.restoreConc)}
+	}
+	if side == "regctl" {
+		return runRegctl(ctx, o, reg, ln.Addr().String())
 	}
 	args := []string{"-child", childSide, "-child-registry", ln.Addr().String(), "-child-repo", benchRepo,
 		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,
@@ -258,7 +293,17 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 	r.Requests = st.Total()
 	r.TooMany = st.Statuses[http.StatusTooManyRequests]
 	r.PeakRate, r.Sustained, r.SustainedOK, r.InFlight = samples.rates()
+	r.Timeline = samples.timeline(begin, r.ShardSpans)
 	return r, nil
+}
+
+// numericTags are n seven-digit build numbers from 1000000 up, sorted.
+func numericTags(n int) []string {
+	tags := make([]string, n)
+	for i := range tags {
+		tags[i] = strconv.Itoa(1_000_000 + i)
+	}
+	return tags
 }
 
 // sampler reads the registry's counters once a second.
@@ -269,6 +314,13 @@ type sampler struct {
 	total    []float64 // requests answered in each second
 	limited  []float64 // of which 429
 	inflight []float64 // requests in the registry (latency included), sampled every 100 ms
+	points   []point   // tags deleted and list calls so far, every 100 ms
+}
+
+// point is the registry's cumulative counts at one moment.
+type point struct {
+	at             time.Time
+	deleted, lists int64
 }
 
 func newSampler(reg *sim.Registry) *sampler {
@@ -287,8 +339,10 @@ func newSampler(reg *sim.Registry) *sampler {
 				return
 			case <-t.C:
 			}
+			st := reg.Stats()
 			s.mu.Lock()
 			s.inflight = append(s.inflight, float64(reg.InFlight()))
+			s.points = append(s.points, point{at: time.Now(), deleted: st.TagDeletes, lists: st.Requests[sim.KindList]})
 			s.mu.Unlock()
 			if tick%10 != 0 {
 				continue
@@ -305,6 +359,26 @@ func newSampler(reg *sim.Registry) *sampler {
 }
 
 func (s *sampler) stop() { close(s.done); s.wg.Wait() }
+
+// timeline is the side's course from begin, every 100 ms: tags deleted and list calls so far
+// (the registry's counts), and the tagsweep shards claimed and not yet finished (from spans,
+// each a shard's [claimed, finished] in Unix milliseconds).
+func (s *sampler) timeline(begin time.Time, spans [][2]int64) []sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]sample, 0, len(s.points))
+	for _, p := range s.points {
+		ms := p.at.UnixMilli()
+		n := 0
+		for _, sp := range spans {
+			if sp[0] <= ms && ms < sp[1] {
+				n++
+			}
+		}
+		out = append(out, sample{T: p.at.Sub(begin).Seconds(), Deleted: p.deleted, Lists: p.lists, Shards: n})
+	}
+	return out
+}
 
 // rates returns the peak one-second request rate, and the median rate of all requests and
 // of the ones not answered 429 over the middle 80% of the run (start-up and the tail left

@@ -38,6 +38,7 @@ type stackConfig struct {
 	NATSURL     string                                                                     // a NATS server elsewhere; "" starts one in this process
 	WorkerProcs func(ctx context.Context, natsURL string) (wait func() []int64, err error) // nil: workers in process
 	Log         *slog.Logger
+	Inventory   bool // an inventory run (tagsweep ls) instead of a pruning run
 }
 
 // stackResult is what a run of the stack reports.
@@ -163,6 +164,7 @@ func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
 		Repositories: []string{cfg.Repo},
 		Policy:       cfg.Policy,
 		PollInterval: time.Second,
+		Inventory:    cfg.Inventory,
 	}, js, lister, cfg.Log)
 	if err != nil {
 		return res, err
