@@ -18,7 +18,8 @@ var ErrBeyondFloor = errors.New("run is beyond this worker's floor")
 // floor.
 type Floor struct {
 	// MinTTL refuses a run whose cutoff is later than now − MinTTL: a run whose policy would
-	// delete tags younger than MinTTL.
+	// delete tags younger than MinTTL. An inventory run (which this worker never lets delete)
+	// is not held to it: its cutoff only says what it counts as eligible.
 	MinTTL time.Duration
 	// PrunePattern refuses a run whose prune pattern is any other.
 	PrunePattern string
@@ -30,7 +31,7 @@ type Floor struct {
 // error wrapping ErrBeyondFloor that names what is beyond it.
 func (f Floor) Check(run proto.RunRecord, repo string, now time.Time) error {
 	var errs []error
-	if f.MinTTL > 0 {
+	if f.MinTTL > 0 && run.Mode != proto.ModeInventory {
 		if limit := now.Add(-f.MinTTL); run.Policy.Cutoff.After(limit) {
 			errs = append(errs, fmt.Errorf("cutoff %s is later than now minus the minimum TTL %s (%s)",
 				run.Policy.Cutoff.UTC().Format(time.RFC3339), f.MinTTL, limit.UTC().Format(time.RFC3339)))

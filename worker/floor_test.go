@@ -17,6 +17,7 @@ func TestFloorCheck(t *testing.T) {
 	tests := []struct {
 		name  string
 		floor worker.Floor
+		mode  proto.RunMode
 		repo  string
 		want  []string // what the error names; none = within the floor
 	}{
@@ -27,9 +28,16 @@ func TestFloorCheck(t *testing.T) {
 		{name: "other repository", floor: worker.Floor{Repositories: []string{"ci/y"}}, repo: "ci/x", want: []string{`repository "ci/x" is not among`}},
 		{name: "every reason at once", floor: worker.Floor{MinTTL: 30 * 24 * time.Hour, PrunePattern: "^x(\\d{14})", Repositories: []string{"a/b"}}, repo: "ci/x",
 			want: []string{"cutoff", "prune pattern", "repository"}},
+		// An inventory deletes nothing (the worker refuses it every delete), so its cutoff
+		// only says what it counts as eligible: a minimum TTL does not apply; the rest does.
+		{name: "inventory, cutoff too new", floor: worker.Floor{MinTTL: 30 * 24 * time.Hour}, mode: proto.ModeInventory, repo: "ci/x"},
+		{name: "inventory, other repository", floor: worker.Floor{MinTTL: 30 * 24 * time.Hour, Repositories: []string{"ci/y"}}, mode: proto.ModeInventory,
+			repo: "ci/x", want: []string{`repository "ci/x" is not among`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			run := run
+			run.Mode = tc.mode
 			err := tc.floor.Check(run, tc.repo, now)
 			if len(tc.want) == 0 {
 				if err != nil {
