@@ -212,6 +212,7 @@ func TestInventoryWorkerRefuses(t *testing.T) {
 		{"unknown mode", "census", proto.KindPrune, proto.StateFailed, "does not know"},
 		{"inventory run, list shard", proto.ModeInventory, proto.KindList, proto.StateDone, ""},
 	} {
+
 		t.Run(tc.name, func(t *testing.T) {
 			var deletes atomic.Int64
 			s := newStack(t, sim.Config{}, noDeletes(&deletes))
@@ -267,5 +268,78 @@ func pause(ctx context.Context) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// TestInventoryEmptyRange: a list shard whose listing finds nothing where planning saw a tag
+// asks the registry whether that tag still exists, through the inventory's list-only client:
+// gone, the shard is done and counts nothing; still there, the listing left it out and the
+// shard is not done. Neither sends a DELETE.
+func TestInventoryEmptyRange(t *testing.T) {
+	cutoff := time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	p := policy.Defaults()
+	p.Cutoff = cutoff
+	for _, tc := range []struct {
+		name     string
+		present  bool
+		wantDone bool
+	}{
+		{"seen tag gone", false, true},
+		{"seen tag hidden from the listing", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var deletes atomic.Int64
+			hideLists := func(h http.Handler) http.Handler {
+				return noDeletes(&deletes)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if strings.HasSuffix(r.URL.Path, "/tags/list") {
+						w.Header().Set("Content-Type", "application/json")
+						_, _ = w.Write([]byte(`{"name":"` + repo + `","tags":[]}`))
+						return
+					}
+					h.ServeHTTP(w, r)
+				}))
+			}
+			s := newStack(t, sim.Config{}, hideLists)
+			const seen = "20261101000000_prune_a"
+			if tc.present {
+				if err := s.reg.AddTags(repo, "", seen); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx := testCtx(t, time.Minute)
+			l, err := ledger.Open(ctx, s.js(t), s.lc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := proto.RunRecord{RunID: "inv", Registry: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true,
+				Repositories: []string{repo}, Policy: p, Mode: proto.ModeInventory, State: proto.RunRunning, StartedAt: time.Now().UTC()}
+			if _, err := l.CreateRun(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.CreateShard(ctx, proto.ShardRecord{RunID: "inv", ShardID: "s0", Kind: proto.KindList, Repository: repo,
+				Range: proto.Range{After: "", Through: keyspace.End}, Seen: seen}); err != nil {
+				t.Fatal(err)
+			}
+			s.startWorkers(t, 1, worker.Config{Slots: 1, RetryDelay: time.Hour})
+			var rec proto.ShardRecord
+			for !rec.State.Terminal() && rec.LastError == "" { // done, or given back with the reason
+				if ctx.Err() != nil {
+					t.Fatalf("shard %+v never settled", rec)
+				}
+				if rec, _, err = l.Shard(ctx, "inv", "s0"); err != nil {
+					t.Fatal(err)
+				}
+				pause(ctx)
+			}
+			if done := rec.State == proto.StateDone; done != tc.wantDone {
+				t.Errorf("shard %s (%s), want done %v", rec.State, rec.LastError, tc.wantDone)
+			}
+			if !tc.wantDone && !strings.Contains(rec.LastError, "incomplete") {
+				t.Errorf("last error %q, want it to say the listing is incomplete", rec.LastError)
+			}
+			if got := deletes.Load(); got != 0 {
+				t.Fatalf("the worker sent %d DELETE requests", got)
+			}
+		})
 	}
 }

@@ -22,13 +22,27 @@ import (
 // errListOnly is what an inventory run's registry client answers to a delete.
 var errListOnly = errors.New("inventory run: deletes are refused")
 
-// listOnly is the registry client of an inventory run: it lists, and refuses every delete
-// without sending it.
-type listOnly struct{ registry.Lister }
+// listOnly is the registry client of an inventory run: it lists (and checks that a tag
+// exists, when the client can), and refuses every delete without sending it.
+type listOnly struct{ c registry.Client }
+
+// List lists with the wrapped client.
+func (l listOnly) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	return l.c.List(ctx, repo, last, n)
+}
 
 // Delete refuses.
 func (listOnly) Delete(context.Context, string, string) error {
 	return &permanentError{errListOnly}
+}
+
+// Exists asks the wrapped client, which a proven-empty listing needs (checkListed).
+func (l listOnly) Exists(ctx context.Context, repo, tag string) (bool, error) {
+	checker, ok := l.c.(registry.Checker)
+	if !ok {
+		return false, errors.New("this registry client cannot check whether a tag exists")
+	}
+	return checker.Exists(ctx, repo, tag)
 }
 
 // checkKind refuses a shard whose kind does not fit its run's mode: an inventory run only

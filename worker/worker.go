@@ -830,7 +830,7 @@ func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, 
 		return nil, fmt.Errorf("connecting to registry %s: %w", run.Registry, err)
 	}
 	if run.Mode == proto.ModeInventory {
-		client = listOnly{client} // an inventory run never deletes, whatever its shards say
+		client = listOnly{c: client} // an inventory run never deletes, whatever its shards say
 	}
 	e = &runEntry{rules: rules, client: client}
 	w.mu.Lock()

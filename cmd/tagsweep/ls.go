@@ -237,10 +237,6 @@ func printNames(ctx context.Context, w io.Writer, js jetstream.JetStream, cfg co
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type listed struct {
-		tags []string
-		err  error
-	}
 	results := make([]chan listed, len(shards))
 	for i := range results {
 		results[i] = make(chan listed, 1)
@@ -254,8 +250,7 @@ func printNames(ctx context.Context, w io.Writer, js jetstream.JetStream, cfg co
 				return
 			}
 			go func() {
-				tags, err := registry.ListRange(ctx, lister, s.Repository, s.Range, cfg.PageSize)
-				results[i] <- listed{tags, err}
+				results[i] <- listRange(ctx, lister, s.Repository, s.Range, cfg.PageSize)
 			}()
 		}
 	}()
@@ -282,4 +277,26 @@ func printNames(ctx context.Context, w io.Writer, js jetstream.JetStream, cfg co
 		}
 	}
 	return bw.Flush()
+}
+
+// listed is the tags of one range, or why they could not be listed.
+type listed struct {
+	tags []string
+	err  error
+}
+
+// listRange lists every tag of repo in r, n a page, ending where a registry.Walk proves the
+// range's end.
+func listRange(ctx context.Context, l registry.Lister, repo string, r proto.Range, n int) listed {
+	var out listed
+	w := registry.NewWalk(r, "")
+	for !w.Done() {
+		in, _, err := w.Next(ctx, l, repo, n)
+		if err != nil {
+			out.err = err
+			return out
+		}
+		out.tags = append(out.tags, in...)
+	}
+	return out
 }
