@@ -664,10 +664,13 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 			mu.Unlock()
 			return p.Tags, p.More, err
 		}
-		ranges, err := keyspace.Plan(ctx, page, proto.Range{After: covered, Through: through},
-			keyspace.PlanConfig{Shards: c.cfg.Shards, PageSize: c.cfg.PageSize})
-		if err != nil {
-			return &planListError{fmt.Errorf("planning %s: %w", repo, err)}
+		var ranges []proto.Range
+		for _, part := range planParts(run, covered, through) {
+			rs, err := keyspace.Plan(ctx, page, part, keyspace.PlanConfig{Shards: c.cfg.Shards, PageSize: c.cfg.PageSize})
+			if err != nil {
+				return &planListError{fmt.Errorf("planning %s: %w", repo, err)}
+			}
+			ranges = append(ranges, rs...)
 		}
 		slices.Sort(seen)
 		seen = slices.Compact(seen)
@@ -1217,6 +1220,21 @@ func planEnd(run proto.RunRecord, rules *policy.Rules) string {
 		return keyspace.End
 	}
 	return rules.CutoffKey()
+}
+
+// planParts is the range a run plans, (after, through], in the parts it is planned in. An
+// inventory's range is the whole namespace: the tags named after a time up to now and, above
+// them, names of any kind (floating tags, signatures, the payload family). Planned as one
+// range, the planner reads the density of the dated tags against a byte scale that runs to
+// '~' and cuts too few shards where the tags are; planned apart, the part up to the key of
+// a day after the run's start is cut on the time scale like a pruning run's range, and the
+// rest by its own pages. Any key may split a range: this one only makes the plan better.
+func planParts(run proto.RunRecord, after, through string) []proto.Range {
+	mid := run.StartedAt.Add(24 * time.Hour).UTC().Format("20060102150405")
+	if run.Mode != proto.ModeInventory || after >= mid || through <= mid {
+		return []proto.Range{{After: after, Through: through}}
+	}
+	return []proto.Range{{After: after, Through: mid}, {After: mid, Through: through}}
 }
 
 // rangeKind is the kind of the shards that partition a run's planned range.
