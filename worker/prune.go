@@ -60,6 +60,7 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 	repo := rec.Repository
 	cursor := rec.Resume()
 	walk := registry.NewWalk(rec.Range, cursor)
+	s := &session{w: w, run: run, e: e}
 	budgetStart := time.Now()
 	// What this claim listed since it started or last split, for the estimate of what is
 	// left before a split for idle slots.
@@ -69,7 +70,12 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 		if err := w.wait(ctx); err != nil {
 			return registry.Page{}, err
 		}
-		return e.client.List(ctx, repo, last, w.cfg.PageSize)
+		var page registry.Page
+		err := s.do(ctx, func(c registry.Client) (err error) {
+			page, err = c.List(ctx, repo, last, w.cfg.PageSize)
+			return err
+		})
+		return page, err
 	}
 	// The next page is listed while this page's deletes run (keyset listing after the page's
 	// last tag is not affected by deleting tags up to it), so that a page costs the longer of
@@ -128,7 +134,7 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 		}
 		listed += len(in)
 		if end {
-			if err := w.checkListed(ctx, e.client, claim, len(in), log); err != nil {
+			if err := w.checkListed(ctx, s.entry().client, claim, len(in), log); err != nil {
 				return err
 			}
 		} else {
@@ -147,7 +153,7 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 				n = len(in)
 				delta, inv = w.inventory(claim, e.rules, in)
 			} else {
-				n, delta, err = w.page(ctx, grace, hard, claim, e, run, l, in, final, log)
+				n, delta, err = w.page(ctx, grace, hard, claim, s, run, l, in, final, log)
 			}
 			if n > 0 || delta != (proto.Counters{}) {
 				last := cursor
@@ -202,6 +208,60 @@ func (w *Worker) checkListed(ctx context.Context, client registry.Client, claim 
 	}
 	log.Info("the tag planning saw in the shard is gone; the shard is empty", slog.String("tag", rec.Seen))
 	return nil
+}
+
+// session is the registry client one delivery of a prune shard calls. A call the registry
+// refuses for the client's credentials (registry.ErrUnauthorized) is made once more with a
+// fresh client: a token the registry expired or revoked before the client expected stays
+// refused until the client fetches another, and regclient fetches none on a 401 it thinks it
+// has answered. Without the fresh client every call left in the delivery would fail, and on
+// the shard's last delivery its deletes would be counted failed although a retry deletes them.
+type session struct {
+	w   *Worker
+	run proto.RunRecord
+
+	mu sync.Mutex
+	e  *runEntry
+}
+
+// entry returns the run's entry the session calls through now.
+func (s *session) entry() *runEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.e
+}
+
+// do calls f with the session's client, and once more with a fresh one if the registry
+// refused the credentials. A second refusal is returned: the credentials themselves are bad.
+func (s *session) do(ctx context.Context, f func(registry.Client) error) error {
+	e := s.entry()
+	err := f(e.client)
+	if !errors.Is(err, registry.ErrUnauthorized) || ctx.Err() != nil {
+		return err
+	}
+	fresh, rerr := s.renew(ctx, e)
+	if rerr != nil {
+		return err
+	}
+	return f(fresh.client)
+}
+
+// renew replaces stale, the entry whose client was refused, by one with a fresh client,
+// unless another call (of this delivery or another slot's) did already: a refused token
+// costs one reconnection, not one per call in flight.
+func (s *session) renew(ctx context.Context, stale *runEntry) (*runEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e != stale {
+		return s.e, nil
+	}
+	s.w.forget(s.run.RunID, stale)
+	e, err := s.w.runEntry(ctx, s.run)
+	if err != nil {
+		return nil, err
+	}
+	s.e = e
+	return e, nil
 }
 
 // prefetched is a page listed ahead, after last.
@@ -293,9 +353,9 @@ func (w *Worker) wait(ctx context.Context) error {
 // listing the next delivery sees, so they are counted here or never. For the same reason every
 // deletion's audit event is appended, whatever else failed: an event that cannot be appended
 // fails the page after the rest (its error is returned with the finished prefix and counters).
-func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
+func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, s *session, run proto.RunRecord,
 	l *ledger.Ledger, tags []string, final bool, log *slog.Logger) (int, proto.Counters, error) {
-	rules := e.rules
+	rules := s.entry().rules
 	rng := claim.Record().Range
 	var eligible []int // indexes into tags
 	for i, tag := range tags {
@@ -340,7 +400,10 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, e *
 			wg.Add(1)
 			w.deletes <- func() {
 				defer wg.Done()
-				outcomes[k], errs[k] = w.delete(dctx, e.client, claim.Record(), rules, tags[i], record)
+				errs[k] = s.do(dctx, func(c registry.Client) (err error) {
+					outcomes[k], err = w.delete(dctx, c, claim.Record(), rules, tags[i], record)
+					return err
+				})
 			}
 		}
 		wg.Wait()

@@ -336,8 +336,8 @@ func (expiredCreds) List(context.Context, string, string, int) (registry.Page, e
 	return registry.Page{}, fmt.Errorf("list: unauthorized: %w", registry.ErrUnauthorized)
 }
 
-// A client whose credentials were refused is not reused: the next delivery connects anew (and
-// so fetches a fresh token) and the shard finishes.
+// A client whose credentials were refused is not reused: the call is made again with a new
+// client (which fetches a fresh token) and the shard finishes on the same delivery.
 func TestRefusedCredentialsReconnect(t *testing.T) {
 	e := newEnv(t, ledger.Config{})
 	tags := tagsFor(30)
@@ -358,8 +358,67 @@ func TestRefusedCredentialsReconnect(t *testing.T) {
 	e.seed(t, "r1", p, whole)
 	runWorker(t, w)
 	s := e.waitShards(t, "r1", 1)[0]
-	if s.State != proto.StateDone || s.Attempt != 2 || connects.Load() != 2 {
-		t.Fatalf("shard %s at attempt %d after %d connects, want done on the second delivery with a second client", s.State, s.Attempt, connects.Load())
+	if s.State != proto.StateDone || s.Attempt != 1 || connects.Load() != 2 {
+		t.Fatalf("shard %s at attempt %d after %d connects, want done on the first delivery with a second client", s.State, s.Attempt, connects.Load())
+	}
+	checkInvariant(t, p, tags, reg, true)
+}
+
+// expiringToken is a client whose token the registry refuses after limit calls, as a
+// registry that expires tokens before the client expects; only a new client gets a new one.
+type expiringToken struct {
+	*fakeRegistry
+	calls atomic.Int64
+	limit int64
+}
+
+func (c *expiringToken) refused() error {
+	if c.calls.Add(1) > c.limit {
+		return fmt.Errorf("unauthorized: invalid_token: %w", registry.ErrUnauthorized)
+	}
+	return nil
+}
+
+func (c *expiringToken) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	if err := c.refused(); err != nil {
+		return registry.Page{}, err
+	}
+	return c.fakeRegistry.List(ctx, repo, last, n)
+}
+
+func (c *expiringToken) Delete(ctx context.Context, repo, tag string) error {
+	if err := c.refused(); err != nil {
+		return err
+	}
+	return c.fakeRegistry.Delete(ctx, repo, tag)
+}
+
+// A token refused in the middle of a delivery costs a fresh client, not the delivery: on the
+// shard's only delivery, where a failed delete is counted failed for good, every eligible tag
+// is deleted and none is counted failed.
+func TestExpiredTokenRenewedInDelivery(t *testing.T) {
+	e := newEnv(t, ledger.Config{MaxDeliver: 1})
+	tags := tagsFor(60)
+	p := testPolicy()
+	reg := newFake(tags)
+	var connects atomic.Int64
+	cfg := worker.Config{PageSize: 10, ID: "w", Ledger: e.lc,
+		Connect: func(context.Context, proto.RunRecord) (registry.Client, error) {
+			connects.Add(1)
+			return &expiringToken{fakeRegistry: reg, limit: 7}, nil
+		}}
+	w, err := worker.New(cfg, e.connect(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.seed(t, "r1", p, whole)
+	runWorker(t, w)
+	s := e.waitShards(t, "r1", 1)[0]
+	if s.State != proto.StateDone || s.Counters.DeleteFailed != 0 || s.Counters.Deleted != s.Counters.Eligible {
+		t.Fatalf("shard %s (%s), counters %+v: want done with every eligible tag deleted", s.State, s.LastError, s.Counters)
+	}
+	if n := connects.Load(); n < 3 {
+		t.Errorf("%d clients built: the token never expired under the shard", n)
 	}
 	checkInvariant(t, p, tags, reg, true)
 }

@@ -546,8 +546,9 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 	if errors.Is(err, registry.ErrUnauthorized) {
 		// The client's credentials were refused after its own retries, for instance a token
 		// the registry expired or revoked before the client expected (regclient assumes 60 s
-		// and does not refresh on a 401 it thinks it has answered). The next delivery
-		// builds a fresh client, which fetches a fresh token.
+		// and does not refresh on a 401 it thinks it has answered). A prune shard already
+		// made the call again with a fresh client (see session); the next delivery builds
+		// one in any case, which fetches a fresh token.
 		w.forget(run.RunID, entry)
 	}
 
