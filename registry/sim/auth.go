@@ -19,6 +19,11 @@ type Auth struct {
 	// TOKEN_VALIDITY_LIFETIME_S). Like Quay, the token reply carries no expires_in, so
 	// clients assume 60 s.
 	TokenLifetime time.Duration
+	// TokenRequests, when positive, is how many /v2 requests a token is good for: the
+	// request after them is refused with 401 invalid_token, as when the token has expired.
+	// Unlike TokenLifetime it does not depend on how fast the client runs, so a test can
+	// make tokens expire all through a run, however loaded the machine.
+	TokenRequests int
 	// Service is the service name in challenges and token requests; "" means the
 	// request's Host.
 	Service string
@@ -29,9 +34,11 @@ type tokenStore struct {
 	tokens map[string]grant
 }
 
-// grant is what a token allows: actions (pull, push, *) by repository, until expires.
+// grant is what a token allows: actions (pull, push, *) by repository, until expires or
+// for Auth.TokenRequests requests (uses counts them).
 type grant struct {
 	expires time.Time
+	uses    int
 	access  map[string][]string
 }
 
@@ -103,7 +110,11 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind
 	tok, _ := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 	r.tokens.mu.Lock()
 	g, ok := r.tokens.tokens[tok]
-	if ok && !r.now().Before(g.expires) {
+	if ok {
+		g.uses++
+		r.tokens.tokens[tok] = g
+	}
+	if ok && (!r.now().Before(g.expires) || a.TokenRequests > 0 && g.uses > a.TokenRequests) {
 		delete(r.tokens.tokens, tok)
 		ok = false
 	}
@@ -129,6 +140,7 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind
 	}
 	if tok != "" && !ok {
 		challenge += `,error="invalid_token"`
+		r.stats.add(func(s *Stats) { s.TokensRefused++ })
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
 	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "access to the requested resource is not authorized", nil)

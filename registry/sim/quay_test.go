@@ -131,6 +131,33 @@ func TestTokenAuth(t *testing.T) {
 	}
 }
 
+// TestTokenRequests: a token is good for Auth.TokenRequests requests, then refused as
+// expired, whatever the time.
+func TestTokenRequests(t *testing.T) {
+	s := startSim(t, Config{Auth: &Auth{TokenRequests: 3}})
+	if err := s.AddTags("ns/app", "", "a"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body := send(t, http.MethodGet, s.URL()+"/v2/auth?scope=repository:ns/app:pull", nil, nil)
+	var reply struct{ Token string }
+	if err := json.Unmarshal(body, &reply); err != nil || reply.Token == "" {
+		t.Fatalf("token reply %q: %v", body, err)
+	}
+	hdr := map[string]string{"Authorization": "Bearer " + reply.Token}
+	for i := range 3 {
+		if code, _, _ := send(t, http.MethodGet, s.URL()+"/v2/ns/app/tags/list", nil, hdr); code != http.StatusOK {
+			t.Fatalf("request %d = %d, want 200", i+1, code)
+		}
+	}
+	code, h, _ := send(t, http.MethodGet, s.URL()+"/v2/ns/app/tags/list", nil, hdr)
+	if code != http.StatusUnauthorized || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("fourth request = %d %q, want 401 invalid_token", code, h.Get("WWW-Authenticate"))
+	}
+	if n := s.Stats().TokensRefused; n != 1 {
+		t.Errorf("TokensRefused = %d, want 1", n)
+	}
+}
+
 // TestTokenAuthWithRegclient checks the challenge is one a real client follows.
 func TestTokenAuthWithRegclient(t *testing.T) {
 	s := startSim(t, Config{Auth: &Auth{Users: map[string]string{"ns+robot": "pw"}}})

@@ -54,6 +54,9 @@ type Stats struct {
 	Faults map[string]int64
 	// TokensIssued counts bearer tokens handed out by /v2/auth.
 	TokensIssued int64
+	// TokensRefused counts /v2 requests refused for a token that has expired (its lifetime
+	// or its Auth.TokenRequests used up) or was revoked (ExpireTokens).
+	TokensRefused int64
 }
 
 // Total is the number of requests counted.
