@@ -274,7 +274,7 @@ func Flags() []Flag {
 		{Name: "shards", field: func(c *Config) any { return &c.Shards }, check: atLeast(0),
 			Kind: KindInt, Default: 0, Commands: allPlanning,
 			Usage: "cut each repository into at least `N` shards where it holds that many pages of tags, sized by the tags in them; " +
-				"0 = the slots of the workers (run, and ls on embedded NATS: --workers × --slots; coordinator: 32)"},
+				"0 = the slots of the workers (run, and ls on embedded NATS: --workers × --slots; coordinator: those the running workers registered, 32 if none)"},
 		{Name: "prune-regex", field: func(c *Config) any { return &c.PruneRegex }, check: checkRule(func(p *proto.Policy, c Config) { p.PrunePattern = c.PruneRegex }),
 			Kind: KindString, Default: DefaultPruneRegex, Commands: []string{CmdRun, CmdCoordinator, CmdWorker, CmdLs}, NoEmpty: true,
 			Usage:  "`regexp` a prune tag matches; group 1 is its YYYYMMDDHHMMSS timestamp",

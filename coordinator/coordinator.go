@@ -88,8 +88,9 @@ type Config struct {
 	// ErrClockSkew. Default DefaultMaxClockSkew; negative = do not check.
 	MaxClockSkew time.Duration
 	// Shards is how many shards planning cuts each repository's range into at least, where it
-	// holds that many pages of tags: the slots of the workers that will list it (default
-	// DefaultShards). Shards are sized by the work in them, whatever the calendar says.
+	// holds that many pages of tags. Default: the slots of the workers registered in the
+	// ledger (ledger.Slots), DefaultShards when none is. Shards are sized by the work in them,
+	// whatever the calendar says.
 	Shards int
 	// PageSize is the n of planning's probes and the least work a shard is cut for (default
 	// 100, the workers' default page).
@@ -191,7 +192,6 @@ func New(cfg Config, js jetstream.JetStream, lister registry.Lister, log *slog.L
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}
 	}
-	cfg.Shards = cmp.Or(cfg.Shards, DefaultShards)
 	cfg.PageSize = cmp.Or(cfg.PageSize, keyspace.DefaultPageSize)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.ObserveEvery = cmp.Or(cfg.ObserveEvery, DefaultObserveEvery)
@@ -623,6 +623,7 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	if err != nil {
 		return err
 	}
+	shards := c.planShards(ctx, l)
 	total, created := len(existing), 0
 	for i, repo := range run.Repositories {
 		log := c.log.With(slog.String("repo", repo))
@@ -666,7 +667,7 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 		}
 		var ranges []proto.Range
 		for _, part := range planParts(run, covered, through) {
-			rs, err := keyspace.Plan(ctx, page, part, keyspace.PlanConfig{Shards: c.cfg.Shards, PageSize: c.cfg.PageSize})
+			rs, err := keyspace.Plan(ctx, page, part, keyspace.PlanConfig{Shards: shards, PageSize: c.cfg.PageSize})
 			if err != nil {
 				return &planListError{fmt.Errorf("planning %s: %w", repo, err)}
 			}
@@ -710,6 +711,26 @@ func seenIn(seen []string, r proto.Range) string {
 		}
 	}
 	return ""
+}
+
+// planShards is how many shards a repository is cut into at least: Config.Shards, else the
+// slots of the workers registered and alive, else DefaultShards (work stealing fills slots
+// that a plan leaves idle all the same).
+func (c *Coordinator) planShards(ctx context.Context, l *ledger.Ledger) int {
+	if c.cfg.Shards > 0 {
+		return c.cfg.Shards
+	}
+	slots, workers, err := l.Slots(ctx)
+	switch {
+	case err != nil:
+		c.log.Warn("reading the workers' slots; planning for the default", slog.Any("err", err), slog.Int("shards", DefaultShards))
+	case slots == 0:
+		c.log.Info("no worker registered yet; planning for the default", slog.Int("shards", DefaultShards))
+	default:
+		c.log.Info("planning a shard per slot of the workers registered", slog.Int("workers", workers), slog.Int("slots", slots))
+		return slots
+	}
+	return DefaultShards
 }
 
 // planRetrying plans, trying again after a NATS failure with a doubling delay. Planning is

@@ -752,3 +752,38 @@ func TestStopRequest(t *testing.T) {
 		t.Errorf("a stopped run kept its lease: %v", err)
 	}
 }
+
+// Without Config.Shards, planning cuts one shard per slot of the workers registered, or so: not
+// the default's count, which a namespace of this many pages would get otherwise.
+func TestPlansAShardPerRegisteredSlot(t *testing.T) {
+	for _, tc := range []struct {
+		slots    map[string]int
+		min, max int
+	}{
+		{slots: map[string]int{"w1": 2, "w2": 3}, min: 5, max: 8},
+		{slots: nil, min: 20, max: 40}, // none registered: coordinator.DefaultShards
+	} {
+		t.Run(fmt.Sprint(tc.slots), func(t *testing.T) {
+			e := newEnv(t)
+			tags := dayTags(12, 6) // 27 pages of 2 below the cutoff, and more above
+			f := newLister(map[string][]string{"ci/a": tags})
+			for id, slots := range tc.slots {
+				if err := e.l.Register(testCtx(t), id, slots); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.fakeWorker(t, f, nil)
+			cfg := e.config("run1", "ci/a")
+			cfg.Shards = 0
+			if _, err := run(t, e, cfg, f); err != nil {
+				t.Fatal(err)
+			}
+			shards, _ := e.l.Shards(testCtx(t), "run1")
+			rules, _ := policy.New(cfg.Policy)
+			checkPartition(t, shards, "ci/a", rules.CutoffKey())
+			if len(shards) < tc.min || len(shards) > tc.max {
+				t.Errorf("%d shards, want %d to %d", len(shards), tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -42,6 +42,7 @@ type rig struct {
 	urls   string
 	policy proto.Policy
 	tags   []string
+	shards int
 }
 
 type rigConfig struct {
@@ -50,6 +51,7 @@ type rigConfig struct {
 	nodes   int  // NATS servers: 1, or 3 for a cluster (streams and buckets at R3)
 	file    bool // file storage (survives a restart of the server)
 	timeout time.Duration
+	shards  int // the coordinator's Shards (0: its default)
 }
 
 var faultEnd = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
@@ -61,7 +63,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	r := &rig{t: t, sim: srv}
+	r := &rig{t: t, sim: srv, shards: rc.shards}
 	cutoff := faultEnd.AddDate(0, 0, -5)
 	r.tags = sim.Generate(sim.GenConfig{Seed: 7, Tags: cmp.Or(rc.tags, 2000), Days: 20, End: faultEnd, Odd: true,
 		Cutoff: cutoff, EligibleFraction: 0.4})
@@ -194,6 +196,7 @@ func (r *rig) run(ctx context.Context, runID string) (proto.Report, error) {
 		PollInterval: 100 * time.Millisecond,
 		RetryDelay:   50 * time.Millisecond,
 		Ledger:       r.lc,
+		Shards:       r.shards,
 	}, r.js(), r.client(), testLog(r.t, "coordinator"))
 	if err != nil {
 		r.t.Fatal(err)
@@ -319,10 +322,10 @@ func TestRegistryFaults(t *testing.T) {
 // exits with ErrShardsFailed naming it. Re-running the coordinator with the same run ID
 // resumes that shard from its cursor (not from its start) and the run ends exact.
 func TestFailedShardResumesFromCursor(t *testing.T) {
-	r := newRig(t, rigConfig{})
+	r := newRig(t, rigConfig{shards: 1}) // one shard, not split: it is the one that fails
 	r.lc.MaxDeliver = 3
-	// Every list of the range after the first day past some point fails: one shard gets some
-	// pages in, then fails for good.
+	// Every worker's list (pages of 10; planning's are of 100) of the range after the first
+	// day past some point fails: one shard gets some pages in, then fails for good.
 	rules, err := policy.New(r.policy)
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +344,7 @@ func TestFailedShardResumesFromCursor(t *testing.T) {
 	var mu sync.Mutex
 	var lasts []string // last= of every list of the broken day's shard
 	r.sim.SetFaults(sim.Faults{Fail: func(fr sim.FaultRequest) int {
-		if fr.Kind != sim.KindList || fr.Ref < day || fr.Ref >= bad[:8]+"\xff" {
+		if fr.Kind != sim.KindList || fr.N != 10 || fr.Ref < day || fr.Ref >= bad[:8]+"\xff" {
 			return 0
 		}
 		mu.Lock()
@@ -352,7 +355,7 @@ func TestFailedShardResumesFromCursor(t *testing.T) {
 		}
 		return 0
 	}})
-	r.startWorkers(2, worker.Config{PageSize: 10, Slots: 2})
+	r.startWorkers(2, worker.Config{PageSize: 10, Slots: 2, IdleSplit: -1})
 	ctx := testCtx(t, 2*time.Minute)
 	rep, err := r.run(ctx, "resume")
 	if !errors.Is(err, coordinator.ErrShardsFailed) || len(rep.FailedShards) != 1 {

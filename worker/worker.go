@@ -243,6 +243,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer release()
 	w.log.Info("worker started", slog.Int("slots", w.cfg.Slots), slog.Int("delete_concurrency", w.cfg.DeleteConcurrency),
 		slog.Float64("max_rps", w.cfg.MaxRPS))
+	defer w.register(ctx, hard, l)()
 	w.deletes = make(chan func())
 	var pool sync.WaitGroup
 	for range w.cfg.DeleteConcurrency {
@@ -292,6 +293,38 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			}
 			return err
+		}
+	}
+}
+
+// register records the worker's slots in the ledger, renewed every ledger.RegisterEvery
+// until ctx ends, so that a coordinator plans a shard per slot. The function it returns waits
+// stops the renewals and removes the registration (with hard, which outlives ctx).
+func (w *Worker) register(ctx, hard context.Context, l *ledger.Ledger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ledger.RegisterEvery)
+		defer t.Stop()
+		for {
+			if err := l.Register(ctx, w.cfg.ID, w.cfg.Slots); err != nil && ctx.Err() == nil {
+				w.log.Warn("registering the worker's slots; planning may count fewer", slog.Any("err", err))
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		c, cancel := w.ledgerCtx(hard)
+		defer cancel()
+		if err := l.Unregister(c, w.cfg.ID); err != nil {
+			w.log.Warn("removing the worker's registration; it lapses by itself", slog.Any("err", err))
 		}
 	}
 }

@@ -70,6 +70,7 @@ type FaultRequest struct {
 	Method string
 	Repo   string
 	Ref    string // tag or digest; last= for a list; "" otherwise
+	N      int    // n= of a list (0 when absent); 0 otherwise
 	Client string // remote IP
 }
 

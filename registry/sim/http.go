@@ -38,6 +38,7 @@ func (r *Registry) serve(w *recorder, req *http.Request) Kind {
 	fr := FaultRequest{Kind: kind, Method: req.Method, Repo: name, Ref: rest, Client: clientIP(req)}
 	if kind == KindList {
 		fr.Ref = req.URL.Query().Get("last")
+		fr.N, _ = strconv.Atoi(req.URL.Query().Get("n"))
 	}
 	if r.inject(w, req, fr) || !r.authorize(w, req, kind, name) {
 		return kind
