@@ -65,7 +65,7 @@ func run(args []string, w io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "also write the results to this file: JSON if it ends in .json, else markdown")
 	fs.BoolVar(&o.baseline, "baseline", true, "run the baseline (slow: it lists every tag sequentially)")
 	fs.BoolVar(&o.tagsweep, "tagsweep", true, "run the tagsweep sides")
-	fs.StringVar(&o.reuse, "baseline-from", "", "take the baseline of each scenario from this JSON output of an earlier run (same -tags and -latency) instead of running it")
+	fs.StringVar(&o.reuse, "baseline-from", "", "take the baseline of each scenario (and ls's lister and regctl) from this JSON output of an earlier run (same -tags and -latency) instead of running it")
 	fs.Float64Var(&o.rate, "rate", 500, "rate-limited: requests/s above which the registry answers 429 without Retry-After")
 	fs.IntVar(&o.burst, "burst", 0, "rate-limited: the limit's burst (0 = rate/10)")
 	fs.DurationVar(&o.splitAfter, "split-after", 10*time.Second, "tagsweep workers split a shard still unfinished after this long (0 = never)")

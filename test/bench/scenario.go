@@ -135,16 +135,16 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 		res.Rate = o.rate
 	}
 	for _, side := range sc.Sides {
-		if side == "baseline" && o.reuse != "" {
-			r, err := reusedBaseline(o.reuse, res)
+		reference := side == "baseline" || side == "lister" || side == "regctl"
+		if reference && o.reuse != "" {
+			r, err := reusedBaseline(o.reuse, res, side)
 			if err != nil {
 				return res, err
 			}
-			progress(fmt.Sprintf("%s: baseline taken from %s (%.1fs)", sc.Name, o.reuse, r.WallSeconds))
+			progress(fmt.Sprintf("%s: %s taken from %s (%.1fs)", sc.Name, side, o.reuse, r.WallSeconds))
 			res.Sides = append(res.Sides, r)
 			continue
 		}
-		reference := side == "baseline" || side == "lister" || side == "regctl"
 		if (reference && !o.baseline) || (!reference && side != "ceiling" && !o.tagsweep) {
 			continue
 		}
@@ -164,9 +164,9 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 	return res, nil
 }
 
-// reusedBaseline finds the baseline of the same scenario, tag count and latency in an
-// earlier run's JSON output.
-func reusedBaseline(path string, res scenarioResult) (sideResult, error) {
+// reusedBaseline finds the reference side (baseline, lister, regctl) of the same scenario, tag
+// count and latency in an earlier run's JSON output.
+func reusedBaseline(path string, res scenarioResult, side string) (sideResult, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return sideResult{}, err
@@ -177,13 +177,12 @@ func reusedBaseline(path string, res scenarioResult) (sideResult, error) {
 	}
 	for _, e := range earlier {
 		if e.Scenario == res.Scenario && e.Tags == res.Tags && e.Latency == res.Latency && e.Rate == res.Rate {
-			if s, ok := e.side("baseline"); ok {
-				s.Side = "baseline"
+			if s, ok := e.side(side); ok {
 				return s, nil
 			}
 		}
 	}
-	return sideResult{}, fmt.Errorf("%s holds no baseline of %s with %d tags at %s", path, res.Scenario, res.Tags, res.Latency)
+	return sideResult{}, fmt.Errorf("%s holds no %s of %s with %d tags at %s", path, side, res.Scenario, res.Tags, res.Latency)
 }
 
 func errSuffix(s string) string {
