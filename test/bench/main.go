@@ -68,7 +68,7 @@ func run(args []string, w io.Writer) error {
 	fs.StringVar(&o.reuse, "baseline-from", "", "take the baseline of each scenario (and ls's lister and regctl) from this JSON output of an earlier run (same -tags and -latency) instead of running it")
 	fs.Float64Var(&o.rate, "rate", 500, "rate-limited: requests/s above which the registry answers 429 without Retry-After")
 	fs.IntVar(&o.burst, "burst", 0, "rate-limited: the limit's burst (0 = rate/10)")
-	fs.DurationVar(&o.splitAfter, "split-after", 10*time.Second, "tagsweep workers split a shard still unfinished after this long (0 = never)")
+	fs.DurationVar(&o.splitAfter, "split-after", 10*time.Second, "tagsweep workers split a shard still unfinished after this long, and split for idle slots (0 = never split)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound on each side's run")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles to files with this prefix (PREFIX.<scenario>.<side>.cpu for the side, .sim.cpu for the registry)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write allocation profiles to files with this prefix")

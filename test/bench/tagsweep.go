@@ -66,6 +66,7 @@ func (c stackConfig) workerConfig(id string) worker.Config {
 		DeleteConcurrency: c.DeleteConc,
 		MaxRPS:            c.MaxRPS,
 		SplitAfter:        c.SplitAfter,
+		IdleSplit:         noSplit(c.SplitAfter),
 		Connect: func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
 			if run.Registry != c.Registry {
 				return nil, fmt.Errorf("run names registry %q, the benchmark serves %q", run.Registry, c.Registry)
@@ -203,4 +204,13 @@ func shardDurations(shards []proto.ShardRecord) (longest, median time.Duration, 
 	}
 	slices.Sort(ds)
 	return ds[len(ds)-1], ds[len(ds)/2], splits
+}
+
+// noSplit is the worker's IdleSplit: a side that never splits on time (split-after 0, the
+// skewed scenario's tagsweep-nosplit) does not split for idle slots either.
+func noSplit(splitAfter time.Duration) time.Duration {
+	if splitAfter == 0 {
+		return -1
+	}
+	return 0 // the worker's default
 }
