@@ -112,17 +112,11 @@ func (l *Ledger) Shards(ctx context.Context, runID string) ([]proto.ShardRecord,
 func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*opTimeout) // a listing may take a few requests
 	defer cancel()
-	// Subjects present now, taken before the watch: the backstop for a record the watch
-	// cannot deliver (below).
 	stream, err := l.js.Stream(ctx, "KV_"+proto.BucketState)
 	if err != nil {
 		return nil, err
 	}
 	subjectPrefix := "$KV." + proto.BucketState + "."
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+filter))
-	if err != nil {
-		return nil, err
-	}
 	w, err := l.state.Watch(ctx, filter)
 	if err != nil {
 		return nil, err
@@ -170,7 +164,12 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 	}
 	// A key rewritten during the listing can still be missed: the bucket keeps one revision,
 	// so its value as the watcher started is gone before the watcher reaches it, and the new
-	// one lies past last. Every key present before the watch started is read directly then.
+	// one lies past last. The keys present now, after the watch, cover every key written
+	// before the listing ended; those the watch did not deliver are read directly.
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+filter))
+	if err != nil {
+		return nil, err
+	}
 	for subject := range info.State.Subjects {
 		key := strings.TrimPrefix(subject, subjectPrefix)
 		if _, ok := byKey[key]; ok {
