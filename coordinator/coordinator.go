@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -944,17 +945,30 @@ func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.Run
 				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
 				return all, nil
 			}
+			// A failure that may pass (NATS losing a node) is tried again at the next tick.
+			published := true
 			for _, g := range gaps {
 				c.log.Warn("range covered by no shard; publishing a shard for it", slog.String("repo", g.Repository),
 					slog.String("after", g.Range.After), slog.String("through", g.Range.Through))
 				if _, err := l.CreateShard(ctx, g); err != nil {
-					return nil, err
+					if ctx.Err() != nil || !ledger.Transient(err) {
+						return nil, err
+					}
+					c.log.Warn("publishing a shard for a gap; trying again", slog.Any("err", err))
+					published = false
+					break
 				}
 			}
-			if err := relist(); err != nil {
-				return nil, err
+			if published {
+				err := relist()
+				if err == nil {
+					continue
+				}
+				if ctx.Err() != nil || !ledger.Transient(err) {
+					return nil, err
+				}
+				c.log.Warn("re-listing shards; trying again", slog.Any("err", err))
 			}
-			continue
 		}
 		select {
 		case updates = <-watching:
@@ -1068,9 +1082,11 @@ func coverageGaps(all []proto.ShardRecord, repos []string, through string, kind 
 func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []proto.ShardRecord, reason string) proto.RunRecord {
 	runID := run.RunID
 	preserveReason := ""
-	pctx, pcancel := context.WithTimeout(context.Background(), ledgerTimeout)
-	pc, failures, err := c.preservation(pctx, runID)
-	pcancel()
+	// The summary decides the exit code: its reads and its write are tried again while NATS is
+	// unavailable for a while (a cluster electing new leaders after losing a node).
+	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
+	defer cancel()
+	pc, failures, err := c.preservationRetrying(ctx, runID)
 	if err != nil {
 		// Not knowing how preservation went is not success: a payload may be left
 		// unpreserved or a removal half done. The next run reads its own results.
@@ -1113,10 +1129,6 @@ func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []pro
 		}
 		return nil
 	}
-	// The summary decides the exit code: try again while NATS is unavailable for a while (a
-	// cluster electing new leaders after losing a node).
-	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
-	defer cancel()
 	rec, err := l.ModifyRun(ctx, runID, change)
 	for err != nil && ctx.Err() == nil {
 		c.log.Warn("writing run summary; trying again", slog.Any("err", err))
@@ -1134,6 +1146,25 @@ func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []pro
 		rec.Reason = cmp.Or(rec.Reason, reason, "run summary not written: "+err.Error())
 	}
 	return rec
+}
+
+// preservationRetrying reads the run's preservation results (see preservation), trying again
+// every second while the failure may pass (ledger.Transient, but not a result that does not
+// decode) and ctx lasts.
+func (c *Coordinator) preservationRetrying(ctx context.Context, runID string) (proto.PreserveCounters, []string, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+		pc, failures, err := c.preservation(actx, runID)
+		cancel()
+		if err == nil || ctx.Err() != nil || !ledger.Transient(err) || errors.As(err, new(*json.SyntaxError)) ||
+			errors.As(err, new(*json.UnmarshalTypeError)) { // a result no retry can decode
+			return pc, failures, err
+		}
+		c.log.Warn("reading preservation results; trying again", slog.Any("err", err))
+		if sleep(ctx, time.Second) != nil {
+			return pc, failures, err
+		}
+	}
 }
 
 // observe sends the run's status to the Observer, if any. finished zero means "still

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
@@ -80,6 +81,8 @@ type env struct {
 	// deleteFailed, when set, says how many of a shard's tags the fake worker reports as
 	// eligible but not deleted (the delete failed after the client's retries).
 	deleteFailed func(proto.ShardRecord) int64
+	// onShard, when set, is called as the fake worker takes each shard message.
+	onShard func()
 }
 
 func newEnv(t *testing.T) *env {
@@ -122,6 +125,9 @@ func testCtx(t *testing.T) context.Context {
 func (e *env) fakeWorker(t *testing.T, f *lister, fail func(proto.ShardRecord) bool) {
 	t.Helper()
 	e.consumeShards(t, func(ctx context.Context, msg jetstream.Msg, m proto.ShardMessage, md *jetstream.MsgMetadata) {
+		if e.onShard != nil {
+			e.onShard()
+		}
 		claim, err := e.l.Claim(ctx, m.RunID, m.ShardID, "fake", int(md.NumDelivered))
 		if errors.Is(err, ledger.ErrTerminal) {
 			_ = msg.Ack()
@@ -552,6 +558,14 @@ func TestResumesInterruptedPlanning(t *testing.T) {
 }
 
 func TestFillsCoverageGap(t *testing.T) {
+	for _, fails := range []int{0, 2} {
+		// With fails, publishing the gap's shard meets NATS answering no responders first
+		// (a node lost): the coordinator publishes it when NATS answers again.
+		t.Run(fmt.Sprintf("publishes failing %d times", fails), func(t *testing.T) { fillsCoverageGap(t, fails) })
+	}
+}
+
+func fillsCoverageGap(t *testing.T, publishFails int) {
 	e := newEnv(t)
 	tags := dayTags(4, 2)
 	f := newLister(map[string][]string{"ci/a": tags})
@@ -568,10 +582,19 @@ func TestFillsCoverageGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.fakeWorker(t, f, nil)
-	rep, err := run(t, e, cfg, f)
+	js := &flakyJS{JetStream: e.connect(t), publishFails: publishFails}
+	e.onShard = js.arm // once planning is over
+	c, err := coordinator.New(cfg, js, f, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	e.fakeWorker(t, f, nil)
+	rep, err := c.Run(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := js.failures(); failed != publishFails {
+		t.Fatalf("%d publications answered no responders, want %d", failed, publishFails)
 	}
 	shards, _ := e.l.Shards(testCtx(t), "run1")
 	checkPartition(t, shards, "ci/a", rules.CutoffKey())
@@ -785,5 +808,82 @@ func TestPlansAShardPerRegisteredSlot(t *testing.T) {
 				t.Errorf("%d shards, want %d to %d", len(shards), tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// flakyJS is a JetStream that, once armed, answers "no responders" to its next fails lookups
+// of the state bucket and its next publishFails shard publications, as NATS does while a
+// cluster elects leaders after losing a node.
+type flakyJS struct {
+	jetstream.JetStream
+	mu           sync.Mutex
+	armed        bool
+	fails        int
+	publishFails int
+	failed       int // calls answered no responders
+}
+
+func (j *flakyJS) arm() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.armed = true
+}
+
+func (j *flakyJS) failures() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed
+}
+
+// fail reports whether to fail this call, counting it down from *left.
+func (j *flakyJS) fail(left *int) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.armed || *left == 0 {
+		return false
+	}
+	*left--
+	j.failed++
+	return true
+}
+
+func (j *flakyJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if bucket == proto.BucketState && j.fail(&j.fails) {
+		return nil, fmt.Errorf("stream info: %w", nats.ErrNoResponders)
+	}
+	return j.JetStream.KeyValue(ctx, bucket)
+}
+
+func (j *flakyJS) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if strings.HasPrefix(subject, proto.SubjectShardsPrefix+".") && j.fail(&j.publishFails) {
+		return nil, jetstream.ErrNoStreamResponse
+	}
+	return j.JetStream.Publish(ctx, subject, data, opts...)
+}
+
+// NATS losing a node while the run's shards are tracked answers "no responders" for a while:
+// the coordinator rides it out, and the run ends done, not failed for want of its summary.
+func TestRidesOutNATSUnavailable(t *testing.T) {
+	e := newEnv(t)
+	f := newLister(map[string][]string{"ci/a": dayTags(6, 2)})
+	js := &flakyJS{JetStream: e.connect(t), fails: 2}
+	// Armed once shards run (planning is over): what fails is what the coordinator asks of
+	// NATS from then on.
+	e.onShard = js.arm
+	c, err := coordinator.New(e.config("run1", "ci/a"), js, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fakeWorker(t, f, nil)
+	rep, err := c.Run(testCtx(t))
+	if err != nil {
+		t.Fatalf("Run: %v (reason %q), want the run done", err, rep.Reason)
+	}
+	rec, _, err := e.l.Run(testCtx(t), "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := js.failures(); rec.State != proto.RunDone || failed == 0 {
+		t.Fatalf("run %s (%q) after %d lookups answered no responders, want done after at least one", rec.State, rec.Reason, failed)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/proto"
@@ -385,4 +386,19 @@ func (l *Ledger) Idle(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("reading consumer %s: %w", proto.ConsumerWorkers, err)
 	}
 	return info.NumPending == 0 && info.NumWaiting > 0, nil
+}
+
+// Transient reports whether a JetStream failure may pass by itself, so that trying again later
+// is worth it: no responders, a timeout or JetStream unavailable while a cluster restarts a
+// node or elects a leader. Not transient: a closed connection, or an API error that is the
+// caller's fault (4xx, such as a configuration that conflicts with the existing stream).
+func Transient(err error) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500 || apiErr.Code == 0
+	}
+	return true
 }

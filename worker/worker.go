@@ -339,7 +339,7 @@ func (w *Worker) open(ctx context.Context) (*ledger.Ledger, error) {
 		if err == nil {
 			return l, nil
 		}
-		if ctx.Err() != nil || !transient(err) {
+		if ctx.Err() != nil || !ledger.Transient(err) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 		w.log.Warn("opening the shard queue; retrying", slog.Any("err", err), slog.Duration("in", delay))
@@ -352,20 +352,6 @@ func (w *Worker) open(ctx context.Context) (*ledger.Ledger, error) {
 		}
 		delay = min(2*delay, openRetryMax)
 	}
-}
-
-// transient reports whether a JetStream failure may pass by itself: anything but a closed
-// connection or an API error that is the caller's fault (4xx, such as a configuration that
-// conflicts with the existing stream).
-func transient(err error) bool {
-	if errors.Is(err, nats.ErrConnectionClosed) {
-		return false
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500 || apiErr.Code == 0
-	}
-	return true
 }
 
 // consume pulls messages, one per free slot, and hands each to handle in its own goroutine
