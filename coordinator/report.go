@@ -1,0 +1,206 @@
+package coordinator
+
+// This file: the run's final state, its metrics and its report.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tagsweep/tagsweep/ledger"
+	"github.com/tagsweep/tagsweep/proto"
+)
+
+// finish writes the run's final state: done when every shard is done and nothing stopped
+// the run, else failed with a reason.
+func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []proto.ShardRecord, reason string) proto.RunRecord {
+	runID := run.RunID
+	preserveReason := ""
+	// The summary decides the exit code: its reads and its write are tried again while NATS is
+	// unavailable for a while (a cluster electing new leaders after losing a node).
+	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
+	defer cancel()
+	pc, failures, err := c.preservationRetrying(ctx, runID)
+	if err != nil {
+		// Not knowing how preservation went is not success: a payload may be left
+		// unpreserved or a removal half done. The next run reads its own results.
+		c.log.Warn("reading preservation results", slog.Any("err", err))
+		preserveReason = "preservation results unknown: " + err.Error()
+	} else {
+		preserveReason = preservationReason(pc, failures)
+	}
+	var totals proto.Counters
+	failed := 0
+	for _, s := range shards {
+		totals.Add(s.Counters)
+		if s.State == proto.StateFailed {
+			failed++
+		}
+	}
+	change := func(r *proto.RunRecord) error {
+		r.Totals, r.FinishedAt = totals, c.now().UTC()
+		if len(shards) > r.Shards {
+			r.Shards = len(shards)
+		}
+		r.Reason = cmp.Or(r.Reason, reason)
+		if failed > 0 && r.Reason == "" {
+			r.Reason = fmt.Sprintf("%d of %d shards failed: %s", failed, len(shards), failedShards(shards))
+		}
+		// A tag whose delete failed after the client's retries is still there and still
+		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
+		// run lists the tag again and retries it.
+		if totals.DeleteFailed > 0 && r.Reason == "" {
+			r.Reason = fmt.Sprintf("%d eligible tags could not be deleted", totals.DeleteFailed)
+		}
+		// Likewise a payload left unpreserved or a removal left half done: reported, and
+		// the next run tries again.
+		if r.Reason == "" {
+			r.Reason = preserveReason
+		}
+		r.State = proto.RunDone
+		if r.Reason != "" {
+			r.State = proto.RunFailed
+		}
+		return nil
+	}
+	rec, err := l.ModifyRun(ctx, runID, change)
+	for err != nil && ctx.Err() == nil {
+		c.log.Warn("writing run summary; trying again", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			rec, err = l.ModifyRun(ctx, runID, change)
+		}
+	}
+	if err != nil {
+		c.log.Error("writing run summary", slog.Any("err", err))
+		rec = run // as last read: NATS is not answering
+		rec.Totals, rec.FinishedAt = totals, c.now().UTC()
+		rec.State = proto.RunFailed
+		rec.Reason = cmp.Or(rec.Reason, reason, "run summary not written: "+err.Error())
+	}
+	return rec
+}
+
+// preservationRetrying reads the run's preservation results (see preservation), trying again
+// every second while the failure may pass (ledger.Transient, but not a result that does not
+// decode) and ctx lasts.
+func (c *Coordinator) preservationRetrying(ctx context.Context, runID string) (proto.PreserveCounters, []string, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+		pc, failures, err := c.preservation(actx, runID)
+		cancel()
+		if err == nil || ctx.Err() != nil || !ledger.Transient(err) || errors.As(err, new(*json.SyntaxError)) ||
+			errors.As(err, new(*json.UnmarshalTypeError)) { // a result no retry can decode
+			return pc, failures, err
+		}
+		c.log.Warn("reading preservation results; trying again", slog.Any("err", err))
+		if sleep(ctx, time.Second) != nil {
+			return pc, failures, err
+		}
+	}
+}
+
+// observe sends the run's status to the Observer, if any. finished zero means "still
+// running"; otherwise the status is the Final one.
+func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) {
+	if c.cfg.Observer == nil {
+		return
+	}
+	s := Status{Report: c.report(run, shards, finished), Final: !finished.IsZero()}
+	for _, sh := range shards {
+		switch sh.State {
+		case proto.StatePending:
+			s.Pending++
+		case proto.StateRunning:
+			s.Running++
+		}
+		if sh.Heartbeat.After(s.LastProgress) {
+			s.LastProgress = sh.Heartbeat
+		}
+		if sh.Kind != proto.KindPrune {
+			continue
+		}
+		s.Prune.Total++
+		switch sh.State {
+		case proto.StateDone:
+			s.Prune.Done++
+		case proto.StateFailed:
+			s.Prune.Failed++
+		}
+		if !sh.StartedAt.IsZero() && (s.PruneStarted.IsZero() || sh.StartedAt.Before(s.PruneStarted)) {
+			s.PruneStarted = sh.StartedAt
+		}
+	}
+	c.cfg.Observer.RunStatus(s)
+}
+
+// failedShards names the first few failed shards with their last errors, for a run's reason.
+func failedShards(shards []proto.ShardRecord) string {
+	const most = 3
+	var parts []string
+	n := 0
+	for _, s := range shards {
+		if s.State != proto.StateFailed {
+			continue
+		}
+		if n++; n <= most {
+			why := s.LastError
+			if len(why) > 160 {
+				why = why[:160] + "…"
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s)", s.ShardID, cmp.Or(why, "no error recorded")))
+		}
+	}
+	if n > most {
+		parts = append(parts, fmt.Sprintf("and %d more", n-most))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// report summarises a run from its shard records. finished zero means "still running".
+func (c *Coordinator) report(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) proto.Report {
+	rep := proto.Report{
+		RunID:        run.RunID,
+		Registry:     run.Registry,
+		State:        run.State,
+		DryRun:       run.Policy.DryRun,
+		Policy:       run.Policy,
+		TTLSeconds:   int64(run.StartedAt.Sub(run.Policy.Cutoff) / time.Second),
+		Cutoff:       run.Policy.Cutoff,
+		StartedAt:    run.StartedAt,
+		FinishedAt:   finished,
+		Repositories: slices.Clone(run.Repositories),
+		Reason:       run.Reason,
+	}
+	end := finished
+	if end.IsZero() {
+		end = c.now().UTC()
+	}
+	rep.DurationSeconds = end.Sub(run.StartedAt).Seconds()
+	if run.Mode == proto.ModeInventory {
+		rep.Inventory = &proto.Inventory{}
+	}
+	for _, s := range shards {
+		rep.Shards.Total++
+		rep.Tags.Add(s.Counters)
+		if rep.Inventory != nil && s.Inventory != nil {
+			rep.Inventory.Add(*s.Inventory)
+		}
+		switch s.State {
+		case proto.StateDone:
+			rep.Shards.Done++
+		case proto.StateFailed:
+			rep.Shards.Failed++
+			rep.FailedShards = append(rep.FailedShards, s.ShardID)
+		}
+	}
+	slices.Sort(rep.FailedShards)
+	return rep
+}
