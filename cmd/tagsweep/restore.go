@@ -7,18 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/restore"
@@ -69,7 +66,7 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if cfg.TagRegex != "" {
 		tagRE = regexp.MustCompile(cfg.TagRegex) // validated with the configuration
 	}
-	nc, closeLedger, err := openRestoreLedger(cfg, log)
+	nc, _, closeLedger, err := connectLedger(cfg, "tagsweep-restore", log)
 	if err != nil {
 		return withCode(exitError, err)
 	}
@@ -141,36 +138,6 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		return withCode(exitFailed, fmt.Errorf("restore %s: %d of %d tags could not be put back", rep.RestoreID, rep.Tags.Failed, rep.Tags.Deleted))
 	}
 	return nil
-}
-
-// openRestoreLedger connects to the ledger restore reads: the store of a `tagsweep run` at
-// --data-dir (served in process; it must exist), or the NATS at --nats-url.
-func openRestoreLedger(cfg config.Config, log *slog.Logger) (*nats.Conn, func(), error) {
-	if cfg.DataDir == "" {
-		nc, err := connectNATS(cfg, "tagsweep-restore", log)
-		if err != nil {
-			return nil, nil, err
-		}
-		return nc, func() { closeNATS(nc, log) }, nil
-	}
-	if st, err := os.Stat(cfg.DataDir); err != nil {
-		return nil, nil, fmt.Errorf("--data-dir: %w", err)
-	} else if !st.IsDir() {
-		return nil, nil, fmt.Errorf("--data-dir: %s is not a directory", cfg.DataDir)
-	}
-	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.DataDir})
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := ns.Connect()
-	if err != nil {
-		ns.Close()
-		return nil, nil, err
-	}
-	return nc, func() {
-		closeNATS(nc, log)
-		ns.Close()
-	}, nil
 }
 
 // restoreID names a restore of runID started at t: the run's ID (cut to 35 characters),

@@ -33,7 +33,13 @@ func runStop(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Conf
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	nc, where, closeAll, err := connectLedger(cfg, log)
+	nc, where, closeAll, err := connectLedger(cfg, "tagsweep-stop", log)
+	if errors.Is(err, natsserver.ErrLocked) {
+		return withCode(exitError, fmt.Errorf("%w\n"+
+			"A `tagsweep run` is using this store, and only it can reach its run while it runs: stop it with Ctrl-C, "+
+			"or send its process SIGINT or SIGTERM (kill -INT PID). It hands back its shards with their checkpoints "+
+			"and records the run stopped; resume it later with the same --data-dir and --run-id", err))
+	}
 	if err != nil {
 		return err
 	}
@@ -138,23 +144,24 @@ func reportStopped(ctx context.Context, w io.Writer, l *ledger.Ledger, runID str
 	return nil
 }
 
-// connectLedger connects to the NATS at cfg.NATSURL, or starts an embedded server on the
-// store in cfg.DataDir (a `tagsweep run`'s). where names it for messages.
-func connectLedger(cfg config.Config, log *slog.Logger) (nc *nats.Conn, where string, closeAll func(), err error) {
+// connectLedger connects to the NATS at cfg.NATSURL as client name, or, with cfg.DataDir,
+// starts an embedded server on that store of a `tagsweep run` (it must exist; a store that a
+// running `tagsweep run` holds is an error wrapping natsserver.ErrLocked). where names the
+// ledger for messages; closeAll closes the connection and any server.
+func connectLedger(cfg config.Config, name string, log *slog.Logger) (nc *nats.Conn, where string, closeAll func(), err error) {
 	if cfg.DataDir == "" {
-		nc, err := connectNATS(cfg, "tagsweep-stop", log)
+		nc, err := connectNATS(cfg, name, log)
 		if err != nil {
 			return nil, "", nil, err
 		}
-		return nc, redactNATSURL(cfg.NATSURL), nc.Close, nil
+		return nc, redactNATSURL(cfg.NATSURL), func() { closeNATS(nc, log) }, nil
+	}
+	if st, err := os.Stat(cfg.DataDir); err != nil {
+		return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
+	} else if !st.IsDir() {
+		return nil, "", nil, fmt.Errorf("--data-dir: %s is not a directory", cfg.DataDir)
 	}
 	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.DataDir})
-	if errors.Is(err, natsserver.ErrLocked) {
-		return nil, "", nil, withCode(exitError, fmt.Errorf("%w\n"+
-			"A `tagsweep run` is using this store, and only it can reach its run while it runs: stop it with Ctrl-C, "+
-			"or send its process SIGINT or SIGTERM (kill -INT PID). It hands back its shards with their checkpoints "+
-			"and records the run stopped; resume it later with the same --data-dir and --run-id", err))
-	}
 	if err != nil {
 		return nil, "", nil, err
 	}
