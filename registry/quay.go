@@ -182,6 +182,12 @@ func (q *Quay) Delete(ctx context.Context, repo, tag string) error {
 // repo: Quay answers 404 otherwise, an error wrapping ErrNotFound.
 func (q *Quay) Tag(ctx context.Context, repo, tag, digest string) error {
 	what := fmt.Sprintf("tag %s:%s at %s through quay api v1", repo, tag, digest)
+	return q.sendDigest(ctx, what, http.MethodPut, repo, tag, "", digest)
+}
+
+// sendDigest sends {"manifest_digest": digest} with method to the API v1 path of repo's tag,
+// followed by suffix: how Quay points a tag at a manifest (PUT) or restores it (POST).
+func (q *Quay) sendDigest(ctx context.Context, what, method, repo, tag, suffix, digest string) error {
 	path, err := q.tagPath(repo, tag)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -193,7 +199,7 @@ func (q *Quay) Tag(ctx context.Context, repo, tag, digest string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	_, err = q.do(ctx, what, http.MethodPut, path, body)
+	_, err = q.do(ctx, what, method, path+suffix, body)
 	return err
 }
 

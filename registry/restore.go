@@ -172,18 +172,7 @@ func (q *Quay) History(ctx context.Context, repo, tag string) ([]TagRow, error) 
 // ErrManifestGone.
 func (q *Quay) Restore(ctx context.Context, repo, tag, digest string) error {
 	what := fmt.Sprintf("restore %s:%s at %s through quay api v1", repo, tag, digest)
-	path, err := q.tagPath(repo, tag)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if !digestRE.MatchString(digest) {
-		return fmt.Errorf("%s: not a sha256 digest", what)
-	}
-	body, err := json.Marshal(map[string]string{"manifest_digest": digest})
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	_, err = q.do(ctx, what, http.MethodPost, path+"/restore", body)
+	err := q.sendDigest(ctx, what, http.MethodPost, repo, tag, "/restore", digest)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, ErrManifestGone)
 	}

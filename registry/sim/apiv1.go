@@ -62,28 +62,22 @@ func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind,
 			apiError(w, http.StatusBadRequest, "invalid tag name")
 			return
 		}
-		var body struct {
-			ManifestDigest string `json:"manifest_digest"`
-		}
-		b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		if err == nil {
-			err = json.Unmarshal(b, &body)
-		}
+		digest, err := readManifestDigest(req)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, "invalid JSON body")
 			return
 		}
-		if body.ManifestDigest == "" {
+		if digest == "" {
 			// Quay also takes expiration and immutable; the sim supports only creating or
 			// moving a tag.
 			apiError(w, http.StatusBadRequest, "the simulator needs manifest_digest")
 			return
 		}
-		if d, ok := rp.resolve(body.ManifestDigest); !ok || d != body.ManifestDigest {
+		if d, ok := rp.resolve(digest); !ok || d != digest {
 			apiError(w, http.StatusNotFound, "manifest not found")
 			return
 		}
-		rp.putTag(tag, body.ManifestDigest, r.now().UnixMilli())
+		rp.putTag(tag, digest, r.now().UnixMilli())
 		writeJSON(w, http.StatusCreated, "Updated")
 	}
 }
@@ -204,4 +198,20 @@ func likeRE(v string) *regexp.Regexp {
 		}
 	}
 	return regexp.MustCompile(b.String())
+}
+
+// readManifestDigest reads the manifest_digest of an API v1 request's JSON body (at most
+// 1 MiB); "" when the body has none.
+func readManifestDigest(req *http.Request) (string, error) {
+	var body struct {
+		ManifestDigest string `json:"manifest_digest"`
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return "", err
+	}
+	return body.ManifestDigest, nil
 }

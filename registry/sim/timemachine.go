@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 )
@@ -107,22 +105,16 @@ func (r *Registry) serveAPIRestore(w http.ResponseWriter, req *http.Request, rp 
 		apiError(w, http.StatusBadRequest, "invalid tag name")
 		return
 	}
-	var body struct {
-		ManifestDigest string `json:"manifest_digest"`
-	}
-	b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	if err == nil {
-		err = json.Unmarshal(b, &body)
-	}
-	if err != nil || !digestRE.MatchString(body.ManifestDigest) {
+	digest, err := readManifestDigest(req)
+	if err != nil || !digestRE.MatchString(digest) {
 		apiError(w, http.StatusBadRequest, "Missing manifest_digest")
 		return
 	}
 	now := r.now()
 	rp.mu.Lock()
-	ok := r.restorable(rp, body.ManifestDigest, now)
+	ok := r.restorable(rp, digest, now)
 	if ok {
-		rp.tags.put(entry{name: tag, man: rp.digestID(body.ManifestDigest), start: now.UnixMilli()})
+		rp.tags.put(entry{name: tag, man: rp.digestID(digest), start: now.UnixMilli()})
 	}
 	rp.mu.Unlock()
 	if !ok {
