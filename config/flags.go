@@ -446,7 +446,7 @@ func Flags() []Flag {
 			Usage: "print every tag name, sorted, one per line, on stdout (the inventory then goes to stderr)"},
 		{Name: "stale-after", field: func(c *Config) any { return &c.StaleAfter }, check: atLeast(time.Duration(0)),
 			Kind: KindDuration, Default: time.Duration(0), Commands: []string{CmdStatus},
-			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = twice --ack-wait"},
+			Usage: "flag a running shard as stale when its record was not written for this `duration` (its worker may be gone); 0 = five times --ack-wait, when workers and the coordinator count it stale too"},
 	}
 	for i := range t {
 		if len(t[i].Env) == 0 {

@@ -35,22 +35,16 @@ func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []pro
 	} else {
 		preserveReason = preservationReason(pc, failures)
 	}
-	var totals proto.Counters
-	failed := 0
-	for _, s := range shards {
-		totals.Add(s.Counters)
-		if s.State == proto.StateFailed {
-			failed++
-		}
-	}
+	sum := ledger.Summarize(shards)
+	totals := sum.Tags
 	change := func(r *proto.RunRecord) error {
 		r.Totals, r.FinishedAt = totals, c.now().UTC()
 		if len(shards) > r.Shards {
 			r.Shards = len(shards)
 		}
 		r.Reason = cmp.Or(r.Reason, reason)
-		if failed > 0 && r.Reason == "" {
-			r.Reason = fmt.Sprintf("%d of %d shards failed: %s", failed, len(shards), failedShards(shards))
+		if len(sum.Failed) > 0 && r.Reason == "" {
+			r.Reason = fmt.Sprintf("%d of %d shards failed: %s", len(sum.Failed), len(shards), failedShards(sum.Failed))
 		}
 		// A tag whose delete failed after the client's retries is still there and still
 		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
@@ -113,53 +107,26 @@ func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, f
 	if c.cfg.Observer == nil {
 		return
 	}
-	s := Status{Report: c.report(run, shards, finished), Final: !finished.IsZero()}
-	for _, sh := range shards {
-		switch sh.State {
-		case proto.StatePending:
-			s.Pending++
-		case proto.StateRunning:
-			s.Running++
-		}
-		if sh.Heartbeat.After(s.LastProgress) {
-			s.LastProgress = sh.Heartbeat
-		}
-		if sh.Kind != proto.KindPrune {
-			continue
-		}
-		s.Prune.Total++
-		switch sh.State {
-		case proto.StateDone:
-			s.Prune.Done++
-		case proto.StateFailed:
-			s.Prune.Failed++
-		}
-		if !sh.StartedAt.IsZero() && (s.PruneStarted.IsZero() || sh.StartedAt.Before(s.PruneStarted)) {
-			s.PruneStarted = sh.StartedAt
-		}
-	}
+	sum := ledger.Summarize(shards)
+	s := Status{Report: c.report(run, shards, finished), Final: !finished.IsZero(), Pending: sum.Pending, Running: sum.Running,
+		LastProgress: sum.LastProgress, Prune: sum.Prune, PruneStarted: sum.PruneStarted}
 	c.cfg.Observer.RunStatus(s)
 }
 
-// failedShards names the first few failed shards with their last errors, for a run's reason.
-func failedShards(shards []proto.ShardRecord) string {
+// failedShards names the first few of the failed shards with their last errors, for a run's
+// reason.
+func failedShards(failed []proto.ShardRecord) string {
 	const most = 3
 	var parts []string
-	n := 0
-	for _, s := range shards {
-		if s.State != proto.StateFailed {
-			continue
+	for _, s := range failed[:min(len(failed), most)] {
+		why := s.LastError
+		if len(why) > 160 {
+			why = why[:160] + "…"
 		}
-		if n++; n <= most {
-			why := s.LastError
-			if len(why) > 160 {
-				why = why[:160] + "…"
-			}
-			parts = append(parts, fmt.Sprintf("%s (%s)", s.ShardID, cmp.Or(why, "no error recorded")))
-		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", s.ShardID, cmp.Or(why, "no error recorded")))
 	}
-	if n > most {
-		parts = append(parts, fmt.Sprintf("and %d more", n-most))
+	if len(failed) > most {
+		parts = append(parts, fmt.Sprintf("and %d more", len(failed)-most))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -184,23 +151,10 @@ func (c *Coordinator) report(run proto.RunRecord, shards []proto.ShardRecord, fi
 		end = c.now().UTC()
 	}
 	rep.DurationSeconds = end.Sub(run.StartedAt).Seconds()
+	sum := ledger.Summarize(shards)
+	rep.Shards, rep.Tags, rep.FailedShards = sum.Shards, sum.Tags, sum.FailedIDs()
 	if run.Mode == proto.ModeInventory {
-		rep.Inventory = &proto.Inventory{}
+		rep.Inventory = &sum.Inventory
 	}
-	for _, s := range shards {
-		rep.Shards.Total++
-		rep.Tags.Add(s.Counters)
-		if rep.Inventory != nil && s.Inventory != nil {
-			rep.Inventory.Add(*s.Inventory)
-		}
-		switch s.State {
-		case proto.StateDone:
-			rep.Shards.Done++
-		case proto.StateFailed:
-			rep.Shards.Failed++
-			rep.FailedShards = append(rep.FailedShards, s.ShardID)
-		}
-	}
-	slices.Sort(rep.FailedShards)
 	return rep
 }

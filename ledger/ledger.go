@@ -90,11 +90,12 @@ type Config struct {
 	// RecordsMaxAge is how long a run or shard record is kept after it was last written:
 	// the state bucket's TTL. 0 = kept forever. It must be longer than any run lasts.
 	RecordsMaxAge time.Duration
-	// StaleAfter: a running record not written for this long may be claimed by a delivery
-	// that is not newer than the record's attempt, and counts as abandoned when it is on its
-	// last delivery (FailAbandoned). Default 5 x AckWait: workers write the record once per
-	// page, and a page's deletes are bounded by the worker separately. Newer deliveries take
-	// over at once: JetStream only redelivers after the holder went silent.
+	// StaleAfter: a running record not written for this long is stale (see Stale): it may be
+	// claimed by a delivery that is not newer than the record's attempt, and counts as
+	// abandoned when it is on its last delivery (FailAbandoned). Default 5 x AckWait:
+	// workers write the record once per page, and a page's deletes are bounded by the worker
+	// separately. Newer deliveries take over at once: JetStream only redelivers after the
+	// holder went silent.
 	StaleAfter time.Duration
 }
 

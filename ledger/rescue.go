@@ -60,14 +60,6 @@ func (l *Ledger) queued(ctx context.Context, runID, shardID string) (queue, uint
 	return queueDelivered, m.Sequence, nil
 }
 
-// lastWrite is when the record was last written: its heartbeat, else its creation.
-func lastWrite(rec proto.ShardRecord) time.Time {
-	if rec.Heartbeat.IsZero() {
-		return rec.CreatedAt
-	}
-	return rec.Heartbeat
-}
-
 // Rescued says what Rescue did to a shard.
 type Rescued int
 
@@ -103,7 +95,7 @@ func (l *Ledger) Rescue(ctx context.Context, runID, shardID string) (Rescued, er
 	if err != nil || rec.State.Terminal() {
 		return RescueNone, err
 	}
-	stale := l.now().UTC().Sub(lastWrite(rec)) >= l.cfg.StaleAfter
+	stale := l.quiet(rec, l.now())
 	if rec.State == proto.StateRunning && !stale {
 		return RescueNone, nil
 	}
@@ -188,11 +180,9 @@ func (l *Ledger) Requeue(ctx context.Context, runID, shardID string, oldSeq uint
 	return fmt.Errorf("requeueing %s: too many concurrent updates: %w", key, ErrFenced)
 }
 
-// abandoned reports whether rec is running on its message's last delivery and has not been
-// written for StaleAfter.
+// abandoned reports whether rec is stale (see Stale) on its message's last delivery.
 func (l *Ledger) abandoned(rec proto.ShardRecord) bool {
-	return rec.State == proto.StateRunning && rec.Attempt >= l.cfg.MaxDeliver &&
-		l.now().UTC().Sub(lastWrite(rec)) >= l.cfg.StaleAfter
+	return rec.Attempt >= l.cfg.MaxDeliver && l.Stale(rec, l.now())
 }
 
 // FailAbandoned fails a shard that no delivery will reach again because its holder died on

@@ -235,7 +235,7 @@ type Claim struct {
 // sets state running, owner, attempt, started and heartbeat times together. It refuses a done
 // or failed shard (ErrTerminal). A running shard is taken over when attempt is newer than the
 // record's (JetStream redelivered the message, so the previous holder went silent and has lost
-// it) or when its heartbeat is older than StaleAfter; otherwise it is ErrBusy.
+// it) or when it is stale (see Stale); otherwise it is ErrBusy.
 func (l *Ledger) Claim(ctx context.Context, runID, shardID, owner string, attempt int) (*Claim, error) {
 	key := proto.ShardKey(runID, shardID)
 	for range casRetries {
@@ -247,7 +247,7 @@ func (l *Ledger) Claim(ctx context.Context, runID, shardID, owner string, attemp
 		switch {
 		case rec.State.Terminal():
 			return nil, fmt.Errorf("claiming %s: %s: %w", key, rec.State, ErrTerminal)
-		case rec.State == proto.StateRunning && attempt <= rec.Attempt && now.Sub(rec.Heartbeat) < l.cfg.StaleAfter:
+		case rec.State == proto.StateRunning && attempt <= rec.Attempt && !l.Stale(rec, now):
 			return nil, fmt.Errorf("claiming %s at attempt %d: %s holds attempt %d: %w",
 				key, attempt, rec.Owner, rec.Attempt, ErrBusy)
 		}

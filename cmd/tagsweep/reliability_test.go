@@ -16,7 +16,7 @@ import (
 )
 
 // status --stale-after flags a running shard whose record is older than the bound, and says
-// what happens to it; without the flag the bound is twice --ack-wait.
+// what happens to it; without the flag the bound is the ledger's, five times --ack-wait.
 func TestStatusStaleAfter(t *testing.T) {
 	srv := startNATS(t)
 	ctx := t.Context()
@@ -40,7 +40,7 @@ func TestStatusStaleAfter(t *testing.T) {
 	}{
 		{name: "older than --stale-after", staleAfter: time.Nanosecond, ackWait: time.Hour, stale: true},
 		{name: "younger than --stale-after", staleAfter: time.Hour, ackWait: time.Millisecond},
-		{name: "default: twice --ack-wait", ackWait: time.Hour},
+		{name: "default: five times --ack-wait", ackWait: time.Hour},
 		{name: "default, older", ackWait: time.Nanosecond, stale: true},
 	}
 	for _, tc := range tests {

@@ -91,7 +91,9 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	l, err := ledger.Bind(ctx, js, ledgerConfig(cfg))
+	lc := ledgerConfig(cfg)
+	lc.StaleAfter = cfg.StaleAfter
+	l, err := ledger.Bind(ctx, js, lc)
 	if errors.Is(err, ledger.ErrNoLedger) {
 		if runID != "" {
 			return fmt.Errorf("run %s: not found (no tagsweep runs at %s)", runID, redactNATSURL(cfg.NATSURL))
@@ -105,13 +107,9 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return err
 	}
-	staleAfter := cfg.StaleAfter
-	if staleAfter <= 0 {
-		staleAfter = 2 * cfg.AckWait
-	}
 	now := time.Now()
 	if runID == "" {
-		runs, err := readRuns(ctx, l, log, now, staleAfter)
+		runs, err := readRuns(ctx, l, log, now)
 		if err != nil {
 			return err
 		}
@@ -138,14 +136,14 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err != nil {
 		return err
 	}
-	run, err := describeRun(ctx, l, rec, records, now, staleAfter)
+	run, err := describeRun(ctx, l, rec, records, now)
 	if err != nil {
 		return err
 	}
 	shards := make([]statusShard, 0, len(records))
 	for _, s := range records {
 		if len(states) == 0 || slices.Contains(states, string(s.State)) {
-			shards = append(shards, describeShard(s, now, staleAfter))
+			shards = append(shards, describeShard(s, now, l.Stale(s, now)))
 		}
 	}
 	slices.SortFunc(shards, func(a, b statusShard) int {
@@ -154,7 +152,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if format == config.OutputJSON {
 		return writeJSON(w, statusDetail{V: statusVersion, Run: run, Shards: shards})
 	}
-	printRun(w, run, shards, format == config.OutputWide, staleAfter)
+	printRun(w, run, shards, format == config.OutputWide, l.Config().StaleAfter)
 	return nil
 }
 
@@ -252,8 +250,8 @@ type statusCoord struct {
 	LeaseExpires *time.Time `json:"lease_expires"` // null when no lease is recorded
 }
 
-// statusSums counts a run's shards by state; Stale counts the running ones whose record was
-// not written for --stale-after.
+// statusSums counts a run's shards by state; Stale counts the running ones that are stale
+// (ledger.Stale: not written for --stale-after).
 type statusSums struct {
 	Total   int `json:"total"`
 	Done    int `json:"done"`
@@ -282,7 +280,7 @@ type statusShard struct {
 }
 
 // readRuns describes every run, newest first.
-func readRuns(ctx context.Context, l *ledger.Ledger, log *slog.Logger, now time.Time, staleAfter time.Duration) ([]statusRun, error) {
+func readRuns(ctx context.Context, l *ledger.Ledger, log *slog.Logger, now time.Time) ([]statusRun, error) {
 	recs, err := l.Runs(ctx)
 	if err != nil {
 		return nil, err
@@ -295,7 +293,7 @@ func readRuns(ctx context.Context, l *ledger.Ledger, log *slog.Logger, now time.
 	out := make([]statusRun, 0, len(recs))
 	for _, r := range recs {
 		r = abandonedYet(ctx, l, r, log)
-		run, err := describeRun(ctx, l, r, shards[r.RunID], now, staleAfter)
+		run, err := describeRun(ctx, l, r, shards[r.RunID], now)
 		if err != nil {
 			return nil, err
 		}
@@ -305,8 +303,7 @@ func readRuns(ctx context.Context, l *ledger.Ledger, log *slog.Logger, now time.
 }
 
 // describeRun builds a run's status from its record, its shards and its leases.
-func describeRun(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, shards []proto.ShardRecord, now time.Time,
-	staleAfter time.Duration) (statusRun, error) {
+func describeRun(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, shards []proto.ShardRecord, now time.Time) (statusRun, error) {
 	run := statusRun{Run: r.RunID, State: r.State, DryRun: r.Policy.DryRun, Registry: r.Registry,
 		Repositories: r.Repositories, Cutoff: r.Policy.Cutoff.UTC(), StartedAt: r.StartedAt.UTC(), Reason: r.Reason}
 	if run.Repositories == nil {
@@ -330,30 +327,23 @@ func describeRun(ctx context.Context, l *ledger.Ledger, r proto.RunRecord, shard
 		e := lease.Expires.UTC()
 		run.Coordinator.LeaseExpires = &e
 	}
+	sum := ledger.Summarize(shards)
+	run.Tags = sum.Tags
+	run.Shards = statusSums{Total: sum.Shards.Total, Done: sum.Shards.Done, Failed: sum.Shards.Failed, Running: sum.Running,
+		Pending: sum.Pending}
 	for _, s := range shards {
-		run.Tags.Add(s.Counters)
-		run.Shards.Total++
-		switch s.State {
-		case proto.StateDone:
-			run.Shards.Done++
-		case proto.StateFailed:
-			run.Shards.Failed++
-		case proto.StateRunning:
-			run.Shards.Running++
-			if isStale(s, now, staleAfter) {
-				run.Shards.Stale++
-			}
-		default:
-			run.Shards.Pending++
+		if l.Stale(s, now) {
+			run.Shards.Stale++
 		}
 	}
 	return run, nil
 }
 
-func describeShard(s proto.ShardRecord, now time.Time, staleAfter time.Duration) statusShard {
+// describeShard is a shard as status shows it; stale is ledger.Stale's verdict on it.
+func describeShard(s proto.ShardRecord, now time.Time, stale bool) statusShard {
 	out := statusShard{Shard: s.ShardID, State: s.State, Kind: cmp.Or(s.Kind, proto.KindPrune), Repository: s.Repository,
 		After: s.Range.After, Through: s.Range.Through, Cursor: s.Cursor, Owner: s.Owner, Attempt: s.Attempt,
-		Stale: isStale(s, now, staleAfter), Counters: s.Counters, LastError: s.LastError}
+		Stale: stale, Counters: s.Counters, LastError: s.LastError}
 	if !s.Heartbeat.IsZero() {
 		h := s.Heartbeat.UTC()
 		out.Heartbeat, out.heartbeat = &h, now.Sub(s.Heartbeat).Round(time.Second)
@@ -475,12 +465,6 @@ func printRun(w io.Writer, r statusRun, shards []statusShard, wide bool, staleAf
 			"JetStream redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed\n"+
 			"as abandoned, and resuming the run (--run-id %s) resumes it from its cursor.\n", r.Shards.Stale, staleAfter, r.Run)
 	}
-}
-
-// isStale reports whether a running shard's holder has gone quiet for longer than
-// JetStream's redelivery bound: its worker has likely died and the shard awaits redelivery.
-func isStale(s proto.ShardRecord, now time.Time, staleAfter time.Duration) bool {
-	return s.State == proto.StateRunning && !s.Heartbeat.IsZero() && now.Sub(s.Heartbeat) > staleAfter
 }
 
 func duration(r statusRun) string {
