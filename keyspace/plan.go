@@ -24,14 +24,15 @@ type PlanConfig struct {
 	// PageSize is the n of each probe, and the unit of work: a range holding less than a page
 	// is never cut further (default 100).
 	PageSize int
-	// Concurrency bounds the probes in flight (default 8).
+	// Concurrency bounds the probes in flight (default 32: a round of probes for 32 slots
+	// goes out at once, so planning takes a few round trips, not a few per round).
 	Concurrency int
 }
 
 // Defaults of PlanConfig.
 const (
 	DefaultPageSize         = 100
-	DefaultPlanConcurrency  = 8
+	DefaultPlanConcurrency  = 32
 	maxPlanRounds           = 12
 	unknownWorkPerShardSlot = 16 // a range whose density cannot be read holds at most this many pages per slot
 )

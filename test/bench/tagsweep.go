@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
@@ -154,7 +155,7 @@ func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
 		return res, err
 	}
 	defer closeNC()
-	lister, err := newClient(cfg.Registry, 4, cfg.Log)
+	lister, err := newClient(cfg.Registry, keyspace.DefaultPlanConcurrency, cfg.Log) // as tagsweep coordinator
 	if err != nil {
 		return res, err
 	}
