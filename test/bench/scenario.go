@@ -37,7 +37,11 @@ type scenario struct {
 	PageCap int
 	// Numeric: the tags are seven-digit build numbers, none of them a prune tag.
 	Numeric bool
-	Sides   []string
+	// DeleteLatency: only deletes wait the latency (lists answer at once), and the ceiling
+	// side keeps CeilingInFlight deletes in flight instead of -ceiling-concurrency.
+	DeleteLatency   bool
+	CeilingInFlight int
+	Sides           []string
 }
 
 var scenarios = map[string]scenario{
@@ -59,6 +63,8 @@ var scenarios = map[string]scenario{
 		DefaultTags: 100_000, Eligible: 1, Sides: []string{"tagsweep", "tagsweep-digests", "restore"}},
 	"ceiling": {Name: "ceiling", About: "requests/s the registry client and the sim reach together with zero latency (deletes, one list per 100)",
 		DefaultTags: 300_000, Eligible: 1, ZeroLatency: true, Sides: []string{"ceiling"}},
+	"ceiling-latency": {Name: "ceiling-latency", About: "the ceiling's client and sim with every delete waiting the latency and 1,024 deletes in flight (lists answer at once): what HTTP/1.1 at that latency costs the same two processes, without tagsweep",
+		DefaultTags: 300_000, Eligible: 1, DeleteLatency: true, CeilingInFlight: 1024, Sides: []string{"ceiling"}},
 }
 
 // genEnd is the newest tag time of every generated namespace: fixed, so runs are comparable.
@@ -195,6 +201,12 @@ func errSuffix(s string) string {
 // runSide serves a fresh copy of tags and runs one side against it in a child process.
 func runSide(ctx context.Context, o options, sc scenario, side string, tags []string, latency time.Duration, cutoff time.Time) (sideResult, error) {
 	simCfg := sim.Config{Latency: latency, PageCap: sc.PageCap}
+	concurrency := o.child.concurrency
+	if sc.DeleteLatency {
+		simCfg.Latency = 0
+		simCfg.Faults = sim.Faults{Kinds: []sim.Kind{sim.KindDelete}, SlowRate: 1, SlowDelay: latency}
+		concurrency = sc.CeilingInFlight
+	}
 	if sc.Limited {
 		// One bucket for every client: they all come from 127.0.0.1, and Quay's nginx keys
 		// its HTTP/1.1 limits by client IP. Over it: 429 without Retry-After.
@@ -240,7 +252,7 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,
 		"-workers", strconv.Itoa(o.workers), "-split-after", splitAfter.String(), "-timeout", o.timeout.String(),
 		"-slots", strconv.Itoa(o.child.slots), "-delete-concurrency", strconv.Itoa(o.child.deleteConc),
-		"-ceiling-concurrency", strconv.Itoa(o.child.concurrency),
+		"-ceiling-concurrency", strconv.Itoa(concurrency),
 		"-baseline-retry-delay", o.child.retryDelay.String(),
 		"-rc-decrease", fmt.Sprint(o.child.rcDecrease), "-rc-increase", fmt.Sprint(o.child.rcIncrease)}
 	args = append(args, extra...)
