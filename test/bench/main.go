@@ -7,7 +7,7 @@
 //	go run ./test/bench -scenario backlog -tags 200000 -baseline=false
 //	go run ./test/bench -scenario all -out docs/bench.md -svg docs
 //
-// Scenarios: daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling
+// Scenarios: daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling, ceiling-latency
 // (see scenarios below). The
 // registry is registry/sim over HTTP on 127.0.0.1 in this (the parent) process; its request
 // counters are the numbers in the table. It is not part of `go test ./...`.
@@ -58,7 +58,7 @@ func main() {
 func run(args []string, w io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.scenario, "scenario", "daily", "daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling, or a comma-separated list, or all")
+	fs.StringVar(&o.scenario, "scenario", "daily", "daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling, ceiling-latency, or a comma-separated list, or all")
 	fs.IntVar(&o.tags, "tags", 0, "tags in the repository (0 = the scenario's default: 1,000,000; 200,000 for daily-quay; 100,000 for rate-limited; 300,000 for ceiling; numeric always has 3,000)")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "latency the simulated registry adds to every request (the ceiling always uses 0)")
 	fs.IntVar(&o.workers, "workers", 8, "tagsweep workers")
@@ -121,13 +121,13 @@ func run(args []string, w io.Writer) error {
 
 func scenarioNames(s string) ([]string, error) {
 	if s == "all" {
-		return []string{"ceiling", "daily", "daily-quay", "ls", "numeric", "backlog", "skewed", "rate-limited", "restore"}, nil
+		return []string{"ceiling", "ceiling-latency", "daily", "daily-quay", "ls", "numeric", "backlog", "skewed", "rate-limited", "restore"}, nil
 	}
 	var out []string
 	for _, n := range strings.Split(s, ",") {
 		n = strings.TrimSpace(n)
 		if _, ok := scenarios[n]; !ok {
-			return nil, fmt.Errorf("unknown scenario %q (want daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling or all)", n)
+			return nil, fmt.Errorf("unknown scenario %q (want daily, daily-quay, ls, numeric, backlog, rate-limited, skewed, restore, ceiling, ceiling-latency or all)", n)
 		}
 		out = append(out, n)
 	}
