@@ -142,10 +142,9 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		return
 	}
 	entry, err := w.runEntry(ctx, run)
-	var perr *policyError
 	switch {
-	case errors.As(err, &perr):
-		fail(err)
+	case isPermanent(err):
+		fail(classify(err).cause)
 		return
 	case err != nil && ctx.Err() != nil:
 		w.release(hard, log, l, msg, md, claim, final)
@@ -177,10 +176,7 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		w.forget(run.RunID, entry)
 	}
 
-	var lerr *listError
-	var derr *deleteError
-	var perm *permanentError
-	var rerr *retryError
+	f := classify(err)
 	switch {
 	case err == nil:
 		ours, err := w.settle(hard, claim, claim.Done)
@@ -203,23 +199,19 @@ func (w *Worker) handle(ctx, grace, hard context.Context, l *ledger.Ledger, msg 
 		}
 	case errors.Is(err, ledger.ErrFenced):
 		log.Warn("lost the shard to another worker; stopping without touching its message", slog.Any("err", err))
-	case errors.Is(err, errCapReached):
-		c, cancel := lctx()
-		if serr := l.StopRun(c, run.RunID, err.Error()); serr != nil {
-			log.Error("stopping run at the delete cap", slog.Any("err", serr))
+	case f != nil && f.permanent:
+		if errors.Is(f.cause, errCapReached) {
+			c, cancel := lctx()
+			if serr := l.StopRun(c, run.RunID, f.cause.Error()); serr != nil {
+				log.Error("stopping run at the delete cap", slog.Any("err", serr))
+			}
+			cancel()
 		}
-		cancel()
-		fail(err)
-	case errors.As(err, &perm):
-		fail(perm.err)
+		fail(f.cause)
 	case ctx.Err() != nil: // graceful stop: finished pages are checkpointed
 		w.release(hard, log, l, msg, md, claim, final)
-	case errors.As(err, &lerr):
-		w.retryOrFail(hard, log, msg, claim, attempt, final, lerr.err)
-	case errors.As(err, &derr):
-		w.retryOrFail(hard, log, msg, claim, attempt, final, derr)
-	case errors.As(err, &rerr):
-		w.retryOrFail(hard, log, msg, claim, attempt, final, rerr.err)
+	case f != nil:
+		w.retryOrFail(hard, log, msg, claim, attempt, final, f.cause)
 	default: // a ledger call failed, not fenced: go on only if the record still names us
 		c, cancel := lctx()
 		_, verr := claim.Verify(c)

@@ -33,7 +33,7 @@ func (l listOnly) List(ctx context.Context, repo, last string, n int) (registry.
 
 // Delete refuses.
 func (listOnly) Delete(context.Context, string, string) error {
-	return &permanentError{errListOnly}
+	return permanent(errListOnly)
 }
 
 // Exists asks the wrapped client, which a proven-empty listing needs (checkListed).

@@ -43,7 +43,7 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 		return e.pres, nil
 	}
 	if w.cfg.Preserver == nil {
-		return nil, &permanentError{errors.New("this worker is not configured for release payload preservation")}
+		return nil, permanent(errors.New("this worker is not configured for release payload preservation"))
 	}
 	kv, err := w.js.KeyValue(ctx, proto.BucketState)
 	if err != nil {
@@ -54,10 +54,10 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(entry.Value(), &s); err != nil || s.V > proto.Version {
-			return nil, &permanentError{fmt.Errorf("run %s: unreadable preservation settings: %v", run.RunID, err)}
+			return nil, permanent(fmt.Errorf("run %s: unreadable preservation settings: %v", run.RunID, err))
 		}
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, &permanentError{fmt.Errorf("run %s has no preservation settings", run.RunID)}
+		return nil, permanent(fmt.Errorf("run %s has no preservation settings", run.RunID))
 	default:
 		return nil, fmt.Errorf("reading the run's preservation settings: %w", err)
 	}
@@ -65,7 +65,7 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	for _, a := range s.Aliases {
 		al, err := preserve.ParseAlias(a)
 		if err != nil {
-			return nil, &permanentError{fmt.Errorf("run %s: %w", run.RunID, err)}
+			return nil, permanent(fmt.Errorf("run %s: %w", run.RunID, err))
 		}
 		aliases = append(aliases, al)
 	}
@@ -87,7 +87,7 @@ func (w *Worker) listRange(ctx context.Context, client registry.Lister, repo str
 		}
 		in, done, err := walk.Next(ctx, client, repo, w.cfg.PageSize)
 		if err != nil {
-			return n, &listError{err}
+			return n, retryable(err)
 		}
 		for _, t := range in {
 			each(t)
@@ -104,7 +104,7 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	l *ledger.Ledger, log *slog.Logger) error {
 	rec := claim.Record()
 	if rec.Range != preserve.Span() {
-		return &permanentError{fmt.Errorf("family shard range %v is not the family's span", rec.Range)}
+		return permanent(fmt.Errorf("family shard range %v is not the family's span", rec.Range))
 	}
 	var fs preserve.Families
 	scanned := 0
@@ -185,14 +185,14 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 		return err
 	}
 	if unconfirmed != nil {
-		return &retryError{fmt.Errorf("removing orphaned release payload tags: %w", unconfirmed)}
+		return retryable(fmt.Errorf("removing orphaned release payload tags: %w", unconfirmed))
 	}
 	if refused != nil {
 		// The credentials were refused (a token the registry expired before the client
 		// expected): the next delivery lists the family again with a fresh client and repeats
 		// the removals, which are idempotent (a tag already gone counts as removed). On the
 		// last delivery retryOrFail fails the shard with this error.
-		return &retryError{fmt.Errorf("removing release payload tags: %w", refused)}
+		return retryable(fmt.Errorf("removing release payload tags: %w", refused))
 	}
 	return w.saveResult(hard, res)
 }
@@ -224,7 +224,7 @@ func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *
 	rec := claim.Record()
 	v, ok := preserve.VersionOf(rec.Range)
 	if !ok {
-		return &permanentError{fmt.Errorf("preserve shard range %v names no payload version", rec.Range)}
+		return permanent(fmt.Errorf("preserve shard range %v names no payload version", rec.Range))
 	}
 	pres, err := w.preservationFor(ctx, e, run)
 	if err != nil {
@@ -245,7 +245,7 @@ func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *
 	permanent := errors.Is(err, preserve.ErrPayload) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrNoImageReferences)
 	if err != nil && !permanent && !final {
-		return &retryError{err}
+		return retryable(err)
 	}
 	res := proto.PreserveResult{V: proto.Version, RunID: rec.RunID, ShardID: rec.ShardID, Counters: r.Counters(err)}
 	if err != nil {
@@ -258,12 +258,6 @@ func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *
 	}
 	return w.saveResult(hard, res)
 }
-
-// retryError is a preservation that failed in a way a later delivery may mend.
-type retryError struct{ err error }
-
-func (e *retryError) Error() string { return e.err.Error() }
-func (e *retryError) Unwrap() error { return e.err }
 
 // saveResult writes a shard's PreserveResult, replacing an earlier attempt's.
 func (w *Worker) saveResult(hard context.Context, res proto.PreserveResult) error {

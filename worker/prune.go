@@ -18,40 +18,13 @@ import (
 	"github.com/tagsweep/tagsweep/registry"
 )
 
-// errCapReached: the run's delete budget (Policy.MaxDeletes) is used up.
-var errCapReached = errors.New("max deletes reached")
-
-// listError is a failed tags/list call: the shard is retried on a later delivery.
-type listError struct{ err error }
-
-func (e *listError) Error() string { return "listing tags: " + e.err.Error() }
-func (e *listError) Unwrap() error { return e.err }
-
-// deleteError is a tag delete that failed after the registry client's retries: the shard's
-// checkpoint stops before that tag and the shard is retried on a later delivery, which lists
-// it again. On the last delivery a failed delete is counted (DeleteFailed) instead and the
-// shard goes on, so that one tag the registry will not delete cannot hold back the rest.
-type deleteError struct {
-	tag string
-	err error
-}
-
-func (e *deleteError) Error() string { return fmt.Sprintf("deleting tag %s: %v", e.tag, e.err) }
-func (e *deleteError) Unwrap() error { return e.err }
-
-// permanentError is a failure no retry can mend (the registry refuses tag deletes): the
-// shard fails at once.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
 // prune works through the claimed shard from its resume point to the end of its range. A
 // list shard (an inventory run) goes through the same listing and only counts each page
 // (inventory), deleting nothing.
 // It returns nil at the end of the range, ctx's error on a graceful stop (every finished page
-// checkpointed), errCapReached, a *listError or *deleteError (retry on a later delivery), a
-// *permanentError, or a ledger error (ErrFenced: the shard is lost). final says this is the
+// checkpointed), a failure (retryable: a list or delete to try again on a later delivery;
+// permanent: the registry refuses deletes, or the delete cap, errCapReached), or a ledger
+// error (ErrFenced: the shard is lost). final says this is the
 // message's last delivery. Deletes in flight when ctx ends run on until grace ends; ledger
 // writes use hard (see stopContexts).
 func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
@@ -127,7 +100,7 @@ func (w *Worker) prune(ctx, grace, hard context.Context, claim *ledger.Claim, e 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &listError{err}
+			return retryable(err)
 		}
 		if len(in) > 0 && first == "" {
 			first = in[0]
@@ -195,16 +168,16 @@ func (w *Worker) checkListed(ctx context.Context, client registry.Client, claim 
 		registry.ErrIncompleteListing, rec.Repository, rec.Range.After, rec.Range.Through, rec.Seen)
 	checker, ok := client.(registry.Checker)
 	if !ok {
-		return &listError{fmt.Errorf("%w, and this registry client cannot check that it is gone", incomplete)}
+		return retryable(fmt.Errorf("%w, and this registry client cannot check that it is gone", incomplete))
 	}
 	exists, err := checker.Exists(ctx, rec.Repository, rec.Seen)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return ctx.Err() // stopping: the shard is handed back, not retried
 	case err != nil:
-		return &listError{fmt.Errorf("%w; checking that it is gone: %w", incomplete, err)}
+		return retryable(fmt.Errorf("%w; checking that it is gone: %w", incomplete, err))
 	case exists:
-		return &listError{fmt.Errorf("%w, and it still exists", incomplete)}
+		return retryable(fmt.Errorf("%w, and it still exists", incomplete))
 	}
 	log.Info("the tag planning saw in the shard is gone; the shard is empty", slog.String("tag", rec.Seen))
 	return nil
@@ -341,10 +314,11 @@ func (w *Worker) wait(ctx context.Context) error {
 // of the page are finished, and the counters to checkpoint with them, and why it stopped short
 // of the page's end:
 //
-//   - errCapReached: the run's delete budget ran out before the next eligible tag;
-//   - a *deleteError: a delete failed after the client's retries (not on the final delivery,
+//   - a permanent failure wrapping errCapReached: the run's delete budget ran out before the
+//     next eligible tag;
+//   - a retryable failure: a delete failed after the client's retries (not on the final delivery,
 //     where the failure is counted and the page goes on);
-//   - a *permanentError: the registry refuses tag deletes;
+//   - a permanent failure: the registry (or an inventory run's client) refuses tag deletes;
 //   - ctx's error: the worker is stopping and grace ended before every delete did, so the
 //     rest of the page was abandoned.
 //
@@ -380,7 +354,7 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, s *
 			// Finish the page only up to the first eligible tag we may not delete.
 			n = eligible[granted]
 			eligible = eligible[:granted]
-			stopErr = fmt.Errorf("%w: run %s may delete at most %d tags", errCapReached, run.RunID, run.Policy.MaxDeletes)
+			stopErr = permanent(fmt.Errorf("%w: run %s may delete at most %d tags", errCapReached, run.RunID, run.Policy.MaxDeletes))
 		}
 	}
 
@@ -420,11 +394,16 @@ func (w *Worker) page(ctx, grace, hard context.Context, claim *ledger.Claim, s *
 		case grace.Err() != nil && ctx.Err() != nil: // abandoned on a stop
 			stopErr = ctx.Err()
 		case errors.Is(errs[k], registry.ErrDeleteUnsupported):
-			stopErr = &permanentError{errs[k]}
+			stopErr = permanent(errs[k])
 		case final:
 			continue // counted as failed; the shard goes on
+		case isPermanent(errs[k]): // a client that refuses deletes for good
+			stopErr = errs[k]
 		default:
-			stopErr = &deleteError{tag: tags[i], err: errs[k]}
+			// The checkpoint stops before this tag: a later delivery lists it again. On the
+			// last delivery the failure is counted instead, so that one tag the registry will
+			// not delete cannot hold back the rest.
+			stopErr = retryable(fmt.Errorf("deleting tag %s: %w", tags[i], errs[k]))
 		}
 		retry, n = k, i
 		break

@@ -11,12 +11,6 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// policyError marks a run whose policy does not compile: permanent for every shard of it.
-type policyError struct{ err error }
-
-func (e *policyError) Error() string { return "run policy: " + e.err.Error() }
-func (e *policyError) Unwrap() error { return e.err }
-
 // runEntry returns the cached policy and client of a run, building them on first use. A
 // client that cannot be built is not cached (the next shard tries again).
 func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, error) {
@@ -28,11 +22,11 @@ func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, 
 	}
 	rules, err := policy.New(run.Policy)
 	if err != nil {
-		return nil, &policyError{err}
+		return nil, permanent(fmt.Errorf("run policy: %w", err)) // for every shard of the run
 	}
 	client, err := w.cfg.Connect(ctx, run)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to registry %s: %w", run.Registry, err)
+		return nil, retryable(fmt.Errorf("connecting to registry %s: %w", run.Registry, err))
 	}
 	if run.Mode == proto.ModeInventory {
 		client = listOnly{c: client} // an inventory run never deletes, whatever its shards say
