@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,11 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 )
-
-// ErrAuthHostNotAllowed: authentication would send the registry's credentials to a host other
-// than the registry's own (a token realm elsewhere) that the configuration does not allow.
-var ErrAuthHostNotAllowed = errors.New("registry credentials go only to the registry's own host " +
-	"and the auth hosts allowed explicitly (--auth-host)")
 
 // A host, for where credentials may go, is a host name (or IP address) and a port, the
 // scheme's default port (443 for https, 80 for http) when none is written: quay.io and

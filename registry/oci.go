@@ -12,7 +12,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,16 +24,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tagsweep/tagsweep/proto"
-)
-
-// Sentinels of the OCI client, in addition to those in registry.go.
-var (
-	// ErrUnauthorized: the registry refused the credentials (401 or 403). Retrying will not help.
-	ErrUnauthorized = errors.New("registry refused the credentials")
-	// ErrDeleteUnsupported: the registry answered a tag delete with 400 or 405, which the OCI
-	// distribution-spec reserves for "tag deletion is disabled". tagsweep never falls back to
-	// deleting by digest, so such a registry cannot be pruned.
-	ErrDeleteUnsupported = errors.New("registry does not support deleting tags (DELETE /v2/<name>/manifests/<tag>)")
 )
 
 // Defaults of OCIConfig's zero values.
@@ -50,10 +39,6 @@ const (
 
 // maxListBody bounds the body of one tags/list answer: 1000 tags of 128 bytes are ~130 KiB.
 const maxListBody = 16 << 20
-
-// maxErrDetail bounds the registry's own words carried in an error (regclient quotes up to
-// 8 MiB of an error body).
-const maxErrDetail = 512
 
 // OCIConfig configures an OCI client. Zero values mean the documented defaults.
 type OCIConfig struct {
@@ -475,35 +460,18 @@ func (o *OCI) edgeError(parent, callCtx context.Context, c *call, what string, e
 	if _, after, ok := strings.Cut(detail, "request failed: "); ok {
 		detail = after
 	}
-	if len(detail) > maxErrDetail {
-		detail = detail[:maxErrDetail] + "…"
-	}
-	_, status := c.result()
+	detail = boundDetail(detail)
+	status, header := c.answer()
 	refused := o.edge.refusal()
 	switch {
 	case parent.Err() != nil:
 		return fmt.Errorf("%s: %w", what, context.Cause(parent))
 	case refused != nil && (status == 0 || status == http.StatusUnauthorized || status == http.StatusForbidden):
-		// Authentication failed because the credential edge kept the credentials from a
-		// foreign token realm: say that, not a bare 401.
-		return fmt.Errorf("%s: %w%.0w", what, refused, ErrUnauthorized)
-	case status == http.StatusNotFound:
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
-	case status == http.StatusTooManyRequests:
-		if after, ok := c.retryAfter(); ok {
-			return fmt.Errorf("%s: %s: %w", what, detail, &RetryAfterError{After: after, Err: ErrRateLimited})
-		}
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrRateLimited)
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrUnauthorized)
-	case c.method == http.MethodDelete && (status == http.StatusBadRequest || status == http.StatusMethodNotAllowed):
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrDeleteUnsupported)
-	case callCtx.Err() != nil:
+		return authRefusedError(what, refused)
+	case statusSentinel(distributionAPI, c.method, status) == nil && callCtx.Err() != nil:
 		return fmt.Errorf("%s: no answer within %s: %s: %w", what, o.callTimeout, detail, context.DeadlineExceeded)
-	case status != 0:
-		return fmt.Errorf("%s: http %d: %s", what, status, detail)
 	}
-	return fmt.Errorf("%s: %s", what, detail)
+	return fmt.Errorf("%s: %w", what, answerError(distributionAPI, c.method, status, header, detail))
 }
 
 // callKey carries a *call in a request's context, the way net/http/httptrace carries a
@@ -581,14 +549,11 @@ func (c *call) date() time.Time {
 	return d
 }
 
-func (c *call) retryAfter() (time.Duration, bool) {
+// answer returns the status and the kept headers of the last attempt (not to be modified).
+func (c *call) answer() (int, http.Header) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s, err := strconv.Atoi(strings.TrimSpace(c.header.Get("Retry-After")))
-	if err != nil || s < 0 {
-		return 0, false
-	}
-	return time.Duration(s) * time.Second, true
+	return c.status, c.header
 }
 
 // registryAPIPath reports whether p is a path of the distribution API that reads or writes
@@ -613,9 +578,6 @@ func registryAPIPath(p string) bool {
 	}
 	return false
 }
-
-// errRefused is returned by the guard for a request the call does not allow.
-var errRefused = errors.New("tagsweep refused to send the request")
 
 // guard is the transport under regclient. It lets through the call's one registry request
 // and what authentication needs (token GET and POST), refuses every other request to the

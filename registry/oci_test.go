@@ -594,19 +594,25 @@ func TestRateLimited(t *testing.T) {
 			t.Errorf("requests = %d, want 2 to 4", got)
 		}
 	})
-	t.Run("with Retry-After", func(t *testing.T) {
-		t.Parallel()
-		host, _ := startFake(t, func(w http.ResponseWriter, r *http.Request, i int) {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusTooManyRequests)
+	// Retry-After as whole or fractional seconds (regclient reads both).
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{{"1", time.Second}, {"0.5", 500 * time.Millisecond}} {
+		t.Run("with Retry-After "+tc.value, func(t *testing.T) {
+			t.Parallel()
+			host, _ := startFake(t, func(w http.ResponseWriter, r *http.Request, i int) {
+				w.Header().Set("Retry-After", tc.value)
+				w.WriteHeader(http.StatusTooManyRequests)
+			})
+			c := newClient(t, host, registry.OCIConfig{RetryLimit: 1})
+			err := c.Delete(t.Context(), "team/app", "t1")
+			var ra *registry.RetryAfterError
+			if !errors.Is(err, registry.ErrRateLimited) || !errors.As(err, &ra) || ra.After != tc.want {
+				t.Errorf("Delete error = %v, want ErrRateLimited with RetryAfterError of %s", err, tc.want)
+			}
 		})
-		c := newClient(t, host, registry.OCIConfig{RetryLimit: 1})
-		err := c.Delete(t.Context(), "team/app", "t1")
-		var ra *registry.RetryAfterError
-		if !errors.Is(err, registry.ErrRateLimited) || !errors.As(err, &ra) || ra.After != time.Second {
-			t.Errorf("Delete error = %v, want ErrRateLimited with RetryAfterError of 1s", err)
-		}
-	})
+	}
 }
 
 func TestMaxRPS(t *testing.T) {

@@ -30,9 +30,6 @@ const (
 	maxPlatforms = 16
 )
 
-// ErrNoImageReferences: no platform image of a payload holds ImageReferencesPath.
-var ErrNoImageReferences = errors.New("payload image has no " + ImageReferencesPath)
-
 // PayloadConfig configures a Payload client: the registry, credentials, retries and timeouts
 // of OCIConfig (Concurrency and MaxRPS included), plus how long reading one payload may take.
 type PayloadConfig struct {
@@ -313,24 +310,33 @@ func (p *Payload) ref(repo string) (ref.Ref, error) {
 // edgeError translates a regclient error once into the sentinels callers branch on, keeping
 // its words redacted and bounded but not the error value itself (it may quote credentials).
 func (p *Payload) edgeError(what string, err error) error {
-	detail := p.redact.apply(err.Error())
-	if len(detail) > maxErrDetail {
-		detail = detail[:maxErrDetail] + "…"
-	}
+	detail := boundDetail(p.redact.apply(err.Error()))
+	status := regclientStatus(err)
 	refused := p.edge.refusal()
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %s: %w", what, detail, context.DeadlineExceeded)
-	case refused != nil && errors.Is(err, errs.ErrHTTPUnauthorized):
-		return fmt.Errorf("%s: %w%.0w", what, refused, ErrUnauthorized)
-	case errors.Is(err, errs.ErrNotFound):
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
-	case errors.Is(err, errs.ErrHTTPUnauthorized):
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrUnauthorized)
-	case errors.Is(err, errs.ErrHTTPRateLimit):
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrRateLimited)
+	case refused != nil && status == http.StatusUnauthorized:
+		return authRefusedError(what, refused)
+	}
+	if sentinel := statusSentinel(distributionAPI, "", status); sentinel != nil {
+		return fmt.Errorf("%s: %s: %w", what, detail, sentinel)
 	}
 	return fmt.Errorf("%s: %s", what, detail)
+}
+
+// regclientStatus is the status regclient's error stands for, 0 when it names none: regclient
+// keeps the status in its error text alone, and folds 403 into 401.
+func regclientStatus(err error) int {
+	switch {
+	case errors.Is(err, errs.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errs.ErrHTTPUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errs.ErrHTTPRateLimit):
+		return http.StatusTooManyRequests
+	}
+	return 0
 }
 
 // Family prefixes of the tags Payload may write (the preserve package owns their rules).

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,9 +28,6 @@ const (
 	DefaultQuayRetryDelay    = 250 * time.Millisecond
 	DefaultQuayRetryDelayMax = 30 * time.Second
 )
-
-// ErrTagImmutable: Quay refused to delete or move an immutable tag (409).
-var ErrTagImmutable = errors.New("tag is immutable")
 
 // QuayConfig configures a Quay API v1 client. Zero values mean the documented defaults.
 type QuayConfig struct {
@@ -272,11 +268,7 @@ func (q *Quay) do(ctx context.Context, what, method, path string, body []byte) (
 			// Retried as soon as RateControl, slowed down by this answer, lets the request
 			// through (after the Retry-After, when there is one); not counted as a failure.
 			q.control.Observe(ticket, status, header)
-			err := error(ErrRateLimited)
-			if after, ok := parseRetryAfter(header); ok {
-				err = &RetryAfterError{After: after, Err: ErrRateLimited}
-			}
-			lastErr = fmt.Errorf("http 429: %s: %w", q.detail(data), err)
+			lastErr = answerError(quayAPIv1, method, status, header, q.detail(data))
 			if throttled++; throttled > 4*q.cfg.RetryLimit {
 				return nil, fmt.Errorf("%s: %d answers 429: %w", what, throttled, lastErr)
 			}
@@ -290,10 +282,10 @@ func (q *Quay) do(ctx context.Context, what, method, path string, body []byte) (
 		case status == http.StatusInternalServerError, status == http.StatusBadGateway,
 			status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
 			q.control.Observe(ticket, status, header)
-			lastErr = fmt.Errorf("http %d: %s", status, q.detail(data))
+			lastErr = answerError(quayAPIv1, method, status, header, q.detail(data))
 		default:
 			q.control.Observe(ticket, status, header)
-			return nil, q.final(what, status, data)
+			return nil, fmt.Errorf("%s: %w", what, answerError(quayAPIv1, method, status, header, q.detail(data)))
 		}
 		if failures++; failures > q.cfg.RetryLimit {
 			return nil, fmt.Errorf("%s: %d attempts: %w", what, failures+throttled, lastErr)
@@ -318,20 +310,6 @@ func (q *Quay) stopped(parent context.Context, what string, lastErr, cause error
 		return fmt.Errorf("%s: no success within %s: %w", what, q.cfg.CallTimeout, lastErr)
 	}
 	return fmt.Errorf("%s: %v: %w", what, cause, context.DeadlineExceeded)
-}
-
-// final translates an answer that is not retried into an error.
-func (q *Quay) final(what string, status int, data []byte) error {
-	detail := q.detail(data)
-	switch status {
-	case http.StatusNotFound:
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrNotFound)
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Errorf("%s: http %d: %s: %w", what, status, detail, ErrUnauthorized)
-	case http.StatusConflict:
-		return fmt.Errorf("%s: %s: %w", what, detail, ErrTagImmutable)
-	}
-	return fmt.Errorf("%s: http %d: %s", what, status, detail)
 }
 
 func (q *Quay) send(ctx context.Context, method, path string, body []byte) (int, http.Header, []byte, error) {
@@ -372,11 +350,7 @@ func (q *Quay) detail(data []byte) string {
 	if json.Unmarshal(data, &e) == nil {
 		s = cmp.Or(e.ErrorMessage, e.Detail, e.Message, s)
 	}
-	s = q.redact.apply(s)
-	if len(s) > maxErrDetail {
-		s = s[:maxErrDetail] + "…"
-	}
-	return cmp.Or(s, "(no detail)")
+	return cmp.Or(boundDetail(q.redact.apply(s)), "(no detail)")
 }
 
 // wait holds a request back until RateControl (a Retry-After pause, the adaptive rate) and
@@ -407,18 +381,4 @@ func (q *Quay) backoff(attempt int) time.Duration {
 		d = q.cfg.RetryDelayMax
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func parseRetryAfter(h http.Header) (time.Duration, bool) {
-	s := strings.TrimSpace(h.Get("Retry-After"))
-	if s == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(s); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
 }

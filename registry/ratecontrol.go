@@ -7,8 +7,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -401,7 +399,7 @@ func (rc *RateControl) Observe(t Ticket, status int, header http.Header) (retryA
 		return "", false
 	}
 	a.tooMany++
-	after, hasAfter := retryAfterValue(header.Get("Retry-After"), now)
+	after, hasAfter := parseRetryAfter(header.Get("Retry-After"), now)
 	if hasAfter && now.Add(after).After(rc.pauseUntil) {
 		rc.pauseUntil = now.Add(after)
 	}
@@ -478,24 +476,6 @@ func (g *gate) pace(now time.Time, r float64) {
 	if g.tat.IsZero() {
 		g.tat = now
 	}
-}
-
-// retryAfterValue reads a Retry-After value: delay-seconds or an HTTP date.
-func retryAfterValue(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
-			return 0, false
-		}
-		return time.Duration(s * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 // String describes the controller's state for logs.

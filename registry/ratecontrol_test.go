@@ -151,29 +151,6 @@ func TestRateControlRetryAfter(t *testing.T) {
 	}
 }
 
-func TestRetryAfterValue(t *testing.T) {
-	now := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false},
-		{"2", 2 * time.Second, true},
-		{"0.25", 250 * time.Millisecond, true},
-		{"-1", 0, false},
-		{"NaN", 0, false},
-		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute, true},
-		{"soon", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := retryAfterValue(tt.in, now)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("retryAfterValue(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 // limited answers 429 without Retry-After, as Quay's nginx does, above r requests/s.
 type limited struct {
 	next     http.Handler

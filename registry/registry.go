@@ -6,31 +6,9 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
-
-// Sentinels. Implementations translate transport errors into these once, at their edge.
-var (
-	// ErrNotFound: the tag (or repository) does not exist. For a delete it means "already gone".
-	ErrNotFound = errors.New("not found")
-	// ErrRateLimited: the registry answered 429 and retries at the client's layer ran out.
-	ErrRateLimited = errors.New("rate limited")
-	// ErrKeysetUnsupported: the registry ignores tags/list?last= (Quay before 3.12).
-	ErrKeysetUnsupported = errors.New("registry does not support keyset tag listing (tags/list?last=)")
-	// ErrBadPage: a tags/list page broke the keyset contract (not ascending, or not after last).
-	ErrBadPage = errors.New("registry returned an out-of-order tag page")
-)
-
-// RetryAfterError carries a registry's Retry-After when it gave one.
-type RetryAfterError struct {
-	After time.Duration
-	Err   error
-}
-
-func (e *RetryAfterError) Error() string { return fmt.Sprintf("%v (retry after %s)", e.Err, e.After) }
-func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // Page is one tags/list answer.
 type Page struct {

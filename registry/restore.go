@@ -11,11 +11,6 @@ import (
 	"time"
 )
 
-// ErrManifestGone: the manifest a deleted tag pointed at is no longer in the registry (its
-// garbage collector removed it, or Quay's time machine window passed), so the tag cannot be
-// put back at it.
-var ErrManifestGone = errors.New("manifest no longer in the registry (garbage-collected)")
-
 // Restorer puts deleted tags back on any OCI registry, over regclient with the same
 // authentication, retries, rate control and redaction as OCI: it reads a tag's digest, and
 // writes a manifest's very bytes, read by digest, under a tag. Every request it sends passes a

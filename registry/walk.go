@@ -2,16 +2,10 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/tagsweep/tagsweep/proto"
 )
-
-// ErrIncompleteListing: the registry's listing cannot be trusted to be complete (it keeps
-// answering empty pages while saying, with Link rel="next", that more tags follow). A range
-// whose end is not proven must not look finished.
-var ErrIncompleteListing = errors.New("registry listing is incomplete")
 
 // maxEmptyNext is how many empty pages in a row that still send Link rel="next" a Walk asks
 // again before it gives up with ErrIncompleteListing.
