@@ -7,17 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tagsweep/tagsweep/coordinator"
-	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
 	"github.com/tagsweep/tagsweep/registry/sim"
 	"github.com/tagsweep/tagsweep/restore"
+	"github.com/tagsweep/tagsweep/test/invariant"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -37,7 +35,8 @@ func TestDistributionRun(t *testing.T) {
 
 	p := policy.Defaults()
 	p.Cutoff = end.AddDate(0, 0, -5)
-	eligible, keep, _ := expect(t, p, tags)
+	eligible := invariant.Eligible(t, p, tags)
+	keep := without(tags, eligible)
 	if len(eligible) == 0 || len(keep) == 0 {
 		t.Fatalf("namespace has %d eligible and %d kept tags: the test needs both", len(eligible), len(keep))
 	}
@@ -46,29 +45,10 @@ func TestDistributionRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 128 << 20, MaxStore: 128 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
-	ws := make([]*worker.Worker, 2)
-	for i := range ws {
-		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Ledger: lc,
-			Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connectJS(t, srv), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws[i] = w
-	}
-	runWorkers(t, ws)
-
-	c, err := coordinator.New(coordinator.Config{RunID: "dist1", Registry: host, PlainHTTP: true,
-		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connectJS(t, srv), client, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := c.Run(testCtx(t, 3*time.Minute))
+	r := testrig.New(t, testrig.Config{MaxMemory: 128 << 20, MaxStore: 128 << 20, Ledger: ledgerConfig()})
+	startWorkers(t, r, 2, worker.Config{Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }})
+	rep, err := r.Run(testCtx(t, 3*time.Minute), coordinator.Config{RunID: "dist1", Registry: host, PlainHTTP: true,
+		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond}, client, nil)
 	if err != nil {
 		t.Fatalf("Run: %v (report %+v)", err, rep)
 	}
@@ -90,7 +70,7 @@ func TestDistributionRun(t *testing.T) {
 		last = page.Tags[len(page.Tags)-1]
 	}
 	if left = sorted(left); !slices.Equal(left, keep) {
-		t.Fatalf("tags left in the registry differ from the policy's keep set: %s", diff(left, keep))
+		t.Fatalf("tags left in the registry differ from the policy's keep set: %s", invariant.Diff(left, keep))
 	}
 }
 
@@ -106,29 +86,15 @@ func TestDistributionRestore(t *testing.T) {
 	p := policy.Defaults()
 	p.Cutoff = end.AddDate(0, 0, -5)
 	p.RecordDigests = true
-	eligible, _, _ := expect(t, p, tags)
+	eligible := invariant.Eligible(t, p, tags)
 	client, err := registry.NewOCI(registry.OCIConfig{Host: host, PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 128 << 20, MaxStore: 128 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
-	w, err := worker.New(worker.Config{ID: "w0", Ledger: lc,
-		Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }}, connectJS(t, srv), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runWorkers(t, []*worker.Worker{w})
-	c, err := coordinator.New(coordinator.Config{RunID: "dist-undo", Registry: host, PlainHTTP: true,
-		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond, Ledger: lc}, connectJS(t, srv), client, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep, err := c.Run(testCtx(t, 3*time.Minute)); err != nil || rep.Tags.Deleted != int64(len(eligible)) {
+	r := testrig.New(t, testrig.Config{MaxMemory: 128 << 20, MaxStore: 128 << 20, Ledger: ledgerConfig()})
+	startWorkers(t, r, 1, worker.Config{Connect: func(context.Context, proto.RunRecord) (registry.Client, error) { return client, nil }})
+	if rep, err := r.Run(testCtx(t, 3*time.Minute), coordinator.Config{RunID: "dist-undo", Registry: host, PlainHTTP: true,
+		Repositories: []string{repo}, Policy: p, PollInterval: 100 * time.Millisecond}, client, nil); err != nil || rep.Tags.Deleted != int64(len(eligible)) {
 		t.Fatalf("Run: %v, %+v; want %d deleted", err, rep.Tags, len(eligible))
 	}
 
@@ -140,12 +106,12 @@ func TestDistributionRestore(t *testing.T) {
 		{Deleted: int64(len(eligible)), Restored: int64(len(eligible))},
 		{Deleted: int64(len(eligible)), Skipped: int64(len(eligible))},
 	} {
-		r, err := restore.New(restore.Config{RunID: "dist-undo", ID: fmt.Sprintf("dist-undo-restore-%d", i), Confirm: true,
-			Manifests: manifests, Concurrency: 16}, connectJS(t, srv), nil)
+		rs, err := restore.New(restore.Config{RunID: "dist-undo", ID: fmt.Sprintf("dist-undo-restore-%d", i), Confirm: true,
+			Manifests: manifests, Concurrency: 16}, r.JS(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := r.Run(testCtx(t, 2*time.Minute))
+		rep, err := rs.Run(testCtx(t, 2*time.Minute))
 		if err != nil || rep.Tags != want {
 			t.Fatalf("restore %d: %v, %+v; want %+v (failures %q)", i+1, err, rep.Tags, want, rep.Failures)
 		}

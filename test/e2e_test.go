@@ -3,6 +3,7 @@
 package test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -17,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
@@ -29,17 +30,21 @@ import (
 
 const repo = "openshift/ci"
 
-// stack is one tagsweep deployment in process: a simulated registry, an embedded NATS server,
-// and workers, each on its own connection.
+// stack is one tagsweep deployment in process: a simulated registry behind an httptest
+// server, and a rig (embedded NATS, the ledger, workers and coordinators).
 type stack struct {
+	*testrig.Rig
 	reg    *sim.Registry
 	srv    *httptest.Server
 	client *registry.OCI
-	nats   *natsserver.Server
-	lc     ledger.Config
 	// planPage is the page size of the coordinator's planning (0: the default), shards its
 	// target shard count (0: the default).
 	planPage, shards int
+}
+
+// ledgerConfig is the ledger of the in-process tests: in memory, redelivered soon.
+func ledgerConfig() ledger.Config {
+	return ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
 }
 
 func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Handler) *stack {
@@ -52,93 +57,57 @@ func newStack(t *testing.T, simCfg sim.Config, wrap func(http.Handler) http.Hand
 	s.srv = httptest.NewServer(h)
 	t.Cleanup(s.srv.Close)
 	var err error
-	s.client, err = registry.NewOCI(registry.OCIConfig{Host: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true})
+	s.client, err = registry.NewOCI(registry.OCIConfig{Host: s.host(), PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.nats, err = natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 256 << 20, MaxStore: 256 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.nats.Close)
-	s.lc = ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 5 * time.Second, MaxDeliver: 5}
+	s.Rig = testrig.New(t, testrig.Config{MaxMemory: 256 << 20, MaxStore: 256 << 20, Ledger: ledgerConfig()})
 	return s
 }
 
-func (s *stack) js(t *testing.T) jetstream.JetStream { return connectJS(t, s.nats) }
+// host is the sim's host:port.
+func (s *stack) host() string { return strings.TrimPrefix(s.srv.URL, "http://") }
 
-// connectJS opens a JetStream connection to srv, closed when the test ends.
-func connectJS(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
+// startWorkers runs n workers on the rig until the test ends, then stops them and fails the
+// test if a Run returned an error.
+func startWorkers(t *testing.T, r *testrig.Rig, n int, cfg worker.Config) {
 	t.Helper()
-	nc, err := srv.Connect()
+	ws, err := r.StartWorkers(context.Background(), n, cfg, testLog(t, cmp.Or(cfg.ID, "w")))
 	if err != nil {
 		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// runWorkers runs ws until the test ends, then stops them and fails the test if a Run
-// returned an error.
-func runWorkers(t *testing.T, ws []*worker.Worker) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make([]error, len(ws))
-	for i, w := range ws {
-		wg.Go(func() { errs[i] = w.Run(ctx) })
 	}
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("worker %d: Run = %v", i, err)
-			}
+		if err := ws.Stop(); err != nil {
+			t.Errorf("workers: %v", err)
 		}
 	})
 }
 
-// startWorkers runs n workers until the test ends.
+// startWorkers runs n workers, each with the stack's registry client, until the test ends.
 func (s *stack) startWorkers(t *testing.T, n int, cfg worker.Config) {
 	t.Helper()
-	ws := make([]*worker.Worker, n)
-	for i := range n {
-		c := cfg
-		c.ID = fmt.Sprintf("worker-%d", i)
-		c.Ledger = s.lc
-		c.Connect = func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
-			if "http://"+run.Registry != s.srv.URL {
-				return nil, fmt.Errorf("run names registry %q, want the sim", run.Registry)
-			}
-			return s.client, nil
+	cfg.Connect = func(_ context.Context, run proto.RunRecord) (registry.Client, error) {
+		if run.Registry != s.host() {
+			return nil, fmt.Errorf("run names registry %q, want the sim", run.Registry)
 		}
-		w, err := worker.New(c, s.js(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws[i] = w
+		return s.client, nil
 	}
-	runWorkers(t, ws)
+	startWorkers(t, s.Rig, n, cfg)
 }
 
 func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress func(proto.Report)) *coordinator.Coordinator {
 	t.Helper()
-	c, err := coordinator.New(coordinator.Config{
+	c, err := s.Coordinator(coordinator.Config{
 		RunID:        runID,
-		Registry:     strings.TrimPrefix(s.srv.URL, "http://"),
+		Registry:     s.host(),
 		PlainHTTP:    true,
 		Repositories: []string{repo},
 		Policy:       p,
 		PollInterval: 100 * time.Millisecond,
 		Progress:     progress,
-		Ledger:       s.lc,
 		PageSize:     s.planPage,
 		Shards:       s.shards,
-	}, s.js(t), s.client, nil)
+	}, s.client, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,50 +120,37 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// expect splits tags into what the policy deletes and what stays, independently of tagsweep's
-// engine, and counts the tags a run lists (those in ("", cutoff key]).
-func expect(t *testing.T, p proto.Policy, tags []string) (eligible, keep []string, scanned int64) {
+// listed counts the tags of tags a run lists: those in ("", cutoff key].
+func listed(t *testing.T, p proto.Policy, tags []string) int64 {
 	t.Helper()
 	rules, err := policy.New(p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var n int64
 	for _, tag := range tags {
 		if tag <= rules.CutoffKey() {
-			scanned++
-		}
-		if rules.Decide(tag).Verdict == policy.Delete {
-			eligible = append(eligible, tag)
-		} else {
-			keep = append(keep, tag)
+			n++
 		}
 	}
-	slices.Sort(eligible)
-	slices.Sort(keep)
-	return eligible, keep, scanned
+	return n
+}
+
+// without returns the tags of tags not in drop (sorted), sorted.
+func without(tags, drop []string) []string {
+	var out []string
+	for _, tag := range sorted(tags) {
+		if _, ok := slices.BinarySearch(drop, tag); !ok {
+			out = append(out, tag)
+		}
+	}
+	return out
 }
 
 func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
-}
-
-// diff describes how got differs from want (both sorted), for failure messages.
-func diff(got, want []string) string {
-	var extra, missing []string
-	for _, g := range got {
-		if _, ok := slices.BinarySearch(want, g); !ok {
-			extra = append(extra, g)
-		}
-	}
-	for _, w := range want {
-		if _, ok := slices.BinarySearch(got, w); !ok {
-			missing = append(missing, w)
-		}
-	}
-	return fmt.Sprintf("%d extra (first %v), %d missing (first %v)", len(extra), extra[:min(3, len(extra))],
-		len(missing), missing[:min(3, len(missing))])
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -208,7 +164,8 @@ func TestEndToEnd(t *testing.T) {
 		SkewDay: 12, SkewFactor: 6, Cutoff: cutoff, EligibleFraction: 0.3})
 	p := policy.Defaults()
 	p.Cutoff = cutoff
-	eligible, keep, scanned := expect(t, p, tags)
+	eligible := invariant.Eligible(t, p, tags)
+	keep, scanned := without(tags, eligible), listed(t, p, tags)
 	if len(eligible) < n/5 || len(keep) < n/2 {
 		t.Fatalf("generated namespace too lopsided to test: %d eligible, %d kept", len(eligible), len(keep))
 	}
@@ -245,10 +202,10 @@ func TestEndToEnd(t *testing.T) {
 				}
 			} else {
 				if got := sorted(deleted); !slices.Equal(got, eligible) {
-					t.Fatalf("deleted tags differ from the eligible ones: %s", diff(got, eligible))
+					t.Fatalf("deleted tags differ from the eligible ones: %s", invariant.Diff(got, eligible))
 				}
 				if got := s.reg.Tags(repo); !slices.Equal(got, keep) {
-					t.Fatalf("remaining tags differ from generated - eligible: %s", diff(got, keep))
+					t.Fatalf("remaining tags differ from generated - eligible: %s", invariant.Diff(got, keep))
 				}
 				if rep.Tags.Deleted != int64(len(eligible)) || rep.Tags.AlreadyGone != 0 || rep.Tags.DeleteFailed != 0 {
 					t.Errorf("report deleted %d, already gone %d, failed %d; want %d, 0, 0", rep.Tags.Deleted,
@@ -264,10 +221,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 
 			// The audit stream holds one event per eligible tag.
-			l, err := ledger.Open(ctx, s.js(t), s.lc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := s.Ledger()
 			want := proto.OutcomeDeleted
 			if dry {
 				want = proto.OutcomeDryRun
@@ -283,7 +237,7 @@ func TestEndToEnd(t *testing.T) {
 				audited = append(audited, ev.Tag)
 			}
 			if got := sorted(audited); !slices.Equal(got, eligible) {
-				t.Errorf("audit events differ from eligible tags: %s", diff(got, eligible))
+				t.Errorf("audit events differ from eligible tags: %s", invariant.Diff(got, eligible))
 			}
 
 			// The same run again adds no shards and deletes nothing more.
@@ -404,10 +358,10 @@ func TestEdges(t *testing.T) {
 			present = append(present, tag)
 		}
 	}
-	eligible, _, scanned := expect(t, p, present)
+	eligible, scanned := invariant.Eligible(t, p, present), listed(t, p, present)
 	wantDeleted := sorted(slices.Concat(eligible, emptied, vanished))
 	if got := sorted(s.reg.DeletedTags(repo)); !slices.Equal(got, wantDeleted) {
-		t.Fatalf("deleted: %s", diff(got, wantDeleted))
+		t.Fatalf("deleted: %s", invariant.Diff(got, wantDeleted))
 	}
 	var wantRemaining []string
 	for _, tag := range tags {
@@ -416,17 +370,13 @@ func TestEdges(t *testing.T) {
 		}
 	}
 	if got := s.reg.Tags(repo); !slices.Equal(got, sorted(wantRemaining)) {
-		t.Fatalf("remaining: %s", diff(got, sorted(wantRemaining)))
+		t.Fatalf("remaining: %s", invariant.Diff(got, sorted(wantRemaining)))
 	}
 	if rep.Tags.Eligible != int64(len(eligible)) || rep.Tags.Deleted != int64(len(eligible)) ||
 		rep.Tags.Invalid != 1 || rep.Tags.Scanned != scanned {
 		t.Errorf("report %+v, want eligible = deleted = %d, one invalid, %d scanned", rep.Tags, len(eligible), scanned)
 	}
-	l, err := ledger.Open(ctx, s.js(t), s.lc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shards, err := l.Shards(ctx, "edges")
+	shards, err := s.Ledger().Shards(ctx, "edges")
 	if err != nil {
 		t.Fatal(err)
 	}

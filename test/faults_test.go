@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -14,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
-	"github.com/tagsweep/tagsweep/internal/testnet"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
@@ -29,29 +26,26 @@ import (
 	"github.com/tagsweep/tagsweep/worker"
 )
 
-// rig is a deployment for fault tests: the simulated registry over HTTP, NATS servers that a
-// test may stop and restart (listening on loopback TCP, so clients reconnect), workers and
-// coordinators, each on its own connection.
+// rig is a deployment for fault tests: the simulated registry over HTTP and a test rig whose
+// NATS servers a test may stop and restart (clients reconnect), with workers and coordinators.
 type rig struct {
+	*testrig.Rig
 	t      *testing.T
 	sim    *sim.Server
 	oci    registry.OCIConfig // how workers and coordinators talk to the sim
-	lc     ledger.Config
-	nodes  []*natsserver.Server
-	cfgs   []natsserver.Config // to restart a node as it was
-	urls   string
 	policy proto.Policy
 	tags   []string
 	shards int
 }
 
 type rigConfig struct {
-	sim     sim.Config
-	tags    int
-	nodes   int  // NATS servers: 1, or 3 for a cluster (streams and buckets at R3)
-	file    bool // file storage (survives a restart of the server)
-	timeout time.Duration
-	shards  int // the coordinator's Shards (0: its default)
+	sim        sim.Config
+	tags       int
+	nodes      int  // NATS servers: 1, or 3 for a cluster (streams and buckets at R3)
+	file       bool // file storage (survives a restart of the server)
+	timeout    time.Duration
+	shards     int // the coordinator's Shards (0: its default)
+	maxDeliver int // the ledger's MaxDeliver (0: 5)
 }
 
 var faultEnd = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
@@ -74,57 +68,11 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	r.policy.Cutoff = cutoff
 	r.oci = registry.OCIConfig{Host: srv.Addr(), PlainHTTP: true, RetryDelay: 10 * time.Millisecond,
 		RetryDelayMax: 200 * time.Millisecond, Timeout: rc.timeout}
-	r.lc = ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 5}
+	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: cmp.Or(rc.maxDeliver, 5)}
 	if rc.file {
-		r.lc.Storage = jetstream.FileStorage
+		lc.Storage = jetstream.FileStorage
 	}
-	n := max(rc.nodes, 1)
-	var routes []string
-	if n > 1 {
-		r.lc.Replicas = n
-		routes = testnet.FreeAddrs(t, n)
-	}
-	clients := testnet.FreeAddrs(t, n)
-	for i := range n {
-		cfg := natsserver.Config{Dir: t.TempDir(), Listen: clients[i], Name: fmt.Sprintf("n%d", i), MaxMemory: 128 << 20, MaxStore: 256 << 20}
-		if n > 1 {
-			cfg.Cluster = &natsserver.Cluster{Name: "tagsweep", Listen: routes[i], Routes: routes}
-		}
-		r.cfgs = append(r.cfgs, cfg)
-	}
-	r.nodes = make([]*natsserver.Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n { // together: a cluster node waits for its peers
-		wg.Add(1)
-		go func() { defer wg.Done(); r.nodes[i], errs[i] = natsserver.Start(r.cfgs[i]) }()
-	}
-	wg.Wait()
-	for i := range r.nodes {
-		if errs[i] != nil {
-			t.Fatalf("starting NATS node %d: %v", i, errs[i])
-		}
-		t.Cleanup(func() { r.nodes[i].Close() })
-	}
-	var urls []string
-	for _, c := range clients {
-		urls = append(urls, "nats://"+c)
-	}
-	r.urls = strings.Join(urls, ",")
-	// Until a cluster has formed, R3 streams cannot be placed; the coordinator does not retry.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		_, err := ledger.Open(ctx, r.js(), r.lc)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ledger never opened: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.Rig = testrig.New(t, testrig.Config{Nodes: rc.nodes, MaxMemory: 128 << 20, MaxStore: 256 << 20, Ledger: lc})
 	return r
 }
 
@@ -137,22 +85,6 @@ func testLog(t *testing.T, who string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", who, "test", t.Name())
 }
 
-// js connects to the NATS servers the way the CLI does: reconnecting forever.
-func (r *rig) js() jetstream.JetStream {
-	r.t.Helper()
-	nc, err := nats.Connect(r.urls, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
-		nats.RetryOnFailedConnect(true))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return js
-}
-
 func (r *rig) client() *registry.OCI {
 	r.t.Helper()
 	c, err := registry.NewOCI(r.oci)
@@ -162,32 +94,25 @@ func (r *rig) client() *registry.OCI {
 	return c
 }
 
+// workerConfig is cfg with the fault tests' defaults: a client per call, as the CLI's
+// connector makes (a worker rebuilds the client whose credentials were refused), and short
+// retry delays.
+func (r *rig) workerConfig(cfg worker.Config) worker.Config {
+	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, 50*time.Millisecond)
+	cfg.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return registry.NewOCI(r.oci) }
+	return cfg
+}
+
 // startWorkers runs n workers until the test ends.
 func (r *rig) startWorkers(n int, cfg worker.Config) {
-	t := r.t
-	t.Helper()
-	ws := make([]*worker.Worker, n)
-	for i := range n {
-		c := cfg
-		c.ID = fmt.Sprintf("worker-%d", i)
-		c.Ledger = r.lc
-		c.RetryDelay = cmp.Or(c.RetryDelay, 50*time.Millisecond)
-		// A client per call, as the CLI's connector does: a worker rebuilds the client whose
-		// credentials were refused.
-		c.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return registry.NewOCI(r.oci) }
-		w, err := worker.New(c, r.js(), testLog(t, c.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws[i] = w
-	}
-	runWorkers(t, ws)
+	r.t.Helper()
+	startWorkers(r.t, r.Rig, n, r.workerConfig(cfg))
 }
 
 // run runs a coordinator for runID to its end.
 func (r *rig) run(ctx context.Context, runID string) (proto.Report, error) {
 	r.t.Helper()
-	c, err := coordinator.New(coordinator.Config{
+	return r.Run(ctx, coordinator.Config{
 		RunID:        runID,
 		Registry:     r.sim.Addr(),
 		PlainHTTP:    true,
@@ -195,13 +120,8 @@ func (r *rig) run(ctx context.Context, runID string) (proto.Report, error) {
 		Policy:       r.policy,
 		PollInterval: 100 * time.Millisecond,
 		RetryDelay:   50 * time.Millisecond,
-		Ledger:       r.lc,
 		Shards:       r.shards,
-	}, r.js(), r.client(), testLog(r.t, "coordinator"))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return c.Run(ctx)
+	}, r.client(), testLog(r.t, "coordinator"))
 }
 
 // check checks the invariant against the sim's state. gone are tags removed behind
@@ -322,8 +242,7 @@ func TestRegistryFaults(t *testing.T) {
 // exits with ErrShardsFailed naming it. Re-running the coordinator with the same run ID
 // resumes that shard from its cursor (not from its start) and the run ends exact.
 func TestFailedShardResumesFromCursor(t *testing.T) {
-	r := newRig(t, rigConfig{shards: 1}) // one shard, not split: it is the one that fails
-	r.lc.MaxDeliver = 3
+	r := newRig(t, rigConfig{shards: 1, maxDeliver: 3}) // one shard, not split: it is the one that fails
 	// Every worker's list (pages of 10; planning's are of 100) of the range after the first
 	// day past some point fails: one shard gets some pages in, then fails for good.
 	rules, err := policy.New(r.policy)
@@ -366,17 +285,13 @@ func TestFailedShardResumesFromCursor(t *testing.T) {
 		t.Errorf("first run's error %q does not name shard %s and its last error", err, failedID)
 	}
 	r.check(false)
-	l, err := ledger.Open(ctx, r.js(), r.lc)
+	rec, _, err := r.Ledger().Shard(ctx, "resume", failedID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _, err := l.Shard(ctx, "resume", failedID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.State != proto.StateFailed || rec.Attempt != r.lc.MaxDeliver || rec.Cursor == "" || rec.Cursor >= bad[:8]+"\xff" ||
+	if rec.State != proto.StateFailed || rec.Attempt != r.LedgerConfig().MaxDeliver || rec.Cursor == "" || rec.Cursor >= bad[:8]+"\xff" ||
 		!strings.Contains(rec.LastError, "503") {
-		t.Fatalf("failed shard %+v, want failed on attempt %d with a cursor inside its range and the 503 as last error", rec, r.lc.MaxDeliver)
+		t.Fatalf("failed shard %+v, want failed on attempt %d with a cursor inside its range and the 503 as last error", rec, r.LedgerConfig().MaxDeliver)
 	}
 
 	broken.Store(false)
@@ -412,14 +327,12 @@ func TestNATSRestart(t *testing.T) {
 	go func() { rep, err := r.run(ctx, "restart"); done <- result{rep, err} }()
 	eligible := invariant.Eligible(t, r.policy, r.tags)
 	r.waitDeletes(ctx, len(eligible)/4)
-	r.nodes[0].Close()
+	r.StopNode(0)
 	before := len(r.sim.DeletedTags(repo))
 	time.Sleep(300 * time.Millisecond) // an outage, not a blip: clients see the disconnect
-	s, err := natsserver.Start(r.cfgs[0])
-	if err != nil {
-		t.Fatalf("restarting NATS: %v", err)
+	if err := r.RestartNode(0); err != nil {
+		t.Fatal(err)
 	}
-	r.nodes[0] = s
 	res := <-done
 	if res.err != nil {
 		t.Fatalf("run across a NATS restart: %v", res.err)
@@ -441,7 +354,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	go func() { _, err := r.run(ctx, "cluster"); done <- err }()
 	eligible := invariant.Eligible(t, r.policy, r.tags)
 	r.waitDeletes(ctx, len(eligible)/4)
-	r.nodes[1].Close()
+	r.StopNode(1)
 	if err := <-done; err != nil {
 		t.Fatalf("run across the loss of a node: %v", err)
 	}

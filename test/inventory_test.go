@@ -11,7 +11,6 @@ import (
 
 	"github.com/tagsweep/tagsweep/coordinator"
 	"github.com/tagsweep/tagsweep/keyspace"
-	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
@@ -111,17 +110,16 @@ func TestInventory(t *testing.T) {
 	}
 	s.startWorkers(t, 3, worker.Config{Slots: 2, SplitAfter: 200 * time.Millisecond})
 	ctx := testCtx(t, 3*time.Minute)
-	co, err := coordinator.New(coordinator.Config{
+	co, err := s.Coordinator(coordinator.Config{
 		RunID:            "inv",
-		Registry:         strings.TrimPrefix(s.srv.URL, "http://"),
+		Registry:         s.host(),
 		PlainHTTP:        true,
 		Repositories:     []string{repo},
 		Policy:           p,
 		PollInterval:     100 * time.Millisecond,
-		Ledger:           s.lc,
 		PreservePayloads: true, // an inventory preserves nothing either
 		Inventory:        true,
-	}, s.js(t), s.client, nil)
+	}, s.client, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +143,7 @@ func TestInventory(t *testing.T) {
 		t.Errorf("report %+v, want a dry run with every shard done", rep.Shards)
 	}
 
-	l, err := ledger.Open(ctx, s.js(t), s.lc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := s.Ledger()
 	run, _, err := l.Run(ctx, "inv")
 	if err != nil {
 		t.Fatal(err)
@@ -180,12 +175,8 @@ func TestInventory(t *testing.T) {
 	}
 
 	// A pruning coordinator cannot re-attach to the inventory run.
-	p2, err := coordinator.New(coordinator.Config{RunID: "inv", Registry: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true,
-		Repositories: []string{repo}, Policy: p, Ledger: s.lc}, s.js(t), s.client, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p2.Run(ctx); err == nil || !strings.Contains(err.Error(), "inventory run") {
+	if _, err := s.Run(ctx, coordinator.Config{RunID: "inv", Registry: s.host(), PlainHTTP: true,
+		Repositories: []string{repo}, Policy: p}, s.client, nil); err == nil || !strings.Contains(err.Error(), "inventory run") {
 		t.Errorf("pruning coordinator on an inventory run: err = %v, want a refusal", err)
 	}
 }
@@ -220,11 +211,8 @@ func TestInventoryWorkerRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := testCtx(t, time.Minute)
-			l, err := ledger.Open(ctx, s.js(t), s.lc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			run := proto.RunRecord{RunID: "forged", Registry: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true,
+			l := s.Ledger()
+			run := proto.RunRecord{RunID: "forged", Registry: s.host(), PlainHTTP: true,
 				Repositories: []string{repo}, Policy: p, Mode: tc.mode, State: proto.RunRunning, StartedAt: time.Now().UTC()}
 			if _, err := l.CreateRun(ctx, run); err != nil {
 				t.Fatal(err)
@@ -235,6 +223,7 @@ func TestInventoryWorkerRefuses(t *testing.T) {
 			}
 			s.startWorkers(t, 1, worker.Config{Slots: 1})
 			var rec proto.ShardRecord
+			var err error
 			for rec.State != tc.wantState {
 				if ctx.Err() != nil {
 					t.Fatalf("shard %+v never reached %s", rec, tc.wantState)
@@ -307,11 +296,8 @@ func TestInventoryEmptyRange(t *testing.T) {
 				}
 			}
 			ctx := testCtx(t, time.Minute)
-			l, err := ledger.Open(ctx, s.js(t), s.lc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			run := proto.RunRecord{RunID: "inv", Registry: strings.TrimPrefix(s.srv.URL, "http://"), PlainHTTP: true,
+			l := s.Ledger()
+			run := proto.RunRecord{RunID: "inv", Registry: s.host(), PlainHTTP: true,
 				Repositories: []string{repo}, Policy: p, Mode: proto.ModeInventory, State: proto.RunRunning, StartedAt: time.Now().UTC()}
 			if _, err := l.CreateRun(ctx, run); err != nil {
 				t.Fatal(err)
@@ -322,6 +308,7 @@ func TestInventoryEmptyRange(t *testing.T) {
 			}
 			s.startWorkers(t, 1, worker.Config{Slots: 1, RetryDelay: time.Hour})
 			var rec proto.ShardRecord
+			var err error
 			for !rec.State.Terminal() && rec.LastError == "" { // done, or given back with the reason
 				if ctx.Err() != nil {
 					t.Fatalf("shard %+v never settled", rec)

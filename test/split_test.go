@@ -7,10 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
-	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/test/invariant"
 	"github.com/tagsweep/tagsweep/worker"
 )
@@ -44,13 +42,12 @@ func TestSplitStormWithKills(t *testing.T) {
 	var errs []error
 	start := func(id string) (kill func()) {
 		wctx, cancel := context.WithCancel(context.Background())
-		w, err := worker.New(worker.Config{
-			ID: id, Slots: 3, PageSize: 20, Ledger: r.lc, Observer: obs,
-			SplitAfter: 40 * time.Millisecond, IdleSplit: 5 * time.Millisecond, RetryDelay: 50 * time.Millisecond,
+		w, err := r.Worker(r.workerConfig(worker.Config{
+			ID: id, Slots: 3, PageSize: 20, Observer: obs,
+			SplitAfter: 40 * time.Millisecond, IdleSplit: 5 * time.Millisecond,
 			// A stop this short hands nothing back: the worker dies with its shards running.
 			StopBound: time.Millisecond,
-			Connect:   func(context.Context, proto.RunRecord) (registry.Client, error) { return registry.NewOCI(r.oci) },
-		}, r.js(), testLog(t, id))
+		}), testLog(t, id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,11 +90,7 @@ func TestSplitStormWithKills(t *testing.T) {
 	}
 	mu.Unlock()
 
-	l, err := ledger.Open(ctx, r.js(), r.lc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shards, err := l.Shards(ctx, "storm")
+	shards, err := r.Ledger().Shards(ctx, "storm")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@
 package testnet
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -29,6 +30,15 @@ const (
 // and lie outside the kernel's ephemeral port range.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
+	addrs, err := Free(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+// Free is FreeAddrs for callers without a testing.TB (the benchmark).
+func Free(n int) ([]string, error) {
 	lo, hi := portWindow()
 	var out []string
 	var held []net.Listener
@@ -39,7 +49,7 @@ func FreeAddrs(t testing.TB, n int) []string {
 	}()
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 1000 {
-			t.Fatalf("testnet: no free loopback port in [%d, %d) after %d tries", lo, hi, tries)
+			return nil, fmt.Errorf("testnet: no free loopback port in [%d, %d) after %d tries", lo, hi, tries)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
 		ln, err := net.Listen("tcp", addr)
@@ -49,7 +59,7 @@ func FreeAddrs(t testing.TB, n int) []string {
 		held = append(held, ln) // held until all n are chosen, so none is chosen twice
 		out = append(out, addr)
 	}
-	return out
+	return out, nil
 }
 
 // portWindow is [lowPort, highPort), moved below the ephemeral range when the machine
