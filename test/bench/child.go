@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
@@ -193,28 +194,29 @@ func childTagsweep(ctx context.Context, c childFlags, res *sideResult, inventory
 		return err
 	}
 	p.RecordDigests = c.recordDigests
-	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	cfg := stackConfig{
 		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
-		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, Log: c.logger(), Inventory: inventory,
+		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, Log: c.logger(), Inventory: inventory,
 		RateControl: registry.RateControlConfig{Decrease: c.rcDecrease, Increase: c.rcIncrease},
 	}
+	natsURL := "" // NATS in this process
 	if c.workerProcs {
 		url, stopNATS, err := spawnNATS(ctx, c)
 		if err != nil {
 			return err
 		}
 		defer func() { res.NATSPeakRSS = stopNATS() }()
-		cfg.NATSURL = url
+		natsURL = url
 		cfg.WorkerProcs = func(ctx context.Context, url string) (func() []int64, error) {
 			return spawnWorkers(ctx, c, url)
 		}
 	}
-	out, err := runStack(ctx, cfg)
+	rig, err := testrig.Start(ctx, testrig.Config{URL: natsURL})
+	if err != nil {
+		return err
+	}
+	defer rig.Close()
+	out, err := runStack(ctx, rig, cfg)
 	t := out.Report.Tags
 	res.Scanned, res.Eligible, res.Deleted, res.AlreadyGone, res.DeleteFailed = t.Scanned, t.Eligible, t.Deleted, t.AlreadyGone, t.DeleteFailed
 	res.Shards = len(out.Shards)

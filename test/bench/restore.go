@@ -8,10 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/restore"
 )
@@ -26,19 +23,14 @@ func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 		return err
 	}
 	p.RecordDigests = true
-	dir, err := os.MkdirTemp("", "tagsweep-bench-nats-")
+	rig, err := testrig.Start(ctx, testrig.Config{})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	ns, err := natsserver.Start(natsserver.Config{Dir: dir, Listen: "127.0.0.1:-1"})
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	out, err := runStack(ctx, stackConfig{
+	defer rig.Close()
+	out, err := runStack(ctx, rig, stackConfig{
 		Registry: c.registry, Repo: c.repo, Policy: p, Workers: c.workers, Slots: c.slots,
-		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, NATSDir: dir, NATSURL: ns.ClientURL(), Log: c.logger(),
+		DeleteConc: c.deleteConc, SplitAfter: c.splitAfter, Log: c.logger(),
 	})
 	t := out.Report.Tags
 	res.Scanned, res.Eligible, res.Deleted, res.AlreadyGone, res.DeleteFailed = t.Scanned, t.Eligible, t.Deleted, t.AlreadyGone, t.DeleteFailed
@@ -46,13 +38,7 @@ func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 	if err != nil {
 		return fmt.Errorf("the run before the restore: %w", err)
 	}
-
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := rig.Connect()
 	if err != nil {
 		return err
 	}

@@ -6,25 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/keyspace"
-	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
-// stackConfig is one tagsweep deployment in a process: an embedded NATS server, a
-// coordinator and Workers workers, each worker with its own NATS connection and its own
-// registry client (as separate pods would have).
+// stackConfig is one tagsweep run on a test rig: a coordinator and Workers workers, each
+// worker with its own NATS connection and its own registry client (as separate pods would
+// have).
 type stackConfig struct {
 	Registry    string // host:port of the sim (plain HTTP)
 	Repo        string
@@ -33,10 +27,8 @@ type stackConfig struct {
 	Slots       int
 	DeleteConc  int
 	SplitAfter  time.Duration
-	MaxRPS      float64                    // per worker; 0 = unlimited
-	RateControl registry.RateControlConfig // each worker's adaptive rate control
-	NATSDir     string
-	NATSURL     string                                                                     // a NATS server elsewhere; "" starts one in this process
+	MaxRPS      float64                                                                    // per worker; 0 = unlimited
+	RateControl registry.RateControlConfig                                                 // each worker's adaptive rate control
 	WorkerProcs func(ctx context.Context, natsURL string) (wait func() []int64, err error) // nil: workers in process
 	Log         *slog.Logger
 	Inventory   bool // an inventory run (tagsweep ls) instead of a pruning run
@@ -59,7 +51,8 @@ func newClientRC(host string, concurrency int, rc registry.RateControlConfig, lo
 		RateControl: registry.NewRateControl(rc)})
 }
 
-// workerConfig is the configuration of every benchmark worker.
+// workerConfig is the configuration of every benchmark worker (of the workers of a rig, id
+// is their IDs' prefix).
 func (c stackConfig) workerConfig(id string) worker.Config {
 	return worker.Config{
 		ID:                id,
@@ -77,89 +70,21 @@ func (c stackConfig) workerConfig(id string) worker.Config {
 	}
 }
 
-// runStack runs one whole run and returns the coordinator's report and the shard records.
-func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
+// runStack runs one whole run on rig and returns the coordinator's report and the shard
+// records.
+func runStack(ctx context.Context, rig *testrig.Rig, cfg stackConfig) (stackResult, error) {
 	var res stackResult
-	url := cfg.NATSURL
-	dial := func() (*nats.Conn, error) { return nats.Connect(url) }
-	if url == "" {
-		listen := ""
-		if cfg.WorkerProcs != nil {
-			listen = "127.0.0.1:-1"
-		}
-		ns, err := natsserver.Start(natsserver.Config{Dir: cfg.NATSDir, Listen: listen})
-		if err != nil {
-			return res, err
-		}
-		defer ns.Close()
-		url = ns.ClientURL()
-		dial = func() (*nats.Conn, error) { return ns.Connect() }
-	}
-	connect := func() (jetstream.JetStream, func(), error) {
-		nc, err := dial()
-		if err != nil {
-			return nil, nil, err
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-		return js, nc.Close, nil
-	}
-
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		werrs    []error
-		waitProc func() []int64
-	)
-	if cfg.WorkerProcs != nil {
-		// Open the ledger first so the stream and consumer exist before workers bind.
-		js, closeNC, err := connect()
-		if err != nil {
-			return res, err
-		}
-		defer closeNC()
-		if _, err := ledger.Open(ctx, js, ledger.Config{}); err != nil {
-			return res, err
-		}
-		if waitProc, err = cfg.WorkerProcs(wctx, url); err != nil {
-			return res, err
-		}
-	} else {
-		for i := range cfg.Workers {
-			js, closeNC, err := connect()
-			if err != nil {
-				return res, err
-			}
-			defer closeNC()
-			w, err := worker.New(cfg.workerConfig("bench-"+strconv.Itoa(i+1)), js, cfg.Log)
-			if err != nil {
-				return res, err
-			}
-			wg.Go(func() {
-				if err := w.Run(wctx); err != nil {
-					mu.Lock()
-					werrs = append(werrs, err)
-					mu.Unlock()
-				}
-			})
-		}
-	}
-
-	js, closeNC, err := connect()
+	stop, err := cfg.startWorkers(wctx, rig)
 	if err != nil {
 		return res, err
 	}
-	defer closeNC()
 	lister, err := newClient(cfg.Registry, keyspace.DefaultPlanConcurrency, cfg.Log) // as tagsweep coordinator
 	if err != nil {
 		return res, err
 	}
-	co, err := coordinator.New(coordinator.Config{
+	res.Report, err = rig.Run(ctx, coordinator.Config{
 		RunID:        "bench",
 		Registry:     cfg.Registry,
 		PlainHTTP:    true,
@@ -167,25 +92,33 @@ func runStack(ctx context.Context, cfg stackConfig) (stackResult, error) {
 		Policy:       cfg.Policy,
 		PollInterval: time.Second,
 		Inventory:    cfg.Inventory,
-	}, js, lister, cfg.Log)
-	if err != nil {
-		return res, err
-	}
-	rep, err := co.Run(ctx)
-	res.Report = rep
+	}, lister, cfg.Log)
 	if err == nil || errors.Is(err, coordinator.ErrShardsFailed) {
-		l, lerr := ledger.Open(ctx, js, ledger.Config{})
-		if lerr == nil {
-			res.Shards, lerr = l.Shards(ctx, co.RunID())
-		}
+		var lerr error
+		res.Shards, lerr = rig.Ledger().Shards(ctx, "bench")
 		err = errors.Join(err, lerr)
 	}
 	stopWorkers()
-	wg.Wait()
-	if waitProc != nil {
-		res.WorkerRSS = waitProc()
+	rss, werr := stop()
+	res.WorkerRSS = rss
+	return res, errors.Join(err, werr)
+}
+
+// startWorkers starts the run's workers, in this process or in processes of their own; stop
+// stops them and returns the processes' peak RSS, or the in-process workers' errors.
+func (c stackConfig) startWorkers(ctx context.Context, rig *testrig.Rig) (stop func() ([]int64, error), err error) {
+	if c.WorkerProcs != nil {
+		wait, err := c.WorkerProcs(ctx, rig.URL())
+		if err != nil {
+			return nil, err
+		}
+		return func() ([]int64, error) { return wait(), nil }, nil
 	}
-	return res, errors.Join(append([]error{err}, werrs...)...)
+	ws, err := rig.StartWorkers(ctx, c.Workers, c.workerConfig("bench-"), c.Log)
+	if err != nil {
+		return nil, err
+	}
+	return func() ([]int64, error) { return nil, ws.Stop() }, nil
 }
 
 // shardDurations returns the longest and the median time from claim to finish of the done
