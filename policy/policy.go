@@ -83,20 +83,6 @@ const (
 	DefaultTimeZone     = "UTC"
 )
 
-// familyPrefixes are the release-payload preservation tags (see package preserve). They are
-// handled by preservation shards and never by the prune rule.
-var familyPrefixes = [...]string{"rc_payload__", "preserved__rc_payload__", "remove__rc_payload__"}
-
-// IsPreservationFamily reports whether tag belongs to the release-payload preservation family.
-func IsPreservationFamily(tag string) bool {
-	for _, p := range familyPrefixes {
-		if strings.HasPrefix(tag, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // Defaults returns the default policy with a zero Cutoff: the caller sets Cutoff (see Cutoff).
 func Defaults() proto.Policy {
 	return proto.Policy{
@@ -297,7 +283,7 @@ func (r *Rules) Decide(tag string) Decision {
 			return Decision{Verdict: Keep, Reason: ReasonKeepPattern}
 		}
 	}
-	if IsPreservationFamily(tag) {
+	if proto.PayloadFamily(tag) {
 		return Decision{Verdict: Keep, Reason: ReasonPreservationFamily}
 	}
 	if !proto.ValidTag(tag) {

@@ -423,10 +423,8 @@ func checkDecision(t *testing.T, r *Rules, tag string) {
 			t.Errorf("Decide(%q) = Delete but keep pattern %q matches", tag, k)
 		}
 	}
-	for _, pre := range familyPrefixes {
-		if strings.HasPrefix(tag, pre) {
-			t.Errorf("Decide(%q) = Delete but it is a preservation-family tag", tag)
-		}
+	if proto.PayloadFamily(tag) {
+		t.Errorf("Decide(%q) = Delete but it is a preservation-family tag", tag)
 	}
 	if !(tag < r.CutoffKey()) {
 		t.Errorf("Decide(%q) = Delete but it does not sort below CutoffKey %q", tag, r.CutoffKey())

@@ -22,14 +22,8 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// Tag-name prefixes and the component infix of the family.
-const (
-	PayloadPrefix   = "rc_payload__"
-	MarkerPrefix    = "preserved__rc_payload__"
-	RemovalPrefix   = "remove__rc_payload__"
-	ComponentInfix  = "__component__"
-	rangeTerminator = "~" // sorts after every byte a tag may hold ([A-Za-z0-9._-])
-)
+// rangeTerminator sorts after every byte a tag may hold ([A-Za-z0-9._-]).
+const rangeTerminator = "~"
 
 // Role is what a tag is in a payload's family.
 type Role uint8
@@ -66,18 +60,18 @@ func (r Role) String() string {
 // regular expression has it. A prefix with an empty version or component is RoleNone.
 func Classify(tag string) (role Role, version, component string) {
 	switch {
-	case strings.HasPrefix(tag, MarkerPrefix):
-		if v := tag[len(MarkerPrefix):]; v != "" {
+	case strings.HasPrefix(tag, proto.MarkerPrefix):
+		if v := tag[len(proto.MarkerPrefix):]; v != "" {
 			return RoleMarker, v, ""
 		}
-	case strings.HasPrefix(tag, RemovalPrefix):
-		if v := tag[len(RemovalPrefix):]; v != "" {
+	case strings.HasPrefix(tag, proto.RemovalPrefix):
+		if v := tag[len(proto.RemovalPrefix):]; v != "" {
 			return RoleRemoval, v, ""
 		}
-	case strings.HasPrefix(tag, PayloadPrefix):
-		rest := tag[len(PayloadPrefix):]
-		if i := strings.LastIndex(rest, ComponentInfix); i >= 0 {
-			v, c := rest[:i], rest[i+len(ComponentInfix):]
+	case strings.HasPrefix(tag, proto.PayloadPrefix):
+		rest := tag[len(proto.PayloadPrefix):]
+		if i := strings.LastIndex(rest, proto.ComponentInfix); i >= 0 {
+			v, c := rest[:i], rest[i+len(proto.ComponentInfix):]
 			if v != "" && c != "" {
 				return RoleComponent, v, c
 			}
@@ -91,25 +85,21 @@ func Classify(tag string) (role Role, version, component string) {
 }
 
 // Protected reports whether tag belongs to the preservation family's key ranges, which only
-// preservation may delete: no prune rule may ever remove such a tag, whatever it is named
-// after. It agrees with policy.IsPreservationFamily (a test holds them together).
-func Protected(tag string) bool {
-	return strings.HasPrefix(tag, PayloadPrefix) || strings.HasPrefix(tag, MarkerPrefix) ||
-		strings.HasPrefix(tag, RemovalPrefix)
-}
+// preservation may delete (proto.PayloadFamily, which policy.Decide refuses too).
+func Protected(tag string) bool { return proto.PayloadFamily(tag) }
 
 // PayloadTag, MarkerTag, RemovalTag and ComponentTag name the family's tags of version v.
-func PayloadTag(v string) string      { return PayloadPrefix + v }
-func MarkerTag(v string) string       { return MarkerPrefix + v }
-func RemovalTag(v string) string      { return RemovalPrefix + v }
-func ComponentTag(v, c string) string { return PayloadPrefix + v + ComponentInfix + c }
+func PayloadTag(v string) string      { return proto.PayloadPrefix + v }
+func MarkerTag(v string) string       { return proto.MarkerPrefix + v }
+func RemovalTag(v string) string      { return proto.RemovalPrefix + v }
+func ComponentTag(v, c string) string { return proto.PayloadPrefix + v + proto.ComponentInfix + c }
 
 // Ranges are the key ranges holding every family tag, in byte order: markers, then payloads
 // with their component tags, then removal requests. Each holds exactly the tags that start
 // with its prefix (After is the bare prefix, which is no family tag; Through is the prefix
 // followed by a byte above every tag byte).
 func Ranges() []proto.Range {
-	prefixes := []string{MarkerPrefix, PayloadPrefix, RemovalPrefix}
+	prefixes := []string{proto.MarkerPrefix, proto.PayloadPrefix, proto.RemovalPrefix}
 	out := make([]proto.Range, len(prefixes))
 	for i, p := range prefixes {
 		out[i] = proto.Range{After: p, Through: p + rangeTerminator}
@@ -128,14 +118,14 @@ func Span() proto.Range {
 // ComponentRange is the key range of version v's component tags: the Range of the shard
 // that preserves v.
 func ComponentRange(v string) proto.Range {
-	p := PayloadPrefix + v + ComponentInfix
+	p := proto.PayloadPrefix + v + proto.ComponentInfix
 	return proto.Range{After: p, Through: p + rangeTerminator}
 }
 
 // VersionOf returns the version whose ComponentRange r is.
 func VersionOf(r proto.Range) (string, bool) {
-	rest, ok := strings.CutPrefix(r.After, PayloadPrefix)
-	v, ok2 := strings.CutSuffix(rest, ComponentInfix)
+	rest, ok := strings.CutPrefix(r.After, proto.PayloadPrefix)
+	v, ok2 := strings.CutSuffix(rest, proto.ComponentInfix)
 	if !ok || !ok2 || v == "" || ComponentRange(v) != r {
 		return "", false
 	}

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-)
 
-// ImageReferencesPath is the file of a release payload image that lists its components: an
-// OpenShift ImageStream whose spec.tags name each component image.
-const ImageReferencesPath = "release-manifests/image-references"
+	"github.com/tagsweep/tagsweep/proto"
+)
 
 // Reference is one entry of a payload's image-references: an ImageStream tag and the image it
 // comes from, as the payload wrote it ("quay-proxy.ci.openshift.org/openshift/ci@sha256:…").
@@ -41,19 +39,19 @@ func ParseImageReferences(data []byte) ([]Reference, error) {
 	var is imageStream
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&is); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", ImageReferencesPath, err)
+		return nil, fmt.Errorf("parse %s: %w", proto.ImageReferencesPath, err)
 	}
 	if is.Kind != "ImageStream" {
-		return nil, fmt.Errorf("parse %s: kind is %q, want ImageStream", ImageReferencesPath, is.Kind)
+		return nil, fmt.Errorf("parse %s: kind is %q, want ImageStream", proto.ImageReferencesPath, is.Kind)
 	}
 	seen := make(map[string]bool, len(is.Spec.Tags))
 	var out []Reference
 	for i, t := range is.Spec.Tags {
 		if t.Name == "" {
-			return nil, fmt.Errorf("parse %s: spec.tags[%d] has no name", ImageReferencesPath, i)
+			return nil, fmt.Errorf("parse %s: spec.tags[%d] has no name", proto.ImageReferencesPath, i)
 		}
 		if seen[t.Name] {
-			return nil, fmt.Errorf("parse %s: spec.tags names %q twice", ImageReferencesPath, t.Name)
+			return nil, fmt.Errorf("parse %s: spec.tags names %q twice", proto.ImageReferencesPath, t.Name)
 		}
 		seen[t.Name] = true
 		if t.From == nil || t.From.Name == "" || (t.From.Kind != "" && t.From.Kind != "DockerImage") {

@@ -81,7 +81,7 @@ func TestRangesHoldExactlyTheFamily(t *testing.T) {
 			}
 		}
 		// A bare prefix is no family tag; it may lie outside the ranges.
-		bare := tag == PayloadPrefix || tag == MarkerPrefix || tag == RemovalPrefix
+		bare := tag == proto.PayloadPrefix || tag == proto.MarkerPrefix || tag == proto.RemovalPrefix
 		if want := Protected(tag) && !bare; (in == 1) != want || in > 1 {
 			t.Errorf("%q lies in %d ranges; protected %v", tag, in, Protected(tag))
 		}

@@ -16,7 +16,7 @@ import (
 
 // Reader reads a payload image's image-references.
 type Reader interface {
-	// ImageReferences returns the ImageReferencesPath file of the image ref (a tag or a
+	// ImageReferences returns the proto.ImageReferencesPath file of the image ref (a tag or a
 	// digest) in repo: one document for an image, one per platform image for an index.
 	ImageReferences(ctx context.Context, repo, ref string) ([][]byte, error)
 }
@@ -134,7 +134,7 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 		return res, fmt.Errorf("%s: %w: %w", what, ErrPayload, err)
 	}
 	if len(refs) == 0 {
-		return res, fmt.Errorf("%s: %s lists no component images: %w", what, ImageReferencesPath, ErrPayload)
+		return res, fmt.Errorf("%s: %s lists no component images: %w", what, proto.ImageReferencesPath, ErrPayload)
 	}
 
 	m := newMatcher(p.cfg.Registry, repo, p.cfg.Aliases)
@@ -242,7 +242,7 @@ func (p *Preserver) component(ctx context.Context, repo, tag, digest string, lis
 // with different images on different platforms is an error: one tag cannot hold both.
 func union(docs [][]byte) ([]Reference, error) {
 	if len(docs) == 0 {
-		return nil, fmt.Errorf("no %s found", ImageReferencesPath)
+		return nil, fmt.Errorf("no %s found", proto.ImageReferencesPath)
 	}
 	byName := make(map[string]string)
 	var out []Reference

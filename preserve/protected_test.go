@@ -23,17 +23,6 @@ func familyTags() []string {
 	}
 }
 
-// TestProtectedAgreesWithPolicy: the prune rule's own family check and Protected are one set.
-func TestProtectedAgreesWithPolicy(t *testing.T) {
-	tags := append(familyTags(), "rc_payload_x", "preserved__rc_payload_x", "remove__x", "latest",
-		"20000101000000_prune_rc_payload__4.1", "xrc_payload__4.1", "rc_payload__", "Rc_payload__4.1")
-	for _, tag := range tags {
-		if got, want := Protected(tag), policy.IsPreservationFamily(tag); got != want {
-			t.Errorf("Protected(%q) = %v, policy.IsPreservationFamily = %v", tag, got, want)
-		}
-	}
-}
-
 // TestNoPrunePatternDeletesAProtectedTag: whatever prune pattern, time layout and zone the
 // configuration accepts (policy.New compiles it), and however late the cutoff, no tag
 // preservation protects is ever eligible, component tags of preserved payloads included.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Sentinels. Every client translates what the registry answered into these once, at its edge
@@ -42,8 +44,8 @@ var (
 	// garbage collector removed it, or Quay's time machine window passed), so the tag cannot
 	// be put back at it.
 	ErrManifestGone = errors.New("manifest no longer in the registry (garbage-collected)")
-	// ErrNoImageReferences: no platform image of a payload holds ImageReferencesPath.
-	ErrNoImageReferences = errors.New("payload image has no " + ImageReferencesPath)
+	// ErrNoImageReferences: no platform image of a payload holds proto.ImageReferencesPath.
+	ErrNoImageReferences = errors.New("payload image has no " + proto.ImageReferencesPath)
 
 	// errRefused is returned by a client's guard for a request the call does not allow.
 	errRefused = errors.New("tagsweep refused to send the request")

@@ -422,8 +422,6 @@ func (o *OCI) start(ctx context.Context, c *call) (context.Context, context.Canc
 }
 
 var (
-	// tagRE is the distribution-spec tag grammar.
-	tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 	// repoRE is the distribution-spec repository name grammar.
 	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 )

@@ -17,10 +17,9 @@ import (
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/time/rate"
-)
 
-// ImageReferencesPath is the file of a release payload image that lists its component images.
-const ImageReferencesPath = "release-manifests/image-references"
+	"github.com/tagsweep/tagsweep/proto"
+)
 
 // Defaults of PayloadConfig's zero values.
 const (
@@ -100,7 +99,7 @@ func newPayload(cfg PayloadConfig, what string, writable func(string) bool) (*Pa
 // Docker-Content-Digest). An absent tag is an error wrapping ErrNotFound.
 func (p *Payload) Digest(ctx context.Context, repo, tag string) (string, error) {
 	what := fmt.Sprintf("digest of %s:%s", repo, tag)
-	if !tagRE.MatchString(tag) {
+	if !proto.ValidTag(tag) {
 		return "", fmt.Errorf("%s: not a valid tag name", what)
 	}
 	r, err := p.ref(repo)
@@ -126,9 +125,9 @@ func (p *Payload) Digest(ctx context.Context, repo, tag string) (string, error) 
 // the repository does not hold is an error wrapping ErrNotFound.
 func (p *Payload) Tag(ctx context.Context, repo, tag, digest string) error {
 	what := fmt.Sprintf("tag %s:%s at %s", repo, tag, digest)
-	if !tagRE.MatchString(tag) || !p.writable(tag) {
+	if !proto.ValidTag(tag) || !p.writable(tag) {
 		return fmt.Errorf("%s: refused: only %s…__component__… and %s… tags are written", what,
-			payloadPrefix, markerPrefix)
+			proto.PayloadPrefix, proto.MarkerPrefix)
 	}
 	if !digestRE.MatchString(digest) {
 		return fmt.Errorf("%s: not a sha256 digest", what)
@@ -152,13 +151,13 @@ func (p *Payload) Tag(ctx context.Context, repo, tag, digest string) error {
 	return nil
 }
 
-// ImageReferences reads ImageReferencesPath from the image ref (a tag or a digest) in repo:
+// ImageReferences reads proto.ImageReferencesPath from the image ref (a tag or a digest) in repo:
 // from the image itself, or from every platform image of an index (attestation manifests
 // skipped), returning one document per image that holds the file. Layers are streamed from
 // the top one down (a later layer wins), and reading stops at the file or at a whiteout of it.
 // No image holding the file is an error wrapping ErrNoImageReferences.
 func (p *Payload) ImageReferences(ctx context.Context, repo, refStr string) ([][]byte, error) {
-	what := fmt.Sprintf("read %s of %s:%s", ImageReferencesPath, repo, refStr)
+	what := fmt.Sprintf("read %s of %s:%s", proto.ImageReferencesPath, repo, refStr)
 	r, err := p.ref(repo)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -166,7 +165,7 @@ func (p *Payload) ImageReferences(ctx context.Context, repo, refStr string) ([][
 	switch {
 	case digestRE.MatchString(refStr):
 		r = r.SetDigest(refStr)
-	case tagRE.MatchString(refStr):
+	case proto.ValidTag(refStr):
 		r = r.SetTag(refStr)
 	default:
 		return nil, fmt.Errorf("%s: not a tag or sha256 digest", what)
@@ -266,7 +265,7 @@ func (p *Payload) readLayer(ctx context.Context, r ref.Ref, d descriptor.Descrip
 		return nil, err
 	}
 	defer tr.Close()
-	hdr, rd, err := tr.ReadFile(ImageReferencesPath)
+	hdr, rd, err := tr.ReadFile(proto.ImageReferencesPath)
 	if err != nil {
 		if errors.Is(err, errs.ErrFileDeleted) || errors.Is(err, errs.ErrFileNotFound) {
 			return nil, err
@@ -274,11 +273,11 @@ func (p *Payload) readLayer(ctx context.Context, r ref.Ref, d descriptor.Descrip
 		return nil, errors.New(p.redact.apply(err.Error()))
 	}
 	if hdr.Size > p.maxFile {
-		return nil, fmt.Errorf("%s is %d bytes, more than %d", ImageReferencesPath, hdr.Size, p.maxFile)
+		return nil, fmt.Errorf("%s is %d bytes, more than %d", proto.ImageReferencesPath, hdr.Size, p.maxFile)
 	}
 	doc, err := io.ReadAll(io.LimitReader(rd, p.maxFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %s", ImageReferencesPath, p.redact.apply(err.Error()))
+		return nil, fmt.Errorf("read %s: %s", proto.ImageReferencesPath, p.redact.apply(err.Error()))
 	}
 	return doc, nil
 }
@@ -339,22 +338,15 @@ func regclientStatus(err error) int {
 	return 0
 }
 
-// Family prefixes of the tags Payload may write (the preserve package owns their rules).
-const (
-	payloadPrefix  = "rc_payload__"
-	markerPrefix   = "preserved__rc_payload__"
-	componentInfix = "__component__"
-)
-
 // writableTag reports whether tag is a component tag (rc_payload__<v>__component__<c>) or a
 // marker (preserved__rc_payload__<v>), with non-empty <v> and <c>.
 func writableTag(tag string) bool {
-	if v, ok := strings.CutPrefix(tag, markerPrefix); ok {
+	if v, ok := strings.CutPrefix(tag, proto.MarkerPrefix); ok {
 		return v != ""
 	}
-	rest, ok := strings.CutPrefix(tag, payloadPrefix)
-	i := strings.LastIndex(rest, componentInfix)
-	return ok && i > 0 && i+len(componentInfix) < len(rest)
+	rest, ok := strings.CutPrefix(tag, proto.PayloadPrefix)
+	i := strings.LastIndex(rest, proto.ComponentInfix)
+	return ok && i > 0 && i+len(proto.ComponentInfix) < len(rest)
 }
 
 // manifestPath and blobPath are the reads a payload client sends; manifest writes must also
@@ -424,7 +416,7 @@ func (g *payloadGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		ok = !api // token requests
 	case http.MethodPut:
 		_, ref, manifest := manifestPath(req.URL.Path)
-		ok = req.URL.Host == g.host && manifest && tagRE.MatchString(ref) && g.writable(ref)
+		ok = req.URL.Host == g.host && manifest && proto.ValidTag(ref) && g.writable(ref)
 	}
 	if !ok {
 		closeBody(req)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // TestPayloadGuard: the preservation client can read manifests and blobs, authenticate, and
@@ -39,7 +41,7 @@ func TestPayloadGuard(t *testing.T) {
 // TestRestorerGuard: the restorer can read manifests and blobs, authenticate, and write any
 // tag; it can never delete, write a manifest by digest or push blobs.
 func TestRestorerGuard(t *testing.T) {
-	testGuard(t, tagRE.MatchString, []guardCase{
+	testGuard(t, proto.ValidTag, []guardCase{
 		{"manifest by tag", "HEAD", "/v2/openshift/ci/manifests/20200101000000_prune_x", true},
 		{"manifest by digest", "GET", "/v2/openshift/ci/manifests/" + guardDigest, true},
 		{"prune tag write", "PUT", "/v2/openshift/ci/manifests/20200101000000_prune_x", true},

@@ -23,6 +23,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/tagsweep/tagsweep/preserve"
+	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
 	"github.com/tagsweep/tagsweep/registry/sim"
@@ -169,7 +170,7 @@ func isDoc(name string) string {
 // TestImageReferencesLayers: the top layer wins, a whiteout hides the file, other files and
 // layers are passed over, and the top layer is the only one read when it holds the file.
 func TestImageReferencesLayers(t *testing.T) {
-	const file = registry.ImageReferencesPath
+	const file = proto.ImageReferencesPath
 	tests := []struct {
 		name   string
 		layers [][]byte
@@ -320,7 +321,7 @@ func TestPayloadDistribution(t *testing.T) {
 		{"name":"cli","from":{"kind":"DockerImage","name":"quay-proxy.ci.openshift.org/openshift/ci@%s"}}]}}`, compDigest)
 	payloadDigest := pushDistributionImage(t, host, repo, "rc_payload__4.1",
 		layerOf(t, [2]string{"usr/bin/cvo", "binary"}),
-		layerOf(t, [2]string{"release-manifests/release-metadata", "{}"}, [2]string{registry.ImageReferencesPath, doc}))
+		layerOf(t, [2]string{"release-manifests/release-metadata", "{}"}, [2]string{proto.ImageReferencesPath, doc}))
 
 	p := newPayload(t, host, registry.PayloadConfig{})
 	pres, err := preserve.New(preserve.Config{Registry: "quay.io",

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Defaults of QuayConfig's zero values.
@@ -204,7 +206,7 @@ func (q *Quay) sendDigest(ctx context.Context, what, method, repo, tag, suffix, 
 // error wrapping ErrNotFound.
 func (q *Quay) Digest(ctx context.Context, repo, tag string) (string, error) {
 	what := fmt.Sprintf("digest of %s:%s through quay api v1", repo, tag)
-	if !repoRE.MatchString(repo) || !tagRE.MatchString(tag) {
+	if !repoRE.MatchString(repo) || !proto.ValidTag(tag) {
 		return "", fmt.Errorf("%s: invalid repository or tag name", what)
 	}
 	v := url.Values{"specificTag": {tag}, "onlyActiveTags": {"true"}, "limit": {"1"}}
@@ -236,7 +238,7 @@ func (q *Quay) tagPath(repo, tag string) (string, error) {
 	if !repoRE.MatchString(repo) {
 		return "", fmt.Errorf("%q is not a valid repository name", repo)
 	}
-	if !tagRE.MatchString(tag) {
+	if !proto.ValidTag(tag) {
 		return "", fmt.Errorf("%q is not a valid tag name", tag)
 	}
 	return "/api/v1/repository/" + repo + "/tag/" + tag, nil

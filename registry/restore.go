@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Restorer puts deleted tags back on any OCI registry, over regclient with the same
@@ -22,7 +24,7 @@ type Restorer struct {
 
 // NewRestorer returns a Restorer for cfg.Host.
 func NewRestorer(cfg OCIConfig) (*Restorer, error) {
-	p, err := newPayload(PayloadConfig{OCIConfig: cfg}, "restore registry", tagRE.MatchString)
+	p, err := newPayload(PayloadConfig{OCIConfig: cfg}, "restore registry", proto.ValidTag)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +42,7 @@ func (r *Restorer) Digest(ctx context.Context, repo, tag string) (string, error)
 // repository no longer holds is an error wrapping ErrManifestGone.
 func (r *Restorer) Put(ctx context.Context, repo, tag, digest string) error {
 	what := fmt.Sprintf("put %s:%s back at %s", repo, tag, digest)
-	if !tagRE.MatchString(tag) {
+	if !proto.ValidTag(tag) {
 		return fmt.Errorf("%s: not a valid tag name", what)
 	}
 	if !digestRE.MatchString(digest) {
@@ -74,7 +76,7 @@ func (r *Restorer) Put(ctx context.Context, repo, tag, digest string) error {
 // through that one request. An absent tag is an error wrapping ErrNotFound.
 func (o *OCI) Digest(ctx context.Context, repo, tag string) (string, error) {
 	what := fmt.Sprintf("digest of %s:%s", repo, tag)
-	if !tagRE.MatchString(tag) {
+	if !proto.ValidTag(tag) {
 		return "", fmt.Errorf("%s: not a valid tag name", what)
 	}
 	r, err := o.repoRef(repo)
@@ -119,7 +121,7 @@ const maxHistoryPages = 10
 // no rows and no error.
 func (q *Quay) History(ctx context.Context, repo, tag string) ([]TagRow, error) {
 	what := fmt.Sprintf("history of %s:%s through quay api v1", repo, tag)
-	if !repoRE.MatchString(repo) || !tagRE.MatchString(tag) {
+	if !repoRE.MatchString(repo) || !proto.ValidTag(tag) {
 		return nil, fmt.Errorf("%s: invalid repository or tag name", what)
 	}
 	var rows []TagRow

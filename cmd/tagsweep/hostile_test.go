@@ -13,6 +13,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/preserve"
+	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
 	"github.com/tagsweep/tagsweep/registry/sim"
 	"github.com/tagsweep/tagsweep/test/invariant"
@@ -159,7 +160,7 @@ func TestHostileListings(t *testing.T) {
 			// there would take the second payload's marker and components for orphans.
 			name: "payload pages truncated",
 			list: func(req registrytest.ListRequest, tags []string, link bool) ([]string, bool) {
-				if lastIn(req, preserve.PayloadPrefix) {
+				if lastIn(req, proto.PayloadPrefix) {
 					return tags[:min(1, len(tags))], false
 				}
 				return tags, link

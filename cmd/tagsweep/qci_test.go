@@ -154,7 +154,7 @@ func (q *qci) checkEndState(t *testing.T, before map[string]string) {
 	}
 	after := q.tags()
 	for tag, d := range before {
-		if sim.IsPayloadFamilyTag(tag) {
+		if proto.PayloadFamily(tag) {
 			continue
 		}
 		got, ok := after[tag]
@@ -168,7 +168,7 @@ func (q *qci) checkEndState(t *testing.T, before map[string]string) {
 		}
 	}
 	for tag := range after {
-		if _, ok := before[tag]; !ok && !sim.IsPayloadFamilyTag(tag) {
+		if _, ok := before[tag]; !ok && !proto.PayloadFamily(tag) {
 			t.Errorf("%s appeared", tag)
 		}
 	}

@@ -38,7 +38,7 @@ func restoreQCI(t *testing.T, cfg sim.Config) *qci {
 		digests = append(digests, d)
 	}
 	for i, tag := range q.srv.Tags(qciRepo) {
-		if i%10 == 0 && !sim.IsPayloadFamilyTag(tag) {
+		if i%10 == 0 && !proto.PayloadFamily(tag) {
 			if err := q.srv.AddTags(qciRepo, digests[(i/10)%len(digests)], tag); err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Quay API v1 tag endpoints: /api/v1/repository/<ns>/<repo>/tag/[<tag>].
@@ -58,7 +60,7 @@ func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind,
 		r.stats.add(func(s *Stats) { s.TagDeletes++ })
 		w.WriteHeader(http.StatusNoContent)
 	case KindAPIPut:
-		if !validTag(tag) {
+		if !proto.ValidTag(tag) {
 			apiError(w, http.StatusBadRequest, "invalid tag name")
 			return
 		}

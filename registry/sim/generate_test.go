@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 var (
@@ -61,7 +63,7 @@ func TestGenerateShape(t *testing.T) {
 			odd := OddTags(genEnd)
 			var prune, floating, sigs int
 			for _, tag := range tags {
-				if !validTag(tag) {
+				if !proto.ValidTag(tag) {
 					t.Fatalf("%q is not a valid tag", tag)
 				}
 				if tc.cfg.Odd && slices.Contains(odd, tag) {
@@ -184,7 +186,7 @@ func TestOddTags(t *testing.T) {
 		t.Errorf("future tag %q is not a year after End", odd[0])
 	}
 	for _, o := range odd {
-		if !validTag(o) {
+		if !proto.ValidTag(o) {
 			t.Errorf("%q is not a valid tag", o)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // maxManifest bounds a manifest body, as registries do (distribution: 4 MiB).
@@ -281,7 +283,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if !validTag(ref) {
+	if !proto.ValidTag(ref) {
 		writeError(w, http.StatusBadRequest, "TAG_INVALID", "invalid tag", map[string]string{"tag": ref})
 		return
 	}
@@ -343,7 +345,7 @@ func (r *Registry) serveManifestPut(w http.ResponseWriter, req *http.Request, na
 		return
 	}
 	isDigest := strings.Contains(ref, ":")
-	if (isDigest && !digestRE.MatchString(ref)) || (!isDigest && !validTag(ref)) {
+	if (isDigest && !digestRE.MatchString(ref)) || (!isDigest && !proto.ValidTag(ref)) {
 		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "invalid reference", map[string]string{"reference": ref})
 		return
 	}

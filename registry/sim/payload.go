@@ -10,13 +10,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // DefaultPullHost is the registry host payloads name their components with in QCI.
 const DefaultPullHost = "quay-proxy.ci.openshift.org"
-
-// ImageReferencesPath is where a release payload image keeps its component list.
-const ImageReferencesPath = "release-manifests/image-references"
 
 // PayloadComponent is one entry of a payload's image-references: the imagestream tag name
 // and the image, which lives in Repo at Digest.
@@ -85,7 +84,7 @@ func (r *Registry) PushPayload(repo, version string, components []PayloadCompone
 		return "", fmt.Errorf("encode image-references of %s: %w", version, err)
 	}
 	layer, err := gzipTar(map[string][]byte{
-		ImageReferencesPath:                  refs,
+		proto.ImageReferencesPath:            refs,
 		"release-manifests/release-metadata": fmt.Appendf(nil, `{"kind":"cincinnati-metadata-v0","version":%q}`, version),
 	})
 	if err != nil {
@@ -184,17 +183,11 @@ func PayloadStates() []PayloadState {
 }
 
 // Family tag names.
-func PayloadTag(version string) string        { return "rc_payload__" + version }
-func PayloadMarkerTag(version string) string  { return "preserved__rc_payload__" + version }
-func PayloadRemovalTag(version string) string { return "remove__rc_payload__" + version }
+func PayloadTag(version string) string        { return proto.PayloadPrefix + version }
+func PayloadMarkerTag(version string) string  { return proto.MarkerPrefix + version }
+func PayloadRemovalTag(version string) string { return proto.RemovalPrefix + version }
 func ComponentTag(version, name string) string {
-	return "rc_payload__" + version + "__component__" + name
-}
-
-// IsPayloadFamilyTag reports whether tag belongs to the release payload family.
-func IsPayloadFamilyTag(tag string) bool {
-	return strings.HasPrefix(tag, "rc_payload__") || strings.HasPrefix(tag, "preserved__rc_payload__") ||
-		strings.HasPrefix(tag, "remove__rc_payload__")
+	return proto.PayloadPrefix + version + proto.ComponentInfix + name
 }
 
 // PayloadConfig shapes AddPayloads. Zero values mean the documented defaults.
@@ -246,7 +239,7 @@ func (f *PayloadFamily) Check(r *Registry) []string {
 	var diffs []string
 	have := map[string]bool{}
 	for _, t := range r.Tags(f.Repo) {
-		if !IsPayloadFamilyTag(t) {
+		if !proto.PayloadFamily(t) {
 			continue
 		}
 		have[t] = true

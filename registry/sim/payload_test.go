@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // readImageReferences pulls a payload over HTTP the way a pruner would (index → first
@@ -54,7 +56,7 @@ func readImageReferences(t *testing.T, base, repo, ref string) map[string]string
 			if err != nil {
 				t.Fatal(err)
 			}
-			if hdr.Name != ImageReferencesPath {
+			if hdr.Name != proto.ImageReferencesPath {
 				continue
 			}
 			var is struct {
@@ -82,7 +84,7 @@ func readImageReferences(t *testing.T, base, repo, ref string) map[string]string
 			return out
 		}
 	}
-	t.Fatalf("%s has no %s", ref, ImageReferencesPath)
+	t.Fatalf("%s has no %s", ref, proto.ImageReferencesPath)
 	return nil
 }
 
@@ -184,7 +186,7 @@ func TestAddPayloads(t *testing.T) {
 
 	// Applying Want by hand (what a correct run does) leaves no difference.
 	for _, tag := range r.Tags("openshift/ci") {
-		if _, keep := f.Want[tag]; IsPayloadFamilyTag(tag) && !keep {
+		if _, keep := f.Want[tag]; proto.PayloadFamily(tag) && !keep {
 			if code := deleteVia(r, tag); code != http.StatusAccepted {
 				t.Fatalf("delete %s = %d", tag, code)
 			}

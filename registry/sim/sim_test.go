@@ -512,30 +512,3 @@ func TestBulkLoadMillion(t *testing.T) {
 		t.Fatalf("Len() = %d, want %d", got, len(tags)+2)
 	}
 }
-
-func TestValidTag(t *testing.T) {
-	tests := []struct {
-		tag  string
-		want bool
-	}{
-		{"a", true},
-		{"_x", true},
-		{"20261101123045_prune_ci-op-abc_pipeline_src", true},
-		{"v1.2-rc.3", true},
-		{"UPPER", true},
-		{strings.Repeat("a", 128), true},
-		{strings.Repeat("a", 129), false},
-		{"", false},
-		{".hidden", false},
-		{"-dash", false},
-		{"a/b", false},
-		{"a:b", false},
-		{"sha256:" + strings.Repeat("0", 64), false},
-		{"ünï", false},
-	}
-	for _, tc := range tests {
-		if got := validTag(tc.tag); got != tc.want {
-			t.Errorf("validTag(%q) = %v, want %v", tc.tag, got, tc.want)
-		}
-	}
-}

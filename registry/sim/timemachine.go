@@ -3,6 +3,8 @@ package sim
 import (
 	"net/http"
 	"time"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Quay's time machine and a registry's garbage collector.
@@ -101,7 +103,7 @@ func (r *Registry) restorable(rp *repo, d string, now time.Time) bool {
 // manifest must still be kept (a live tag or a row in the time machine points at it, and GC
 // has not dropped it); otherwise 404.
 func (r *Registry) serveAPIRestore(w http.ResponseWriter, req *http.Request, rp *repo, tag string) {
-	if !validTag(tag) {
+	if !proto.ValidTag(tag) {
 		apiError(w, http.StatusBadRequest, "invalid tag name")
 		return
 	}
