@@ -47,15 +47,11 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	nc, err := connectNATS(cfg, "tagsweep-audit", log)
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-audit", log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeAll()
 
 	format, file, deprecated := cfg.AuditOutput()
 	if deprecated {

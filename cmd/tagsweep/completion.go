@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/tagsweep/tagsweep/config"
@@ -85,19 +84,11 @@ func runCompletions(runs []proto.RunRecord, prefix string) []cobra.Completion {
 // recordedRuns reads the run records at cfg's NATS, creating nothing.
 func recordedRuns(ctx context.Context, cfg config.Config) ([]proto.RunRecord, error) {
 	deadline, _ := ctx.Deadline()
-	trust, err := natsTrust(cfg.NATS)
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-completion", nil, nats.Timeout(time.Until(deadline)), nats.NoReconnect())
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, append(trust, nats.Name("tagsweep-completion"), nats.Timeout(time.Until(deadline)), nats.NoReconnect())...)
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	defer closeAll()
 	l, err := ledger.Bind(ctx, js, ledger.Config{})
 	if err != nil {
 		return nil, err

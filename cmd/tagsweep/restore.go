@@ -62,45 +62,52 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	var tagRE *regexp.Regexp
-	if cfg.TagRegex != "" {
-		tagRE = regexp.MustCompile(cfg.TagRegex) // validated with the configuration
-	}
-	nc, _, closeLedger, err := connectLedger(cfg, "tagsweep-restore", log)
+	js, _, closeLedger, err := connectLedger(cfg, "tagsweep-restore", log)
 	if err != nil {
 		return withCode(exitError, err)
 	}
 	defer closeLedger()
-	js, err := jetstream.New(nc)
+	rs, err := newRestore(ctx, js, cfg, runID, log)
 	if err != nil {
-		return withCode(exitError, fmt.Errorf("jetstream: %w", err))
+		return withCode(exitError, err)
 	}
+	rep, err := rs.Run(ctx)
+	return reportRestore(ctx, w, cfg, rep, err)
+}
+
+// newRestore is the restore of run runID that cfg asks for, through the registry the run
+// recorded (which this restore must be allowed to talk to): by manifest, and, given a
+// token, through Quay's tag history.
+func newRestore(ctx context.Context, js jetstream.JetStream, cfg config.Config, runID string, log *slog.Logger) (*restore.Restore, error) {
 	run, err := ledger.ReadRun(ctx, js, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return withCode(exitError, fmt.Errorf("%w: %w", err, errRunNotFound))
+		return nil, fmt.Errorf("%w: %w", err, errRunNotFound)
 	}
 	if err != nil {
-		return withCode(exitError, err)
+		return nil, err
 	}
 	if err := allowed(cfg, run); err != nil {
-		return withCode(exitError, err)
+		return nil, err
 	}
-
 	regs := newRegistries(telemetry.New())
-	oc := regs.config(cfg, run.Registry, run.PlainHTTP, cfg.Concurrency, log.With("repo_registry", run.Registry))
-	manifests, err := registry.NewRestorer(oc)
+	regLog := log.With("repo_registry", run.Registry)
+	manifests, err := registry.NewRestorer(regs.config(cfg, run.Registry, run.PlainHTTP, cfg.Concurrency, regLog))
 	if err != nil {
-		return withCode(exitError, err)
+		return nil, err
 	}
 	var history restore.History
 	if cfg.Token.Reveal() != "" {
-		q, err := regs.quayClient(cfg, run.Registry, run.PlainHTTP, log.With("repo_registry", run.Registry))
+		q, err := regs.quayClient(cfg, run.Registry, run.PlainHTTP, regLog)
 		if err != nil {
-			return withCode(exitError, err)
+			return nil, err
 		}
 		history = q
 	}
-	rs, err := restore.New(restore.Config{
+	var tagRE *regexp.Regexp
+	if cfg.TagRegex != "" {
+		tagRE = regexp.MustCompile(cfg.TagRegex) // validated with the configuration
+	}
+	return restore.New(restore.Config{
 		RunID:       runID,
 		ID:          restoreID(runID, time.Now()),
 		TagRegex:    tagRE,
@@ -110,23 +117,28 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		Manifests:   manifests,
 		History:     history,
 	}, js, log)
-	if err != nil {
-		return withCode(exitError, err)
-	}
-	rep, err := rs.Run(ctx)
+}
+
+// reportRestore prints the summary of a restore that returned rep and err and writes its
+// report (also for an interrupted one), and returns the command's error: nil when every tag
+// is back or present, exitFailed when a tag could not be put back or the restore was
+// interrupted, exitError when it could not be carried out.
+func reportRestore(ctx context.Context, w io.Writer, cfg config.Config, rep proto.RestoreReport, err error) error {
 	if errors.Is(err, restore.ErrNothingDeleted) {
-		fmt.Fprintf(w, "Run %s was a dry run: it deleted nothing, so there is nothing to restore.\n", runID)
+		fmt.Fprintf(w, "Run %s was a dry run: it deleted nothing, so there is nothing to restore.\n", rep.Of)
 		return nil
 	}
-	if rep.Of != "" && (err == nil || ctx.Err() != nil) {
-		printRestoreSummary(w, rep)
-		if ctx.Err() != nil {
-			fmt.Fprintf(w, "Interrupted: run restore again to finish; the tags already back are left alone.\n")
+	if err == nil || ctx.Err() != nil {
+		if rep.Of != "" {
+			printRestoreSummary(w, rep)
+			if ctx.Err() != nil {
+				fmt.Fprintf(w, "Interrupted: run restore again to finish; the tags already back are left alone.\n")
+			}
 		}
-	}
-	if cfg.Report != "" && (err == nil || ctx.Err() != nil) {
-		if werr := writeReport(cfg.Report, rep); werr != nil {
-			return errors.Join(withCode(exitFailed, err), werr)
+		if cfg.Report != "" {
+			if werr := writeReport(cfg.Report, rep); werr != nil {
+				return errors.Join(withCode(exitFailed, err), werr)
+			}
 		}
 	}
 	switch {

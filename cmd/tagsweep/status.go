@@ -9,65 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode/utf8"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
-
-// connectNATS connects to the NATS servers at url. name identifies the process to
-// the server (nats server's connz). Reconnects are unbounded: a worker outlives a
-// NATS rolling restart.
-func connectNATS(cfg config.Config, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	url := cfg.NATSURL
-	trust, err := natsTrust(cfg.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to nats at %s: %w", redactNATSURL(url), err)
-	}
-	nc, err := nats.Connect(url, append(append([]nats.Option{
-		nats.Name(name),
-		nats.Timeout(10 * time.Second),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", slog.Any("err", err))
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	}, trust...), opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to nats at %s: %w", redactNATSURL(url), err)
-	}
-	return nc, nil
-}
-
-// closeNATS closes nc after a round trip to the server, so that what the process sent
-// last (a worker's Nak handing a shard back on a graceful stop) has been processed, not
-// just written: a lost Nak leaves the shard idle until its AckWait runs out.
-func closeNATS(nc *nats.Conn, log *slog.Logger) {
-	if nc.IsConnected() {
-		if err := nc.FlushTimeout(5 * time.Second); err != nil && log != nil {
-			log.Warn("flushing nats before closing", slog.Any("err", err))
-		}
-	}
-	nc.Close()
-}
-
-// redactNATSURL hides credentials in a NATS URL list for error messages.
-func redactNATSURL(url string) string {
-	return config.Config{NATSURL: url}.Redacted().NATSURL
-}
 
 // runStatus prints the runs, or one run's shards, from the ledger, as cfg.Output says (table,
 // wide or json), keeping only those in the states of --state when given. It creates and
@@ -81,78 +29,95 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if err := checkStates(states, runID != ""); err != nil {
 		return withCode(exitError, &configError{err})
 	}
-	format := cmp.Or(cfg.Output, config.OutputTable)
-	nc, err := connectNATS(cfg, "tagsweep-status", log)
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-status", log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeAll()
+	q := statusQuery{log: log, states: states, format: cmp.Or(cfg.Output, config.OutputTable)}
 	lc := ledgerConfig(cfg)
 	lc.StaleAfter = cfg.StaleAfter
-	l, err := ledger.Bind(ctx, js, lc)
-	if errors.Is(err, ledger.ErrNoLedger) {
-		if runID != "" {
-			return fmt.Errorf("run %s: not found (no tagsweep runs at %s)", runID, redactNATSURL(cfg.NATSURL))
-		}
-		if format == config.OutputJSON {
-			return writeJSON(w, statusList{V: statusVersion, Runs: []statusRun{}})
-		}
-		fmt.Fprintf(w, "no tagsweep runs at %s (bucket %s does not exist yet)\n", redactNATSURL(cfg.NATSURL), proto.BucketState)
-		return nil
+	q.l, err = ledger.Bind(ctx, js, lc)
+	q.now = time.Now()
+	switch {
+	case errors.Is(err, ledger.ErrNoLedger):
+		return q.noRuns(w, runID, redactNATSURL(cfg.NATSURL))
+	case err != nil:
+		return err
+	case runID == "":
+		return q.listRuns(ctx, w)
 	}
+	return q.showRun(ctx, w, runID)
+}
+
+// statusQuery is what status reads from the ledger l, and how it shows it.
+type statusQuery struct {
+	l      *ledger.Ledger
+	log    *slog.Logger
+	states []string // --state: only runs, or shards, in these states; none = all
+	format string   // table, wide or json
+	now    time.Time
+}
+
+// noRuns shows that the NATS at where holds no ledger: no runs, or, asked for run runID, an error.
+func (q statusQuery) noRuns(w io.Writer, runID, where string) error {
+	if runID != "" {
+		return fmt.Errorf("run %s: not found (no tagsweep runs at %s)", runID, where)
+	}
+	if q.format == config.OutputJSON {
+		return writeJSON(w, statusList{V: statusVersion, Runs: []statusRun{}})
+	}
+	fmt.Fprintf(w, "no tagsweep runs at %s (bucket %s does not exist yet)\n", where, proto.BucketState)
+	return nil
+}
+
+// listRuns shows every run in the states asked for, newest first.
+func (q statusQuery) listRuns(ctx context.Context, w io.Writer) error {
+	runs, err := readRuns(ctx, q.l, q.log, q.now)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	if runID == "" {
-		runs, err := readRuns(ctx, l, log, now)
-		if err != nil {
-			return err
-		}
-		runs = slices.DeleteFunc(runs, func(r statusRun) bool {
-			return len(states) > 0 && !slices.Contains(states, string(r.State))
-		})
-		switch format {
-		case config.OutputJSON:
-			return writeJSON(w, statusList{V: statusVersion, Runs: runs})
-		default:
-			printRuns(w, runs, format == config.OutputWide)
-		}
-		return nil
+	runs = slices.DeleteFunc(runs, func(r statusRun) bool {
+		return len(q.states) > 0 && !slices.Contains(q.states, string(r.State))
+	})
+	if q.format == config.OutputJSON {
+		return writeJSON(w, statusList{V: statusVersion, Runs: runs})
 	}
-	rec, _, err := l.Run(ctx, runID)
+	printRuns(w, runs, q.format == config.OutputWide)
+	return nil
+}
+
+// showRun shows run runID and its shards in the states asked for, by repository and key range.
+func (q statusQuery) showRun(ctx context.Context, w io.Writer, runID string) error {
+	rec, _, err := q.l.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("run %s: not found", runID)
 	}
 	if err != nil {
 		return err
 	}
-	rec = abandonedYet(ctx, l, rec, log)
-	records, err := l.Shards(ctx, runID)
+	rec = abandonedYet(ctx, q.l, rec, q.log)
+	records, err := q.l.Shards(ctx, runID)
 	if err != nil {
 		return err
 	}
-	run, err := describeRun(ctx, l, rec, records, now)
+	run, err := describeRun(ctx, q.l, rec, records, q.now)
 	if err != nil {
 		return err
 	}
 	shards := make([]statusShard, 0, len(records))
 	for _, s := range records {
-		if len(states) == 0 || slices.Contains(states, string(s.State)) {
-			shards = append(shards, describeShard(s, now, l.Stale(s, now)))
+		if len(q.states) == 0 || slices.Contains(q.states, string(s.State)) {
+			shards = append(shards, describeShard(s, q.now, q.l.Stale(s, q.now)))
 		}
 	}
 	slices.SortFunc(shards, func(a, b statusShard) int {
 		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.After, b.After), cmp.Compare(a.Shard, b.Shard))
 	})
-	if format == config.OutputJSON {
+	if q.format == config.OutputJSON {
 		return writeJSON(w, statusDetail{V: statusVersion, Run: run, Shards: shards})
 	}
-	printRun(w, run, shards, format == config.OutputWide, l.Config().StaleAfter)
+	printRun(w, run, shards, q.format == config.OutputWide, q.l.Config().StaleAfter)
 	return nil
 }
 
@@ -355,144 +320,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// tableWidth is what `status RUN -o table` fits in; -o wide cuts nothing short.
-const tableWidth = 120
-
-func printRuns(w io.Writer, runs []statusRun, wide bool) {
-	if len(runs) == 0 {
-		fmt.Fprintln(w, "no runs")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if wide {
-		fmt.Fprintln(tw, "RUN\tSTATE\tMODE\tSTARTED\tDURATION\tREPOSITORIES\tSHARDS\tSCANNED\tELIGIBLE\tDELETED\tCOORDINATOR\tREASON")
-	} else {
-		fmt.Fprintln(tw, "RUN\tSTATE\tMODE\tSTARTED\tDURATION\tREPOSITORIES\tSHARDS\tDELETED\tCOORDINATOR\tREASON")
-	}
-	for _, r := range runs {
-		repos, reason := strings.Join(r.Repositories, ","), oneLine(r.Reason)
-		if r.StopRequested != nil && r.State == proto.RunRunning {
-			reason = "stopping: " + oneLine(r.StopRequested.Reason)
-		}
-		shards := fmt.Sprintf("%d/%d", r.Shards.Done, r.Shards.Total)
-		if wide {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.Run, r.State, mode(r.DryRun),
-				r.StartedAt.Format(time.RFC3339), duration(r), repos, shards, r.Tags.Scanned, r.Tags.Eligible,
-				r.Tags.Deleted, coordinatorState(r, true), reason)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Run, r.State, mode(r.DryRun),
-			r.StartedAt.Format("2006-01-02 15:04"), duration(r), truncate(repos, 24), shards, r.Tags.Deleted,
-			coordinatorState(r, false), truncate(reason, 36))
-	}
-	tw.Flush()
-}
-
-// coordinatorState describes a run's coordinator: alive or gone while the run is running, and who
-// it is in the wide table.
-func coordinatorState(r statusRun, wide bool) string {
-	if r.State.Finished() && !r.Coordinator.Alive {
-		return "-"
-	}
-	s := "gone"
-	if r.Coordinator.Alive {
-		s = "alive"
-	}
-	if wide && r.Coordinator.Holder != "" {
-		s += " (" + r.Coordinator.Holder + ")"
-	}
-	return s
-}
-
-func printRun(w io.Writer, r statusRun, shards []statusShard, wide bool, staleAfter time.Duration) {
-	line := func(format string, args ...any) {
-		s := fmt.Sprintf(format, args...)
-		if !wide {
-			s = truncate(s, tableWidth)
-		}
-		fmt.Fprintln(w, s)
-	}
-	line("Run:          %s (%s, %s)", r.Run, r.State, mode(r.DryRun))
-	line("Coordinator:  %s", coordinatorState(r, true))
-	line("Registry:     %s %s", r.Registry, strings.Join(r.Repositories, ", "))
-	line("Cutoff:       %s", r.Cutoff.Format(time.RFC3339))
-	line("Started:      %s (%s)", r.StartedAt.Format(time.RFC3339), duration(r))
-	if r.Reason != "" {
-		line("Reason:       %s", oneLine(r.Reason))
-	}
-	if st := r.StopRequested; st != nil && r.State == proto.RunRunning {
-		line("Stopping:     asked by %s at %s: %s", st.By, st.At.Format(time.RFC3339), oneLine(st.Reason))
-	}
-	s := r.Shards
-	line("Shards:       %d: %d done, %d failed, %d running (%d stale), %d pending", s.Total, s.Done, s.Failed, s.Running, s.Stale, s.Pending)
-	t := r.Tags
-	line("Tags:         %d scanned, %d eligible, %d deleted, %d already gone, %d delete failed", t.Scanned, t.Eligible,
-		t.Deleted, t.AlreadyGone, t.DeleteFailed)
-	line("              %d kept, %d invalid", t.Kept, t.Invalid)
-	fmt.Fprintln(w)
-
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	if wide {
-		fmt.Fprintln(tw, "SHARD\tSTATE\tREPOSITORY\tAFTER\tTHROUGH\tCURSOR\tOWNER\tATTEMPT\tHEARTBEAT\tSCANNED\tELIGIBLE\tDELETED\tERROR")
-	} else {
-		fmt.Fprintln(tw, "SHARD\tSTATE\tTHROUGH\tCURSOR\tTRY\tHEARTBEAT\tSCANNED\tDELETED\tERROR")
-	}
-	for _, s := range shards {
-		hb := "-"
-		if s.Heartbeat != nil {
-			hb = s.heartbeat.String()
-			if s.Stale {
-				hb += " stale"
-			}
-		}
-		if wide {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n",
-				s.Shard, s.State, s.Repository, dash(s.After), dash(s.Through), dash(s.Cursor), dash(s.Owner), s.Attempt,
-				hb, s.Counters.Scanned, s.Counters.Eligible, s.Counters.Deleted, oneLine(s.LastError))
-			continue
-		}
-		// At most 22+7+16+16+3+10+9+9 characters and 8 gaps of 2 before ERROR: ERROR gets the rest of 120.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
-			truncate(s.Shard, 22), s.State, truncate(dash(s.Through), 16), truncate(dash(s.Cursor), 16), min(s.Attempt, 999),
-			truncate(hb, 10), truncate(strconv.FormatInt(s.Counters.Scanned, 10), 9),
-			truncate(strconv.FormatInt(s.Counters.Deleted, 10), 9), truncate(oneLine(s.LastError), 12))
-	}
-	tw.Flush()
-	if r.Shards.Stale > 0 {
-		fmt.Fprintf(w, "\n%d running shards were not written for more than %s (stale): their worker may be gone.\n"+
-			"JetStream redelivers a shard whose worker stopped heartbeating; one on its last delivery is failed\n"+
-			"as abandoned, and resuming the run (--run-id %s) resumes it from its cursor.\n", r.Shards.Stale, staleAfter, r.Run)
-	}
-}
-
-func duration(r statusRun) string {
-	return (time.Duration(r.DurationSeconds) * time.Second).String()
-}
-
-func mode(dryRun bool) string {
-	if dryRun {
-		return "dry run"
-	}
-	return "confirm"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// oneLine keeps a multi-line text (joined errors) on one table line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// truncate cuts s to at most n characters (runes), marking a cut with "…".
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }

@@ -11,9 +11,6 @@ import (
 	"os/user"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
@@ -33,7 +30,7 @@ func runStop(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Conf
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	nc, where, closeAll, err := connectLedger(cfg, "tagsweep-stop", log)
+	js, where, closeAll, err := connectLedger(cfg, "tagsweep-stop", log)
 	if errors.Is(err, natsserver.ErrLocked) {
 		return withCode(exitError, fmt.Errorf("%w\n"+
 			"A `tagsweep run` is using this store, and only it can reach its run while it runs: stop it with Ctrl-C, "+
@@ -44,10 +41,6 @@ func runStop(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Conf
 		return err
 	}
 	defer closeAll()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	l, err := ledger.Bind(ctx, js, ledgerConfig(cfg))
 	if errors.Is(err, ledger.ErrNoLedger) {
 		return fmt.Errorf("run %s: not found (no tagsweep runs in %s)", runID, where)
@@ -142,35 +135,6 @@ func reportStopped(ctx context.Context, w io.Writer, l *ledger.Ledger, runID str
 	fmt.Fprintf(w, "Run %s is %s: %d of %d shards done, %d left with their checkpoints. Resume it with --run-id %s.\n",
 		runID, rec.State, done, len(shards), left, runID)
 	return nil
-}
-
-// connectLedger connects to the NATS at cfg.NATSURL as client name, or, with cfg.DataDir,
-// starts an embedded server on that store of a `tagsweep run` (it must exist; a store that a
-// running `tagsweep run` holds is an error wrapping natsserver.ErrLocked). where names the
-// ledger for messages; closeAll closes the connection and any server.
-func connectLedger(cfg config.Config, name string, log *slog.Logger) (nc *nats.Conn, where string, closeAll func(), err error) {
-	if cfg.DataDir == "" {
-		nc, err := connectNATS(cfg, name, log)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		return nc, redactNATSURL(cfg.NATSURL), func() { closeNATS(nc, log) }, nil
-	}
-	if st, err := os.Stat(cfg.DataDir); err != nil {
-		return nil, "", nil, fmt.Errorf("--data-dir: %w", err)
-	} else if !st.IsDir() {
-		return nil, "", nil, fmt.Errorf("--data-dir: %s is not a directory", cfg.DataDir)
-	}
-	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.DataDir})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	nc, err = ns.Connect()
-	if err != nil {
-		ns.Close()
-		return nil, "", nil, err
-	}
-	return nc, cfg.DataDir, func() { closeNATS(nc, log); ns.Close() }, nil
 }
 
 // whoAmI names the operator in a stop request: user@host.

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/config"
 	"github.com/tagsweep/tagsweep/policy"
@@ -22,15 +20,11 @@ import (
 func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Config) error {
 	// A worker outlives NATS being away, at its start too: it waits for a server, and its
 	// Run reopens the queue once one answers.
-	nc, err := connectNATS(cfg, "tagsweep-worker", log, nats.RetryOnFailedConnect(true))
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-worker", log, nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
-	defer closeNATS(nc, log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeAll()
 	metrics := newMetrics(false, cfg.Slots)
 	regs := newRegistries(metrics)
 	wk, err := worker.New(workerConfig(cfg, "", regs, log), js, log)
@@ -47,7 +41,7 @@ func runWorker(ctx context.Context, _ io.Writer, log *slog.Logger, cfg config.Co
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	waitHTTP := serveTelemetry(httpCtx, cancel, cfg.HTTPAddr, metrics, func() error {
-		if !nc.IsConnected() {
+		if !js.Conn().IsConnected() {
 			return errors.New("not connected to nats")
 		}
 		return wk.Ready()
