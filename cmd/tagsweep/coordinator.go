@@ -22,15 +22,11 @@ import (
 // error (exit 1) when the run could not be carried out. Progress goes to live (a
 // terminal), or to log lines when live is nil.
 func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
-	nc, err := connectNATS(cfg, "tagsweep-coordinator", log)
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-coordinator", log)
 	if err != nil {
 		return err
 	}
-	defer closeNATS(nc, log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer closeAll()
 	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
 		return err
 	}
@@ -41,7 +37,7 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	waitHTTP := serveTelemetry(httpCtx, cancel, cfg.HTTPAddr, metrics, func() error {
-		if !nc.IsConnected() {
+		if !js.Conn().IsConnected() {
 			return errors.New("not connected to nats")
 		}
 		return nil
@@ -49,22 +45,22 @@ func runCoordinator(ctx context.Context, w io.Writer, log *slog.Logger, cfg conf
 	regs := newRegistries(metrics)
 	stopRate := regs.publishRate(ctx, 0, time.Second)
 	defer stopRate()
-	err = coordinate(ctx, w, log, cfg, js, cfg.Registry, cfg.PlainHTTP, regs, live)
+	err = coordinate(ctx, w, log, cfg, js, regs, live)
 	stopHTTP()
 	return errors.Join(err, waitHTTP())
 }
 
-// coordinate runs the coordinator for cfg against js and the registry at host, showing
+// coordinate runs the coordinator for cfg against js and the registry cfg names, showing
 // its progress on live (nil: log lines), then prints the summary and writes the report
 // (also for a failed run).
 func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, js jetstream.JetStream,
-	host string, plainHTTP bool, regs *registries, live *liveLine) error {
+	regs *registries, live *liveLine) error {
 	ttl, err := cfg.TTLDuration()
 	if err != nil {
 		return withCode(exitError, &configError{err})
 	}
 	// The coordinator lists for the keyset probe and planning's probes, a few at a time.
-	lister, err := registry.NewOCI(regs.config(cfg, host, plainHTTP, keyspace.DefaultPlanConcurrency, log))
+	lister, err := registry.NewOCI(regs.config(cfg, cfg.Registry, cfg.PlainHTTP, keyspace.DefaultPlanConcurrency, log))
 	if err != nil {
 		return err
 	}
@@ -72,7 +68,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	defer display.Stop()
 	gauges := runGauges{m: regs.m}
 	ccfg := coordinatorConfig(cfg)
-	ccfg.Registry, ccfg.PlainHTTP, ccfg.TTL = host, plainHTTP, ttl
+	ccfg.TTL = ttl
 	ccfg.Observer = observerFunc(func(s coordinator.Status) {
 		gauges.RunStatus(s)
 		display.RunStatus(s)

@@ -124,7 +124,7 @@ func TestDistributed(t *testing.T) {
 
 	// The coordinator holds a resumed run to its record: other settings are refused, the run
 	// ID alone takes the record's and says so.
-	code, out, errOut = execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--run-id", "nightly-1",
+	code, _, errOut = execute(t, t.Context(), "coordinator", "--nats-url", ns.ClientURL(), "--run-id", "nightly-1",
 		"--ttl-days", "30", "--http-addr", "", "--log-format", "json")
 	if code != exitError || !strings.Contains(errOut, "settings differ from the recorded run's") || !strings.Contains(errOut, "cutoff: given TTL 720h0m0s") {
 		t.Errorf("coordinator resuming nightly-1 with --ttl-days 30: exit %d, want %d and the difference named\n%s", code, exitError, errOut)

@@ -57,33 +57,29 @@ func runLs(ctx context.Context, w, errw io.Writer, log *slog.Logger, cfg config.
 	// A worker of an inventory lists, one page per slot and one page ahead of it: its
 	// registry client needs two requests in flight per slot, and deletes none.
 	cfg.DeleteConc = cfg.Slots
-	lead := func(ctx context.Context, cfg config.Config, js jetstream.JetStream, host string, plainHTTP bool, regs *registries) error {
-		return inventory(ctx, w, out, log, cfg, js, host, plainHTTP, regs, live)
+	lead := func(ctx context.Context, cfg config.Config, js jetstream.JetStream, regs *registries) error {
+		return inventory(ctx, w, out, log, cfg, js, regs, live)
 	}
 	if cfg.NATSURL == "" {
 		return runLocal(ctx, out, log, cfg, live, lead)
 	}
-	nc, err := connectNATS(cfg, "tagsweep-ls", log)
+	js, closeAll, err := connectJetStream(cfg, "tagsweep-ls", log)
 	if err != nil {
 		return err
 	}
-	defer closeNATS(nc, log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	return lead(ctx, cfg, js, cfg.Registry, cfg.PlainHTTP, newRegistries(telemetry.New()))
+	defer closeAll()
+	return lead(ctx, cfg, js, newRegistries(telemetry.New()))
 }
 
 // inventory runs an inventory's coordinator and prints what it found on out (table or json),
 // and with --names every tag name on names.
 func inventory(ctx context.Context, names, out io.Writer, log *slog.Logger, cfg config.Config, js jetstream.JetStream,
-	host string, plainHTTP bool, regs *registries, live *liveLine) error {
+	regs *registries, live *liveLine) error {
 	ttl, err := cfg.TTLDuration()
 	if err != nil {
 		return withCode(exitError, &configError{err})
 	}
-	lister, err := registry.NewOCI(regs.config(cfg, host, plainHTTP, namesConcurrency, log))
+	lister, err := registry.NewOCI(regs.config(cfg, cfg.Registry, cfg.PlainHTTP, namesConcurrency, log))
 	if err != nil {
 		return err
 	}
@@ -91,8 +87,8 @@ func inventory(ctx context.Context, names, out io.Writer, log *slog.Logger, cfg 
 	defer display.Stop()
 	co, err := coordinator.New(coordinator.Config{
 		RunID:        cfg.RunID,
-		Registry:     host,
-		PlainHTTP:    plainHTTP,
+		Registry:     cfg.Registry,
+		PlainHTTP:    cfg.PlainHTTP,
 		Repositories: cfg.Repositories,
 		Policy:       cfg.Policy(),
 		TTL:          ttl,

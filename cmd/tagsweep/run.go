@@ -31,136 +31,172 @@ const demoRepository = "openshift/ci"
 // the workers' per-shard info lines would scroll the progress line away: they show with
 // --log-level debug only (their warnings and errors always show).
 func runRun(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
-	return runLocal(ctx, w, log, cfg, live, func(ctx context.Context, cfg config.Config, js jetstream.JetStream, host string, plainHTTP bool, regs *registries) error {
-		return coordinate(ctx, w, log, cfg, js, host, plainHTTP, regs, live)
+	return runLocal(ctx, w, log, cfg, live, func(ctx context.Context, cfg config.Config, js jetstream.JetStream, regs *registries) error {
+		return coordinate(ctx, w, log, cfg, js, regs, live)
 	})
 }
 
 // lead is what runLocal runs once its workers pull shards: the coordinator of a run, or of an
-// inventory, with cfg as runLocal completed it (--demo's repositories), against js and the
-// registry at host. It returns when its run has ended.
-type lead func(ctx context.Context, cfg config.Config, js jetstream.JetStream, host string, plainHTTP bool, regs *registries) error
+// inventory, with cfg as runLocal completed it (--demo's registry and repositories, a resumed
+// run's recorded settings), against js. It returns when its run has ended.
+type lead func(ctx context.Context, cfg config.Config, js jetstream.JetStream, regs *registries) error
 
 // runLocal starts, in this process, what a run needs (an embedded JetStream server, with
 // --demo a simulated registry, cfg.Workers workers), runs lead, and stops everything once lead
 // has returned. Notes for the user (the demo's address) go to w. On a terminal (live not
 // nil) the workers' info lines show with --log-level debug only.
 func runLocal(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Config, live *liveLine, lead lead) error {
-	host, plainHTTP := cfg.Registry, cfg.PlainHTTP
 	if cfg.Demo.Enabled {
-		if len(cfg.Repositories) == 0 {
-			cfg.Repositories = []string{demoRepository}
-		}
-		srv, err := startSim(ctx, "127.0.0.1:0", simNamespace{
-			repos: cfg.Repositories, tags: cfg.Demo.Tags, days: cfg.Demo.Days, seed: 1,
-			end: time.Now(), latency: cfg.Demo.Latency,
-		}, nil)
+		stopDemo, err := startDemo(ctx, w, &cfg)
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
-		host, plainHTTP = srv.Addr(), true
-		cfg.Registry, cfg.PlainHTTP = host, true // workers only talk to this registry, as the run does
-		fmt.Fprintf(w, "Demo: simulated registry at %s with %d tags in %v (%d days, %s latency per request)\n",
-			host, cfg.Demo.Tags, cfg.Repositories, cfg.Demo.Days, cfg.Demo.Latency)
+		defer stopDemo()
 	}
-
 	var natsLog *slog.Logger
 	if log.Enabled(ctx, slog.LevelDebug) {
 		natsLog = log.With("component", "nats")
 	}
-	ns, err := natsserver.Start(natsserver.Config{Dir: cfg.DataDir, Logger: natsLog})
+	js, stopNATS, err := startEmbedded(natsserver.Config{Dir: cfg.DataDir, Logger: natsLog}, log)
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
-	nc, err := ns.Connect()
-	if err != nil {
+	defer stopNATS()
+	if cfg, err = openLocalLedger(ctx, w, js, cfg, log); err != nil {
 		return err
 	}
-	defer closeNATS(nc, log)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
-	// Create the streams, buckets and the workers' consumer once, before any component
-	// starts: each component's own ledger.Open then only updates them. (nats-server
-	// v2.15.2 races a stream update against a consumer creation on the same file store,
-	// which concurrent first Opens would trigger.)
-	l, err := ledger.Open(ctx, js, ledgerConfig(cfg))
-	if err != nil {
-		return err
-	}
-	// A resumed run takes its settings from its record, before any worker can take a shard.
-	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
-		return err
-	}
-	if cfg.DataDir != "" { // once the resume is accepted: a refused one changes nothing
-		if err := adoptStore(ctx, l, cfg.RunID, log); err != nil {
-			return err
-		}
-	}
-	host, plainHTTP = cfg.Registry, cfg.PlainHTTP
 
 	metrics := newMetrics(true, cfg.Workers*cfg.Slots)
 	regs := newRegistries(metrics) // shared by the workers and the coordinator
-	workerLog := log
-	if live != nil && !log.Enabled(ctx, slog.LevelDebug) {
-		workerLog = slog.New(levelFloor{log.Handler(), slog.LevelWarn})
+	workers, err := newLocalWorkers(ctx, cfg, js, regs, log, live)
+	if err != nil {
+		return err
 	}
-	workers := make([]*worker.Worker, cfg.Workers)
-	for i := range workers {
-		id := "local-" + strconv.Itoa(i+1)
-		if workers[i], err = worker.New(workerConfig(cfg, id, regs, workerLog), js, workerLog); err != nil {
-			return err
-		}
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Every worker has its own limiter of --max-rps: the process allows their sum.
 	stopRate := regs.publishRate(ctx, cfg.MaxRPS*float64(cfg.Workers), time.Second)
 	defer stopRate()
-	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, func() error {
-		for _, wk := range workers {
-			if err := wk.Ready(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, log)
+	waitHTTP := serveTelemetry(ctx, cancel, cfg.HTTPAddr, metrics, workers.ready, log)
 
 	// Workers stop when the coordinator is done (or on a signal): wctx outlives the
 	// coordinator's last write so that workers can hand back shards in hand.
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		werr []error
-	)
-	for _, wk := range workers {
-		wg.Go(func() {
-			if err := wk.Run(wctx); err != nil {
-				mu.Lock()
-				werr = append(werr, fmt.Errorf("worker %s: %w", wk.ID(), err))
-				mu.Unlock()
-				cancel() // a worker that cannot run: stop the run rather than wait forever
-			}
-		})
-	}
+	waitWorkers := workers.run(wctx, cancel)
 	// The coordinator starts once the workers pull shards, so that the run's first shards
 	// are taken at once and no worker is still setting up while the coordinator works.
 	if err := waitPulling(ctx, js, cfg.Workers, 10*time.Second); err != nil {
 		log.Debug("not every worker is pulling yet; starting the coordinator anyway", slog.Any("err", err))
 	}
 	cfg.Shards = cfg.PlanShards(cfg.Command) // a shard for every slot of the workers started here
-	err = lead(ctx, cfg, js, host, plainHTTP, regs)
+	err = lead(ctx, cfg, js, regs)
 	stopWorkers()
-	wg.Wait()
+	werr := waitWorkers()
 	cancel()
-	return errors.Join(append([]error{err, waitHTTP()}, werr...)...)
+	return errors.Join(err, waitHTTP(), werr)
+}
+
+// startDemo serves --demo's simulated registry, with a generated namespace in each of
+// cfg.Repositories (demoRepository when none is given), and points cfg at it: the workers
+// talk only to this registry, as the run does. stop stops it.
+func startDemo(ctx context.Context, w io.Writer, cfg *config.Config) (stop func(), err error) {
+	if len(cfg.Repositories) == 0 {
+		cfg.Repositories = []string{demoRepository}
+	}
+	srv, err := startSim(ctx, "127.0.0.1:0", simNamespace{
+		repos: cfg.Repositories, tags: cfg.Demo.Tags, days: cfg.Demo.Days, seed: 1,
+		end: time.Now(), latency: cfg.Demo.Latency,
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Registry, cfg.PlainHTTP = srv.Addr(), true
+	fmt.Fprintf(w, "Demo: simulated registry at %s with %d tags in %v (%d days, %s latency per request)\n",
+		srv.Addr(), cfg.Demo.Tags, cfg.Repositories, cfg.Demo.Days, cfg.Demo.Latency)
+	return func() { srv.Close() }, nil
+}
+
+// openLocalLedger provisions the ledger on the embedded server js and returns cfg as the run
+// takes it: a resumed run's settings come from its record. With a --data-dir it then adopts
+// what an earlier process on the store left behind (adoptStore).
+func openLocalLedger(ctx context.Context, w io.Writer, js jetstream.JetStream, cfg config.Config, log *slog.Logger) (config.Config, error) {
+	// Create the streams, buckets and the workers' consumer once, before any component
+	// starts: each component's own ledger.Open then only updates them. (nats-server
+	// v2.15.2 races a stream update against a consumer creation on the same file store,
+	// which concurrent first Opens would trigger.)
+	l, err := ledger.Open(ctx, js, ledgerConfig(cfg))
+	if err != nil {
+		return cfg, err
+	}
+	// A resumed run takes its settings from its record, before any worker can take a shard.
+	if cfg, err = resumeRecorded(ctx, w, js, cfg); err != nil {
+		return cfg, err
+	}
+	if cfg.DataDir != "" { // once the resume is accepted: a refused one changes nothing
+		if err := adoptStore(ctx, l, cfg.RunID, log); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// localWorkers are the workers a `tagsweep run` or `tagsweep ls` starts in its own process.
+type localWorkers []*worker.Worker
+
+// newLocalWorkers makes cfg.Workers workers on js, sharing regs. On a terminal (live not nil)
+// their info lines are left out unless the log level is debug: they would scroll the
+// progress line away.
+func newLocalWorkers(ctx context.Context, cfg config.Config, js jetstream.JetStream, regs *registries, log *slog.Logger,
+	live *liveLine) (localWorkers, error) {
+	if live != nil && !log.Enabled(ctx, slog.LevelDebug) {
+		log = slog.New(levelFloor{log.Handler(), slog.LevelWarn})
+	}
+	workers := make(localWorkers, cfg.Workers)
+	for i := range workers {
+		id := "local-" + strconv.Itoa(i+1)
+		wk, err := worker.New(workerConfig(cfg, id, regs, log), js, log)
+		if err != nil {
+			return nil, err
+		}
+		workers[i] = wk
+	}
+	return workers, nil
+}
+
+// ready is the workers' readiness: the first error of one not ready.
+func (ws localWorkers) ready() error {
+	for _, wk := range ws {
+		if err := wk.Ready(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run runs every worker until ctx ends; a worker that cannot run calls fail, which should
+// stop the run rather than let it wait forever. wait waits for them all and returns their
+// errors.
+func (ws localWorkers) run(ctx context.Context, fail context.CancelFunc) (wait func() error) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, wk := range ws {
+		wg.Go(func() {
+			if err := wk.Run(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("worker %s: %w", wk.ID(), err))
+				mu.Unlock()
+				fail()
+			}
+		})
+	}
+	return func() error {
+		wg.Wait()
+		return errors.Join(errs...)
+	}
 }
 
 // waitPulling waits until the workers' consumer exists and has at least n pull requests
