@@ -98,13 +98,7 @@ func (f simFaults) faults() (sim.Faults, error) {
 
 func (a *simAdmin) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !strings.HasPrefix(req.URL.Path, simAdminPrefix) {
-		if strings.HasSuffix(req.URL.Path, "/tags/list") && strings.HasPrefix(req.URL.Path, "/v2/") {
-			repo := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v2/"), "/tags/list")
-			n, _ := strconv.Atoi(req.URL.Query().Get("n"))
-			a.mu.Lock()
-			a.lists[repo] = append(a.lists[repo], simList{Last: req.URL.Query().Get("last"), N: n})
-			a.mu.Unlock()
-		}
+		a.recordList(req)
 		a.reg.ServeHTTP(w, req)
 		return
 	}
@@ -112,62 +106,98 @@ func (a *simAdmin) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the simulator's admin endpoint answers loopback clients only", http.StatusForbidden)
 		return
 	}
-	repo := req.URL.Query().Get("repo")
-	switch op := strings.TrimPrefix(req.URL.Path, simAdminPrefix); {
-	case op == "state" && req.Method == http.MethodGet:
-		st := a.reg.Stats()
-		out := simState{Tags: a.reg.Tags(repo), Deleted: a.reg.DeletedTags(repo), Requests: st.Requests,
-			Statuses: make(map[string]int64), Faults: st.Faults, TagDeletes: st.TagDeletes,
-			DigestDeletes: st.DigestDeletes, TokensIssued: st.TokensIssued}
-		for code, n := range st.Statuses {
-			out.Statuses[strconv.Itoa(code)] = n
-		}
-		a.mu.Lock()
-		out.Lists = append([]simList(nil), a.lists[repo]...)
-		a.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(out)
-	case op == "tags" && req.Method == http.MethodPost:
-		var tags []string
-		if err := json.NewDecoder(io.LimitReader(req.Body, 256<<20)).Decode(&tags); err != nil {
-			http.Error(w, "body: want a JSON array of tag names: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := a.reg.AddTags(repo, "", tags...); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case op == "faults" && req.Method == http.MethodPut:
-		var f simFaults
-		dec := json.NewDecoder(io.LimitReader(req.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&f); err != nil {
-			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		faults, err := f.faults()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.reg.SetFaults(faults)
-		if f.ExpireTokens {
-			a.reg.ExpireTokens()
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case op == "gc" && req.Method == http.MethodPost:
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]int{"manifests_collected": a.reg.GC()})
-	case op == "reset" && req.Method == http.MethodPost:
-		a.reg.ResetStats()
-		a.mu.Lock()
-		clear(a.lists)
-		a.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	default:
+	op := simAdminOp{req.Method, strings.TrimPrefix(req.URL.Path, simAdminPrefix)}
+	serve, ok := simAdminOps[op]
+	if !ok {
 		http.Error(w, "unknown admin request "+req.Method+" "+req.URL.Path, http.StatusNotFound)
+		return
 	}
+	serve(a, w, req, req.URL.Query().Get("repo"))
+}
+
+// simAdminOp is an admin request: its method and its path after simAdminPrefix.
+type simAdminOp struct{ method, path string }
+
+// simAdminOps serves each admin request, for repository repo (?repo=) where it names one.
+var simAdminOps = map[simAdminOp]func(a *simAdmin, w http.ResponseWriter, req *http.Request, repo string){
+	{http.MethodGet, "state"}:  (*simAdmin).state,
+	{http.MethodPost, "tags"}:  (*simAdmin).addTags,
+	{http.MethodPut, "faults"}: (*simAdmin).setFaults,
+	{http.MethodPost, "gc"}:    (*simAdmin).gc,
+	{http.MethodPost, "reset"}: (*simAdmin).reset,
+}
+
+// recordList records a tags/list request's last= and n.
+func (a *simAdmin) recordList(req *http.Request) {
+	if !strings.HasSuffix(req.URL.Path, "/tags/list") || !strings.HasPrefix(req.URL.Path, "/v2/") {
+		return
+	}
+	repo := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v2/"), "/tags/list")
+	n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+	a.mu.Lock()
+	a.lists[repo] = append(a.lists[repo], simList{Last: req.URL.Query().Get("last"), N: n})
+	a.mu.Unlock()
+}
+
+func (a *simAdmin) state(w http.ResponseWriter, _ *http.Request, repo string) {
+	st := a.reg.Stats()
+	out := simState{Tags: a.reg.Tags(repo), Deleted: a.reg.DeletedTags(repo), Requests: st.Requests,
+		Statuses: make(map[string]int64), Faults: st.Faults, TagDeletes: st.TagDeletes,
+		DigestDeletes: st.DigestDeletes, TokensIssued: st.TokensIssued}
+	for code, n := range st.Statuses {
+		out.Statuses[strconv.Itoa(code)] = n
+	}
+	a.mu.Lock()
+	out.Lists = append([]simList(nil), a.lists[repo]...)
+	a.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func (a *simAdmin) addTags(w http.ResponseWriter, req *http.Request, repo string) {
+	var tags []string
+	if err := json.NewDecoder(io.LimitReader(req.Body, 256<<20)).Decode(&tags); err != nil {
+		http.Error(w, "body: want a JSON array of tag names: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := a.reg.AddTags(repo, "", tags...); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *simAdmin) setFaults(w http.ResponseWriter, req *http.Request, _ string) {
+	var f simFaults
+	dec := json.NewDecoder(io.LimitReader(req.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	faults, err := f.faults()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	a.reg.SetFaults(faults)
+	if f.ExpireTokens {
+		a.reg.ExpireTokens()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *simAdmin) gc(w http.ResponseWriter, _ *http.Request, _ string) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]int{"manifests_collected": a.reg.GC()})
+}
+
+func (a *simAdmin) reset(w http.ResponseWriter, _ *http.Request, _ string) {
+	a.reg.ResetStats()
+	a.mu.Lock()
+	clear(a.lists)
+	a.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func loopbackIP(host string) bool {
