@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -114,9 +113,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// errNotWired is returned by commands whose engine has not landed yet.
-func errNotWired(name string) error {
-	return fmt.Errorf("%s: not available in this build yet", name)
 }
