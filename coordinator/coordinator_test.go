@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/coordinator"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
@@ -73,7 +73,7 @@ func dayTags(days, n int) []string {
 }
 
 type env struct {
-	srv *natsserver.Server
+	rig *testrig.Rig
 	js  jetstream.JetStream
 	l   *ledger.Ledger
 	lc  ledger.Config
@@ -87,32 +87,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	e := &env{srv: srv, lc: ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 2}}
-	e.js = e.connect(t)
-	if e.l, err = ledger.Open(testCtx(t), e.js, e.lc); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	lc := ledger.Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 2}
+	r := testrig.New(t, testrig.Config{MaxMemory: 64 << 20, MaxStore: 64 << 20, Ledger: lc})
+	return &env{rig: r, js: r.JS(t), l: r.Ledger(), lc: lc}
 }
 
-func (e *env) connect(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	nc, err := e.srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
+func (e *env) connect(t *testing.T) jetstream.JetStream { return e.rig.JS(t) }
 
 func testCtx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/sim"
@@ -26,24 +26,8 @@ const repo = "ns/app"
 // newJS is an embedded JetStream with the ledger's streams and buckets.
 func newJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ledger.Open(t.Context(), js, ledger.Config{Storage: jetstream.MemoryStorage}); err != nil {
-		t.Fatal(err)
-	}
-	return js
+	r := testrig.New(t, testrig.Config{MaxMemory: 64 << 20, MaxStore: 64 << 20, Ledger: ledger.Config{Storage: jetstream.MemoryStorage}})
+	return r.JS(t)
 }
 
 // seedRun records run with policy p and its audit events.

@@ -92,10 +92,8 @@ func TestObserver(t *testing.T) {
 			obs := &recorder{}
 			stop := e.startWorkers(t, 2, worker.Config{PageSize: 9, Observer: obs}, reg, nil)
 			shards := e.waitShards(t, "r1", len(ranges))
-			for _, err := range stop() {
-				if err != nil {
-					t.Fatalf("worker Run: %v", err)
-				}
+			if err := stop(); err != nil {
+				t.Fatalf("worker Run: %v", err)
 			}
 			want := sum(shards)
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/internal/testnet"
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
@@ -36,9 +37,8 @@ func checkInvariant(t *testing.T, p proto.Policy, initial []string, reg *fakeReg
 func (e *env) newWorker(t *testing.T, id string, cfg worker.Config, reg registry.Client, log *slog.Logger) *worker.Worker {
 	t.Helper()
 	cfg.ID = id
-	cfg.Ledger = e.lc
 	cfg.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return reg, nil }
-	w, err := worker.New(cfg, e.connect(t), log)
+	w, err := e.rig.Worker(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,11 +457,7 @@ func TestWorkerStartsBeforeNATS(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	logs.waitFor(t, "worker started")
-	e := &env{srv: srv, lc: lc}
-	e.js = e.connect(t)
-	if e.l, err = ledger.Open(testCtx(t), e.js, lc); err != nil {
-		t.Fatal(err)
-	}
+	e := attachEnv(t, testrig.New(t, testrig.Config{URL: srv.ClientURL(), Ledger: lc}))
 	p := testPolicy()
 	e.seed(t, "r1", p, whole)
 	e.waitShards(t, "r1", 1)

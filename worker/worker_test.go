@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tagsweep/tagsweep/internal/testrig"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
@@ -100,9 +100,9 @@ func (f *fakeRegistry) snapshot() (remaining, deleted []string) {
 	return slices.Clone(f.tags), d
 }
 
-// env is a JetStream server plus a ledger for one test.
+// env is a test rig (a JetStream server and the ledger) for one test.
 type env struct {
-	srv *natsserver.Server
+	rig *testrig.Rig
 	js  jetstream.JetStream
 	l   *ledger.Ledger
 	lc  ledger.Config
@@ -110,11 +110,6 @@ type env struct {
 
 func newEnv(t *testing.T, lc ledger.Config) *env {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 128 << 20, MaxStore: 128 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
 	lc.Storage = jetstream.MemoryStorage
 	if lc.AckWait == 0 {
 		lc.AckWait = 3 * time.Second
@@ -122,28 +117,15 @@ func newEnv(t *testing.T, lc ledger.Config) *env {
 	if lc.MaxDeliver == 0 {
 		lc.MaxDeliver = 5
 	}
-	e := &env{srv: srv, lc: lc}
-	e.js = e.connect(t)
-	e.l, err = ledger.Open(testCtx(t), e.js, lc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return attachEnv(t, testrig.New(t, testrig.Config{MaxMemory: 128 << 20, MaxStore: 128 << 20, Ledger: lc}))
 }
 
-func (e *env) connect(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	nc, err := e.srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+// attachEnv is the env of rig r.
+func attachEnv(t *testing.T, r *testrig.Rig) *env {
+	return &env{rig: r, js: r.JS(t), l: r.Ledger(), lc: r.LedgerConfig()}
 }
+
+func (e *env) connect(t *testing.T) jetstream.JetStream { return e.rig.JS(t) }
 
 func testCtx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -229,32 +211,20 @@ func (e *env) waitShards(t *testing.T, runID string, min int) []proto.ShardRecor
 
 // startWorkers runs n workers, each on its own connection, until the test ends; the returned
 // function stops them and returns their Run errors.
-func (e *env) startWorkers(t *testing.T, n int, cfg worker.Config, reg registry.Client, log *slog.Logger) func() []error {
+func (e *env) startWorkers(t *testing.T, n int, cfg worker.Config, reg registry.Client, log *slog.Logger) func() error {
 	t.Helper()
 	return e.startWorkersCtx(t, context.Background(), n, cfg, reg, log)
 }
 
-func (e *env) startWorkersCtx(t *testing.T, parent context.Context, n int, cfg worker.Config, reg registry.Client, log *slog.Logger) func() []error {
+func (e *env) startWorkersCtx(t *testing.T, parent context.Context, n int, cfg worker.Config, reg registry.Client, log *slog.Logger) func() error {
 	t.Helper()
-	ctx, cancel := context.WithCancel(parent)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		c := cfg
-		c.ID = fmt.Sprintf("w%d", i)
-		c.Ledger = e.lc
-		c.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return reg, nil }
-		w, err := worker.New(c, e.connect(t), log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = w.Run(ctx) }()
+	cfg.Connect = func(context.Context, proto.RunRecord) (registry.Client, error) { return reg, nil }
+	ws, err := e.rig.StartWorkers(parent, n, cfg, log)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var once sync.Once
-	stop := func() []error { once.Do(func() { cancel(); wg.Wait() }); return errs }
-	t.Cleanup(func() { stop() })
-	return stop
+	t.Cleanup(func() { _ = ws.Stop() })
+	return ws.Stop
 }
 
 func sum(shards []proto.ShardRecord) proto.Counters {
@@ -516,10 +486,8 @@ func TestGracefulStop(t *testing.T) {
 	stop := e.startWorkersCtx(t, runCtx, 1, worker.Config{PageSize: 10}, reg, nil)
 	<-entered
 	stopRun()
-	for _, err := range stop() {
-		if err != nil {
-			t.Fatalf("Run after graceful stop = %v, want nil", err)
-		}
+	if err := stop(); err != nil {
+		t.Fatalf("Run after graceful stop = %v, want nil", err)
 	}
 	rec, _, err := e.l.Shard(testCtx(t), "r1", "s000")
 	if err != nil {
