@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -107,34 +104,11 @@ type check struct {
 	Unmeasured bool `json:"unmeasured,omitempty"`
 }
 
+// runScenario generates the scenario's tags and runs each of its sides that o asks for, one
+// after the other, each against a fresh copy of the tags.
 func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResult, progress func(string)) (scenarioResult, error) {
-	n := o.tags
-	if n == 0 || sc.Numeric { // the numeric scenario's count is its point
-		n = sc.DefaultTags
-	}
-	gen := sc.genConfig(n)
-	start := time.Now()
-	var tags []string
-	if sc.Numeric {
-		tags = numericTags(n)
-	} else {
-		tags = sim.Generate(gen)
-	}
-	cutoffKey := gen.Cutoff.UTC().Format("20060102150405")
-	eligible := 0
-	for _, t := range tags {
-		if t < cutoffKey && len(t) > 14 && t[14] == '_' {
-			eligible++
-		}
-	}
-	progress(fmt.Sprintf("%s: generated %d tags (%d before the cutoff) in %s", sc.Name, len(tags), eligible, time.Since(start).Round(time.Millisecond)))
-	latency := o.latency
-	switch {
-	case sc.ZeroLatency:
-		latency = 0
-	case sc.Latency > 0:
-		latency = sc.Latency
-	}
+	tags, gen, eligible := sc.generate(o, progress)
+	latency := sc.latency(o)
 	res := scenarioResult{Scenario: sc.Name, About: sc.About, Tags: len(tags), EligibleGen: eligible,
 		Latency: latency.String(), Workers: o.workers}
 	if sc.Limited {
@@ -142,32 +116,74 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 	}
 	for _, side := range sc.Sides {
 		reference := side == "baseline" || side == "lister" || side == "regctl"
-		if reference && o.reuse != "" {
+		switch {
+		case reference && o.reuse != "":
 			r, err := reusedBaseline(o.reuse, res, side)
 			if err != nil {
 				return res, err
 			}
 			progress(fmt.Sprintf("%s: %s taken from %s (%.1fs)", sc.Name, side, o.reuse, r.WallSeconds))
 			res.Sides = append(res.Sides, r)
-			continue
+		case o.runs(side, reference):
+			progress(fmt.Sprintf("%s: running %s", sc.Name, side))
+			r, err := runSide(ctx, o, sc, side, tags, latency, gen.Cutoff)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", side, err)
+			}
+			progress(fmt.Sprintf("%s: %s took %.1fs (%d requests, %d deleted, %d delete failures)%s", sc.Name, side,
+				r.WallSeconds, r.Requests, r.Deleted, r.DeleteFailed, errSuffix(r.Error)))
+			res.Sides = append(res.Sides, r)
 		}
-		if (reference && !o.baseline) || (!reference && side != "ceiling" && !o.tagsweep) {
-			continue
-		}
-		if side == "regctl" && o.regctl == "" {
-			continue
-		}
-		progress(fmt.Sprintf("%s: running %s", sc.Name, side))
-		r, err := runSide(ctx, o, sc, side, tags, latency, gen.Cutoff)
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", side, err)
-		}
-		progress(fmt.Sprintf("%s: %s took %.1fs (%d requests, %d deleted, %d delete failures)%s", sc.Name, side,
-			r.WallSeconds, r.Requests, r.Deleted, r.DeleteFailed, errSuffix(r.Error)))
-		res.Sides = append(res.Sides, r)
 	}
 	res.Checks = checks(sc, o, res, ceiling)
 	return res, nil
+}
+
+// runs says whether o runs side (a reference side when reference): -baseline=false skips the
+// reference sides, -tagsweep=false tagsweep's (not the ceiling), and regctl needs its binary.
+func (o options) runs(side string, reference bool) bool {
+	switch {
+	case reference && !o.baseline, !reference && side != "ceiling" && !o.tagsweep:
+		return false
+	case side == "regctl":
+		return o.regctl != ""
+	}
+	return true
+}
+
+// generate makes the scenario's tags (o.tags of them, or its default) and counts the prune
+// tags dated before the cutoff.
+func (sc scenario) generate(o options, progress func(string)) (tags []string, gen sim.GenConfig, eligible int) {
+	n := o.tags
+	if n == 0 || sc.Numeric { // the numeric scenario's count is its point
+		n = sc.DefaultTags
+	}
+	gen = sc.genConfig(n)
+	start := time.Now()
+	if sc.Numeric {
+		tags = numericTags(n)
+	} else {
+		tags = sim.Generate(gen)
+	}
+	cutoffKey := gen.Cutoff.UTC().Format("20060102150405")
+	for _, t := range tags {
+		if t < cutoffKey && len(t) > 14 && t[14] == '_' {
+			eligible++
+		}
+	}
+	progress(fmt.Sprintf("%s: generated %d tags (%d before the cutoff) in %s", sc.Name, len(tags), eligible, time.Since(start).Round(time.Millisecond)))
+	return tags, gen, eligible
+}
+
+// latency is what the registry adds to every request in the scenario.
+func (sc scenario) latency(o options) time.Duration {
+	switch {
+	case sc.ZeroLatency:
+		return 0
+	case sc.Latency > 0:
+		return sc.Latency
+	}
+	return o.latency
 }
 
 // reusedBaseline finds the reference side (baseline, lister, regctl) of the same scenario, tag
@@ -196,116 +212,6 @@ func errSuffix(s string) string {
 		return ""
 	}
 	return "; error: " + s
-}
-
-// runSide serves a fresh copy of tags and runs one side against it in a child process.
-func runSide(ctx context.Context, o options, sc scenario, side string, tags []string, latency time.Duration, cutoff time.Time) (sideResult, error) {
-	simCfg := sim.Config{Latency: latency, PageCap: sc.PageCap}
-	concurrency := o.child.concurrency
-	if sc.DeleteLatency {
-		simCfg.Latency = 0
-		simCfg.Faults = sim.Faults{Kinds: []sim.Kind{sim.KindDelete}, SlowRate: 1, SlowDelay: latency}
-		concurrency = sc.CeilingInFlight
-	}
-	if sc.Limited {
-		// One bucket for every client: they all come from 127.0.0.1, and Quay's nginx keys
-		// its HTTP/1.1 limits by client IP. Over it: 429 without Retry-After.
-		burst := o.burst
-		if burst <= 0 {
-			burst = max(1, int(o.rate/10))
-		}
-		simCfg.Faults.Limits = []sim.Limit{{PerSecond: o.rate, Burst: burst}}
-	}
-	reg := sim.New(simCfg)
-	if err := reg.AddTags(benchRepo, "", tags...); err != nil {
-		return sideResult{}, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return sideResult{}, err
-	}
-	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	dir, err := os.MkdirTemp("", "tagsweep-bench-")
-	if err != nil {
-		return sideResult{}, err
-	}
-	defer os.RemoveAll(dir)
-	resultPath := filepath.Join(dir, "result.json")
-	childSide := side
-	splitAfter := o.splitAfter
-	var extra []string
-	switch side {
-	case "tagsweep-nosplit":
-		childSide, splitAfter = "tagsweep", 0
-	case "tagsweep-digests":
-		childSide, extra = "tagsweep", []string{"-record-digests"}
-	case "restore":
-		extra = []string{"-restore-concurrency", strconv.Itoa(o.child.restoreConc)}
-	}
-	if side == "regctl" {
-		return runRegctl(ctx, o, reg, ln.Addr().String())
-	}
-	args := []string{"-child", childSide, "-child-registry", ln.Addr().String(), "-child-repo", benchRepo,
-		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,
-		"-workers", strconv.Itoa(o.workers), "-split-after", splitAfter.String(), "-timeout", o.timeout.String(),
-		"-slots", strconv.Itoa(o.child.slots), "-delete-concurrency", strconv.Itoa(o.child.deleteConc),
-		"-ceiling-concurrency", strconv.Itoa(concurrency),
-		"-baseline-retry-delay", o.child.retryDelay.String(),
-		"-rc-decrease", fmt.Sprint(o.child.rcDecrease), "-rc-increase", fmt.Sprint(o.child.rcIncrease)}
-	args = append(args, extra...)
-	if o.child.workerProcs {
-		args = append(args, "-worker-procs")
-	}
-	if o.child.verbose {
-		args = append(args, "-v")
-	}
-	stopProfile := func() {}
-	if o.cpuProfile != "" {
-		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%s.cpu", o.cpuProfile, sc.Name, side))
-		if stopProfile, err = startCPUProfile(fmt.Sprintf("%s.%s.%s.sim.cpu", o.cpuProfile, sc.Name, side)); err != nil {
-			return sideResult{}, err
-		}
-	}
-	if o.memProfile != "" {
-		args = append(args, "-memprofile", fmt.Sprintf("%s.%s.%s.alloc", o.memProfile, sc.Name, side))
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return sideResult{}, err
-	}
-	cctx, cancel := context.WithTimeout(ctx, o.timeout+time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, exe, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 30 * time.Second
-
-	samples := newSampler(reg)
-	begin := time.Now()
-	runErr := cmd.Run()
-	childSecs := time.Since(begin).Seconds()
-	samples.stop()
-	stopProfile()
-	if o.memProfile != "" {
-		_ = writeMemProfile(fmt.Sprintf("%s.%s.%s.sim.alloc", o.memProfile, sc.Name, side))
-	}
-
-	r, err := readResult(resultPath)
-	if err != nil {
-		return sideResult{}, errors.Join(runErr, err)
-	}
-	r.Side = side
-	r.ChildSeconds = childSecs
-	st := reg.Stats()
-	r.Lists, r.Deletes = st.Requests[sim.KindList], st.Requests[sim.KindDelete]
-	r.Requests = st.Total()
-	r.TooMany = st.Statuses[http.StatusTooManyRequests]
-	r.PeakRate, r.Sustained, r.SustainedOK, r.InFlight = samples.rates()
-	r.Timeline = samples.timeline(begin, r.ShardSpans)
-	return r, nil
 }
 
 // numericTags are n seven-digit build numbers from 1000000 up, sorted.

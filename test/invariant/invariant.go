@@ -74,70 +74,85 @@ func Eligible(t testing.TB, p proto.Policy, tags []string) []string {
 // In a dry run (s.Policy.DryRun) the eligible set is empty: nothing may be deleted.
 func Check(t testing.TB, s State) bool {
 	t.Helper()
-	ok := true
-	fail := func(format string, args ...any) {
-		t.Helper()
-		ok = false
-		t.Errorf("invariant: "+format, args...)
-	}
 	eligible := Eligible(t, s.Policy, s.Initial)
 	if s.Policy.DryRun {
 		eligible = nil // a dry run may delete nothing
 	}
 	deleted := sorted(s.Deleted)
+	gone := slices.Compact(sorted(s.Gone))
+	problems := s.deletions(eligible, deleted, gone)
+	deleted = slices.Compact(deleted)
+	if s.Ranges != nil {
+		if err := partition(s.Ranges, s.Through); err != "" {
+			problems = append(problems, "shard ranges: "+err)
+		}
+	}
+	if s.Counted != nil {
+		problems = append(problems, s.counting(deleted, gone)...)
+	}
+	for _, p := range problems {
+		t.Errorf("invariant: %s", p)
+	}
+	return len(problems) == 0
+}
+
+// deletions says how the deleted tags (sorted, repeats kept) break the rule against eligible
+// and gone (both sorted): a tag deleted twice or not eligible, a registry that disagrees, an
+// eligible tag left by a run that exited 0.
+func (s State) deletions(eligible, deleted, gone []string) []string {
+	var out []string
 	if dups := duplicates(deleted); len(dups) > 0 {
-		fail("%d tags deleted more than once, first %q", len(dups), dups[:min(3, len(dups))])
+		out = append(out, fmt.Sprintf("%d tags deleted more than once, first %q", len(dups), dups[:min(3, len(dups))]))
 	}
 	deleted = slices.Compact(deleted)
 	if extra := minus(deleted, eligible); len(extra) > 0 {
-		fail("deleted %d tags that are not eligible (deleted ⊄ eligible), first %q", len(extra), extra[:min(3, len(extra))])
+		out = append(out, fmt.Sprintf("deleted %d tags that are not eligible (deleted ⊄ eligible), first %q", len(extra), extra[:min(3, len(extra))]))
 	}
-	gone := slices.Compact(sorted(s.Gone))
 	if s.Remaining != nil {
 		want := minus(minus(sorted(s.Initial), deleted), gone)
 		if got := slices.Compact(sorted(s.Remaining)); !slices.Equal(got, want) {
-			fail("remaining tags disagree with initial - deleted - gone: %s", Diff(got, want))
+			out = append(out, "remaining tags disagree with initial - deleted - gone: "+Diff(got, want))
 		}
 	}
 	if s.ExitOK {
 		if missing := minus(minus(eligible, deleted), gone); len(missing) > 0 {
-			fail("the run exited 0 but %d eligible tags were neither deleted nor already gone, first %q",
-				len(missing), missing[:min(3, len(missing))])
+			out = append(out, fmt.Sprintf("the run exited 0 but %d eligible tags were neither deleted nor already gone, first %q",
+				len(missing), missing[:min(3, len(missing))]))
 		}
 	}
-	if s.Ranges != nil {
-		if err := partition(s.Ranges, s.Through); err != "" {
-			fail("shard ranges: %s", err)
-		}
-	}
-	if s.Counted != nil {
-		by := make(map[string]string) // tag -> the shard that counted it
-		var twice []string
-		for shard, tags := range s.Counted {
-			for _, tag := range tags {
-				if other, ok := by[tag]; ok && other != shard {
-					twice = append(twice, fmt.Sprintf("%s (%s and %s)", tag, other, shard))
-				}
-				by[tag] = shard
+	return out
+}
+
+// counting says how s.Counted breaks the rule that each tag of the listed range was counted by
+// exactly one shard; deleted and gone (sorted) are the tags a shard may have missed.
+func (s State) counting(deleted, gone []string) []string {
+	var out []string
+	by := make(map[string]string) // tag -> the shard that counted it
+	var twice []string
+	for shard, tags := range s.Counted {
+		for _, tag := range tags {
+			if other, ok := by[tag]; ok && other != shard {
+				twice = append(twice, fmt.Sprintf("%s (%s and %s)", tag, other, shard))
 			}
-		}
-		if len(twice) > 0 {
-			slices.Sort(twice)
-			fail("%d tags counted by two shards, first %q", len(twice), twice[:min(3, len(twice))])
-		}
-		var uncounted []string
-		for _, tag := range sorted(s.Initial) {
-			_, isDeleted := slices.BinarySearch(deleted, tag)
-			_, isGone := slices.BinarySearch(gone, tag)
-			if _, ok := by[tag]; !ok && tag <= s.Through && !isDeleted && !isGone {
-				uncounted = append(uncounted, tag)
-			}
-		}
-		if len(uncounted) > 0 {
-			fail("%d tags of the listed range counted by no shard (skipped), first %q", len(uncounted), uncounted[:min(3, len(uncounted))])
+			by[tag] = shard
 		}
 	}
-	return ok
+	if len(twice) > 0 {
+		slices.Sort(twice)
+		out = append(out, fmt.Sprintf("%d tags counted by two shards, first %q", len(twice), twice[:min(3, len(twice))]))
+	}
+	var uncounted []string
+	for _, tag := range sorted(s.Initial) {
+		_, isDeleted := slices.BinarySearch(deleted, tag)
+		_, isGone := slices.BinarySearch(gone, tag)
+		if _, ok := by[tag]; !ok && tag <= s.Through && !isDeleted && !isGone {
+			uncounted = append(uncounted, tag)
+		}
+	}
+	if len(uncounted) > 0 {
+		out = append(out, fmt.Sprintf("%d tags of the listed range counted by no shard (skipped), first %q", len(uncounted), uncounted[:min(3, len(uncounted))]))
+	}
+	return out
 }
 
 // partition says how ranges fail to cover ("", through] exactly once ("" when they do).
