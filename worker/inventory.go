@@ -68,24 +68,13 @@ func checkKind(run proto.RunRecord, kind proto.ShardKind) error {
 // are counted per day of their timestamp and the release-payload family's tags by role. It
 // deletes nothing. The counts go into the checkpoint of the page.
 func (w *Worker) inventory(claim *ledger.Claim, rules *policy.Rules, tags []string) (proto.Counters, *proto.Inventory) {
-	var delta proto.Counters
 	inv := &proto.Inventory{}
-	rec := claim.Record()
-	stats := PageStats{Run: rec.RunID, Shard: rec.ShardID, Repository: rec.Repository, Kept: make(map[policy.Reason]int)}
+	t := newTally(claim.Record())
 	day, n := "", int64(0) // a page's tags are ascending: count a day's run of tags at once
 	for _, tag := range tags {
-		delta.Scanned++
-		d := rules.Decide(tag)
-		switch d.Verdict {
-		case policy.Delete:
-			delta.Eligible++
-			stats.DryRun++
-		case policy.Invalid:
-			delta.Invalid++
-			stats.Kept[d.Reason]++
-		default:
-			delta.Kept++
-			stats.Kept[d.Reason]++
+		d := t.decide(rules, tag)
+		if d.Verdict == policy.Delete {
+			t.stats.DryRun++
 		}
 		if !d.Time.IsZero() {
 			if dd := d.Time.Format("2006-01-02"); dd != day {
@@ -110,7 +99,7 @@ func (w *Worker) inventory(claim *ledger.Claim, rules *policy.Rules, tags []stri
 	if n > 0 {
 		inv.AddDay(day, n)
 	}
-	stats.Scanned = int(delta.Scanned)
-	w.cfg.Observer.PageDone(stats)
-	return delta, inv
+	t.stats.Scanned = int(t.delta.Scanned)
+	w.cfg.Observer.PageDone(t.stats)
+	return t.delta, inv
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/tagsweep/tagsweep/policy"
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Observer is told what a worker does, for metrics: the shards it holds and what became of
@@ -43,6 +44,34 @@ type PageStats struct {
 	// Failed holds the error of each delete that failed and is counted as failed (one that
 	// will be tried again on a later delivery is not in the page's counts at all).
 	Failed []error
+}
+
+// tally counts a page's tags as its checkpoint (the shard's counters) and the Observer
+// (PageStats) see them.
+type tally struct {
+	delta proto.Counters
+	stats PageStats
+}
+
+func newTally(rec proto.ShardRecord) *tally {
+	return &tally{stats: PageStats{Run: rec.RunID, Shard: rec.ShardID, Repository: rec.Repository, Kept: make(map[policy.Reason]int)}}
+}
+
+// decide decides tag with rules, and counts it scanned and eligible, invalid or kept.
+func (t *tally) decide(rules *policy.Rules, tag string) policy.Decision {
+	t.delta.Scanned++
+	d := rules.Decide(tag)
+	switch d.Verdict {
+	case policy.Delete:
+		t.delta.Eligible++
+	case policy.Invalid:
+		t.delta.Invalid++
+		t.stats.Kept[d.Reason]++
+	default:
+		t.delta.Kept++
+		t.stats.Kept[d.Reason]++
+	}
+	return d
 }
 
 // ErrNotEligible is the error in PageStats.Failed for a tag the worker refused to delete at

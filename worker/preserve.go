@@ -99,17 +99,18 @@ func (w *Worker) listRange(ctx context.Context, client registry.Lister, repo str
 	}
 }
 
-// family works a family shard. It returns nil when done, or an error for handle to act on.
-func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
-	l *ledger.Ledger, log *slog.Logger) error {
-	rec := claim.Record()
+// family works a family shard: it lists the repository's release payload families, records
+// a preserve shard for each payload needing preservation, and carries out removal requests
+// and orphan removals. It returns nil when done, or an error for settle.
+func (d *delivery) family(ctx, hard context.Context) error {
+	rec := d.claim.Record()
 	if rec.Range != preserve.Span() {
 		return permanent(fmt.Errorf("family shard range %v is not the family's span", rec.Range))
 	}
 	var fs preserve.Families
 	scanned := 0
 	for _, r := range preserve.Ranges() {
-		n, err := w.listRange(ctx, e.client, rec.Repository, r, func(t string) { fs.Add(t) })
+		n, err := d.w.listRange(ctx, d.entry.client, rec.Repository, r, func(t string) { fs.Add(t) })
 		scanned += n
 		if err != nil {
 			return err
@@ -118,7 +119,7 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	actions := preserve.Plan(fs.List())
 	res := proto.PreserveResult{V: proto.Version, RunID: rec.RunID, ShardID: rec.ShardID, Counters: actions.Counters()}
 	res.Counters.FamilyTags = int64(scanned)
-	log.Info("release payloads listed", slog.Int("family_tags", scanned), slog.Int("versions", fs.Len()),
+	d.log.Info("release payloads listed", slog.Int("family_tags", scanned), slog.Int("versions", fs.Len()),
 		slog.Int("preserved", actions.Preserved), slog.Int("needing_preservation", len(actions.Preserve)),
 		slog.Int("removal_requests", len(actions.Remove)), slog.Int("orphaned_versions", len(actions.Orphans)))
 
@@ -127,74 +128,101 @@ func (w *Worker) family(ctx, hard context.Context, claim *ledger.Claim, e *runEn
 	for _, t := range actions.Preserve {
 		child := proto.ShardRecord{RunID: rec.RunID, ShardID: preserveShardID(rec.ShardID, t.Version), Kind: proto.KindPreserve,
 			Repository: rec.Repository, Range: preserve.ComponentRange(t.Version), Parent: rec.ShardID}
-		lctx, cancel := w.ledgerCtx(hard)
-		_, err := l.CreateShard(lctx, child)
+		lctx, cancel := d.w.ledgerCtx(hard)
+		_, err := d.l.CreateShard(lctx, child)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("publishing the preservation of %s: %w", t.Version, err)
 		}
 	}
 
-	dry := run.Policy.DryRun
-	del := &auditedDeleter{client: e.client, w: w, dry: dry, digests: w.recordDigests(run)}
-	conc := max(1, min(w.cfg.DeleteConcurrency, 16))
-	var refused error // a removal the registry refused for our credentials
-	do := func(rm preserve.Removal, orphan bool) {
-		r := preserve.Remove(ctx, del, rec.Repository, rm, conc, dry)
-		res.Counters.Add(r.Counters(orphan))
-		if dry {
-			for _, tag := range append(slices.Clone(rm.Tags), rm.Request) {
-				if tag != "" {
-					del.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeDryRun})
-				}
-			}
-		}
-		if r.Err != nil && errors.Is(r.Err, registry.ErrUnauthorized) && refused == nil {
-			refused = r.Err
-		}
-		if r.Err != nil {
-			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", rm.Version, r.Err))
-			log.Warn("release payload removal incomplete", slog.String("tag", preserve.PayloadTag(rm.Version)),
-				slog.Bool("request_kept", r.RequestKept), slog.Any("err", r.Err))
-		}
+	rm := &familyRemoval{d: d, res: &res, conc: max(1, min(d.w.cfg.DeleteConcurrency, 16)),
+		del: &auditedDeleter{client: d.entry.client, w: d.w, dry: d.run.Policy.DryRun, digests: d.w.recordDigests(d.run)}}
+	for _, r := range actions.Remove {
+		rm.remove(ctx, r, false)
 	}
-	for _, rm := range actions.Remove {
-		do(rm, false)
-	}
-	// An orphan is an orphan only if its payload is gone: the listing, proven complete,
-	// says so, and a direct manifest HEAD just before deleting must agree. A payload the
-	// listing left out keeps its marker and components, and the shard is tried again.
-	var unconfirmed error
 	for _, o := range actions.Orphans {
-		if err := confirmOrphan(ctx, e.client, rec.Repository, o.Version); err != nil {
-			res.Failures = appendBounded(res.Failures, fmt.Sprintf("%s: %v", o.Version, err))
-			log.Error("orphaned release payload tags kept", slog.String("tag", preserve.PayloadTag(o.Version)), slog.Any("err", err))
-			if unconfirmed == nil {
-				unconfirmed = err
-			}
-			continue
-		}
-		do(o, true)
+		rm.removeOrphan(ctx, o)
 	}
-	for _, ev := range del.take() {
-		if err := claim.Audit(ev); err != nil {
+	for _, ev := range rm.del.take() {
+		if err := d.claim.Audit(ev); err != nil {
 			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if unconfirmed != nil {
-		return retryable(fmt.Errorf("removing orphaned release payload tags: %w", unconfirmed))
+	if err := rm.retry(); err != nil {
+		return err
 	}
-	if refused != nil {
+	return d.w.saveResult(hard, res)
+}
+
+// familyRemoval carries out a family shard's removals (removal requests and orphans) through
+// an auditedDeleter, counting them into the shard's PreserveResult.
+type familyRemoval struct {
+	d    *delivery
+	del  *auditedDeleter
+	res  *proto.PreserveResult
+	conc int // deletes in flight per removal
+
+	refused     error // a removal the registry refused for our credentials
+	unconfirmed error // an orphan whose payload was not confirmed gone
+}
+
+// remove removes one version's tags (an orphan's, or those a removal request asks for).
+func (f *familyRemoval) remove(ctx context.Context, rm preserve.Removal, orphan bool) {
+	dry := f.d.run.Policy.DryRun
+	r := preserve.Remove(ctx, f.del, f.d.claim.Record().Repository, rm, f.conc, dry)
+	f.res.Counters.Add(r.Counters(orphan))
+	if dry {
+		for _, tag := range append(slices.Clone(rm.Tags), rm.Request) {
+			if tag != "" {
+				f.del.record(proto.AuditEvent{Tag: tag, Outcome: proto.OutcomeDryRun})
+			}
+		}
+	}
+	if r.Err == nil {
+		return
+	}
+	if errors.Is(r.Err, registry.ErrUnauthorized) && f.refused == nil {
+		f.refused = r.Err
+	}
+	f.res.Failures = appendBounded(f.res.Failures, fmt.Sprintf("%s: %v", rm.Version, r.Err))
+	f.d.log.Warn("release payload removal incomplete", slog.String("tag", preserve.PayloadTag(rm.Version)),
+		slog.Bool("request_kept", r.RequestKept), slog.Any("err", r.Err))
+}
+
+// removeOrphan removes an orphan's tags once its payload is confirmed gone. An orphan is an
+// orphan only if its payload is gone: the listing, proven complete, says so, and a direct
+// manifest HEAD just before deleting must agree. A payload the listing left out keeps its
+// marker and components, and the shard is tried again.
+func (f *familyRemoval) removeOrphan(ctx context.Context, o preserve.Removal) {
+	if err := confirmOrphan(ctx, f.d.entry.client, f.d.claim.Record().Repository, o.Version); err != nil {
+		f.res.Failures = appendBounded(f.res.Failures, fmt.Sprintf("%s: %v", o.Version, err))
+		f.d.log.Error("orphaned release payload tags kept", slog.String("tag", preserve.PayloadTag(o.Version)), slog.Any("err", err))
+		if f.unconfirmed == nil {
+			f.unconfirmed = err
+		}
+		return
+	}
+	f.remove(ctx, o, true)
+}
+
+// retry returns the retryable failure of removals a later delivery is to do again, nil when
+// none is.
+func (f *familyRemoval) retry() error {
+	if f.unconfirmed != nil {
+		return retryable(fmt.Errorf("removing orphaned release payload tags: %w", f.unconfirmed))
+	}
+	if f.refused != nil {
 		// The credentials were refused (a token the registry expired before the client
 		// expected): the next delivery lists the family again with a fresh client and repeats
 		// the removals, which are idempotent (a tag already gone counts as removed). On the
-		// last delivery retryOrFail fails the shard with this error.
-		return retryable(fmt.Errorf("removing release payload tags: %w", refused))
+		// last delivery the shard fails with this error.
+		return retryable(fmt.Errorf("removing release payload tags: %w", f.refused))
 	}
-	return w.saveResult(hard, res)
+	return nil
 }
 
 // errPayloadPresent: a payload tag the listing did not show exists when asked directly.

@@ -43,6 +43,20 @@ func (s *runStops) stopped(runID string) bool {
 	}
 }
 
+// shardContext returns a context for a shard of runID that ends with ctx or when the run is
+// seen stopped. cancel frees it.
+func (s *runStops) shardContext(ctx context.Context, runID string) (_ context.Context, cancel context.CancelFunc) {
+	ctx, cancel = context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.signal(runID):
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // saw records a run as last written: stopped (signal closed), or resumed (a fresh signal).
 func (s *runStops) saw(run proto.RunRecord) {
 	s.mu.Lock()
