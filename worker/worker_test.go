@@ -19,6 +19,7 @@ import (
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
+	"github.com/tagsweep/tagsweep/test/invariant"
 	"github.com/tagsweep/tagsweep/worker"
 )
 
@@ -148,21 +149,16 @@ func tagsFor(n int) []string {
 		"20261001000000_prune_a", "20261001000000_prune_b")
 }
 
-// eligible is what the policy says goes, computed independently of the worker.
+// eligible is what the policy says goes, decided by test/invariant apart from the worker, and
+// what stays; both sorted.
 func eligible(t *testing.T, p proto.Policy, tags []string) (del, keep []string) {
 	t.Helper()
-	rules, err := policy.New(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	del = invariant.Eligible(t, p, tags)
 	for _, tag := range tags {
-		if rules.Decide(tag).Verdict == policy.Delete {
-			del = append(del, tag)
-		} else {
+		if _, ok := slices.BinarySearch(del, tag); !ok {
 			keep = append(keep, tag)
 		}
 	}
-	sort.Strings(del)
 	sort.Strings(keep)
 	return del, keep
 }
