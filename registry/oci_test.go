@@ -615,24 +615,6 @@ func TestRateLimited(t *testing.T) {
 	}
 }
 
-func TestMaxRPS(t *testing.T) {
-	t.Parallel()
-	host, f := startFake(t, func(w http.ResponseWriter, r *http.Request, i int) { writeTags(w, "", "a") })
-	// One call per 1000 s: the first passes, the second cannot start within its deadline.
-	c := newClient(t, host, registry.OCIConfig{MaxRPS: 0.001})
-	if _, err := c.List(t.Context(), "team/app", "", 10); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	if _, err := c.List(ctx, "team/app", "", 10); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("second List error = %v, want DeadlineExceeded", err)
-	}
-	if got := f.requests(); len(got) != 1 {
-		t.Errorf("requests = %q, want one", got)
-	}
-}
-
 // TestHungRegistry checks that a registry that never answers cannot hang a call.
 func TestHungRegistry(t *testing.T) {
 	t.Parallel()

@@ -16,7 +16,6 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
-	"golang.org/x/time/rate"
 
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -30,7 +29,7 @@ const (
 )
 
 // PayloadConfig configures a Payload client: the registry, credentials, retries and timeouts
-// of OCIConfig (Concurrency and MaxRPS included), plus how long reading one payload may take.
+// of OCIConfig (Concurrency included), plus how long reading one payload may take.
 type PayloadConfig struct {
 	OCIConfig
 	// ReadTimeout bounds one ImageReferences call, every layer read included. Default 10m.
@@ -73,20 +72,13 @@ func newPayload(cfg PayloadConfig, what string, writable func(string) bool) (*Pa
 		return nil, err
 	}
 	o := h.cfg
-	// Keep a connection per request in flight (as NewOCI does): a restore has hundreds in
-	// flight, and past the default pool's 100 idle connections each request would dial anew.
-	h.base.MaxIdleConns = 0
-	// No http.Client.Timeout: it would bound reading a whole layer. The wait for an answer's
-	// headers is bounded here, the body by the call's context.
-	h.base.ResponseHeaderTimeout = o.Timeout
-	g := &payloadGuard{base: h.transport(), host: h.host.Hostname, control: o.RateControl, writable: writable}
-	if o.MaxRPS > 0 {
-		g.limiter = rate.NewLimiter(rate.Limit(o.MaxRPS), 1)
-	}
+	// No http.Client.Timeout: it would bound reading a whole layer. The transport bounds the
+	// wait for an answer's headers, the call's context the body.
+	g := &payloadGuard{base: h.edge, host: h.entry.Hostname, control: o.RateControl, writable: writable}
 	return &Payload{
 		writable:    writable,
 		rc:          h.regClient(&http.Client{Transport: g}),
-		name:        h.host.Name,
+		name:        h.entry.Name,
 		callTimeout: o.CallTimeout,
 		readTimeout: cmp.Or(cfg.ReadTimeout, DefaultPayloadReadTimeout),
 		maxFile:     cmp.Or(cfg.MaxFile, DefaultPayloadMaxFile),
@@ -394,12 +386,11 @@ func blobPath(p string) bool {
 // and authentication pass; a manifest PUT passes only to a writable tag; every other request
 // to the registry API, and every DELETE, PATCH or other write anywhere, is refused. Requests
 // to the registry API are paced by the host's RateControl (shared with the OCI client of the
-// same host when the configuration gives both the same one) and MaxRPS.
+// same host when the configuration gives both the same one).
 type payloadGuard struct {
 	base     http.RoundTripper
 	host     string
 	control  *RateControl
-	limiter  *rate.Limiter // MaxRPS; nil when unbounded
 	writable func(tag string) bool
 }
 
@@ -426,9 +417,6 @@ func (g *payloadGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		return g.base.RoundTrip(req)
 	}
 	ticket, err := g.control.Wait(req.Context())
-	if err == nil && g.limiter != nil {
-		err = g.limiter.Wait(req.Context())
-	}
 	if err != nil {
 		closeBody(req)
 		return nil, err

@@ -17,13 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Defaults of QuayConfig's zero values.
 const (
+	DefaultQuayConcurrency   = 32
 	DefaultQuayTimeout       = 30 * time.Second
 	DefaultQuayCallTimeout   = 5 * time.Minute
 	DefaultQuayRetryLimit    = 8
@@ -40,13 +39,13 @@ type QuayConfig struct {
 	// Token is the OAuth application token sent as "Authorization: Bearer" on every call.
 	// Required. It is never logged and never part of an error.
 	Token string
-	// MaxRPS bounds the requests started per second (retries included). 0 means no fixed
-	// bound: RateControl still paces the client once Quay answers 429.
-	MaxRPS float64
 	// RateControl paces the requests adaptively (see RateControl). Quay's nginx keeps one
 	// bucket for /api/ apart from /v2/'s, so give this client its own controller, shared only
 	// with other API v1 clients of the same host. Nil means a new one.
 	RateControl *RateControl
+	// Concurrency is how many requests the caller keeps in flight: the client keeps as many
+	// idle connections to Host. Default 32.
+	Concurrency int
 	// Timeout bounds one HTTP exchange. Default 30s.
 	Timeout time.Duration
 	// CallTimeout bounds one call as a whole, retries and backoff waits included.
@@ -61,8 +60,9 @@ type QuayConfig struct {
 	RetryDelayMax time.Duration
 	// UserAgent is sent on every request. Default "tagsweep".
 	UserAgent string
-	// Transport carries the requests; nil means a clone of http.DefaultTransport.
-	Transport http.RoundTripper
+	// WrapTransport, if set, wraps the HTTP transport that sends the requests (as
+	// OCIConfig.WrapTransport does; for metrics).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives a warning when the client slows down. Nil discards.
 	Logger *slog.Logger
 }
@@ -73,7 +73,6 @@ func (c QuayConfig) LogValue() slog.Value {
 		slog.String("host", c.Host),
 		slog.Bool("plain_http", c.PlainHTTP),
 		slog.Bool("token_set", c.Token != ""),
-		slog.Float64("max_rps", c.MaxRPS),
 		slog.Duration("timeout", c.Timeout),
 		slog.Duration("call_timeout", c.CallTimeout),
 		slog.Int("retry_limit", c.RetryLimit),
@@ -100,64 +99,50 @@ type Quay struct {
 	log     *slog.Logger
 	redact  *redactor
 	control *RateControl
-	limiter *rate.Limiter // MaxRPS; nil when unbounded
-	logged  atomic.Int64  // RateControl's decreases when the last warning was logged
+	logged  atomic.Int64 // RateControl's decreases when the last warning was logged
 }
 
 var _ Deleter = (*Quay)(nil)
 
 // NewQuay returns a Quay API v1 client.
 func NewQuay(cfg QuayConfig) (*Quay, error) {
-	if cfg.Host == "" {
-		return nil, errors.New("quay api: host is required")
-	}
-	if strings.Contains(cfg.Host, "://") || strings.ContainsAny(cfg.Host, "/ ") {
-		return nil, fmt.Errorf("quay api: host %q must be host[:port], without scheme or path", cfg.Host)
+	const what = "quay api"
+	if err := checkHost(what, cfg.Host); err != nil {
+		return nil, err
 	}
 	if cfg.Token == "" {
 		return nil, errors.New("quay api: an OAuth token is required")
 	}
-	if cfg.MaxRPS < 0 || cfg.Timeout < 0 || cfg.CallTimeout < 0 || cfg.RetryLimit < 0 || cfg.RetryDelay < 0 || cfg.RetryDelayMax < 0 {
-		return nil, errors.New("quay api: max rps, timeouts, retry limit and delays must not be negative")
+	if cfg.Concurrency < 0 || cfg.Timeout < 0 || cfg.CallTimeout < 0 || cfg.RetryLimit < 0 || cfg.RetryDelay < 0 || cfg.RetryDelayMax < 0 {
+		return nil, errors.New("quay api: concurrency, timeouts, retry limit and delays must not be negative")
 	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultQuayConcurrency)
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultQuayTimeout)
 	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultQuayCallTimeout)
 	cfg.RetryLimit = cmp.Or(cfg.RetryLimit, DefaultQuayRetryLimit)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultQuayRetryDelay)
 	cfg.RetryDelayMax = max(cmp.Or(cfg.RetryDelayMax, DefaultQuayRetryDelayMax), cfg.RetryDelay)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultOCIUserAgent)
-	tr := cfg.Transport
-	if tr == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 32
-		tr = t
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	scheme := "https"
-	if cfg.PlainHTTP {
-		scheme = "http"
+	h, err := newHost(hostConfig{what: what, addr: cfg.Host, plainHTTP: cfg.PlainHTTP, concurrency: cfg.Concurrency,
+		timeout: cfg.Timeout, userAgent: cfg.UserAgent, secrets: []string{cfg.Token}, wrap: cfg.WrapTransport})
+	if err != nil {
+		return nil, err
 	}
 	q := &Quay{
 		cfg:  cfg,
-		base: scheme + "://" + cfg.Host,
+		base: h.baseURL,
 		client: &http.Client{
-			Transport: tr,
-			Timeout:   cfg.Timeout,
+			Transport: h.edge,
+			Timeout:   cfg.Timeout, // the whole exchange: an answer's body is small
 			// API v1 does not redirect; following one could send the token elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		log:     log,
-		redact:  newRedactor([]string{cfg.Token}),
+		log:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		redact:  h.redact,
 		control: cfg.RateControl,
 	}
 	if q.control == nil {
 		q.control = NewRateControl(RateControlConfig{})
-	}
-	if cfg.MaxRPS > 0 {
-		q.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), 1)
 	}
 	return q, nil
 }
@@ -254,7 +239,7 @@ func (q *Quay) do(ctx context.Context, what, method, path string, body []byte) (
 	var lastErr error
 	failures, throttled := 0, 0
 	for {
-		ticket, err := q.wait(callCtx)
+		ticket, err := q.control.Wait(callCtx)
 		if err != nil {
 			return nil, q.stopped(ctx, what, lastErr, err)
 		}
@@ -353,24 +338,6 @@ func (q *Quay) detail(data []byte) string {
 		s = cmp.Or(e.ErrorMessage, e.Detail, e.Message, s)
 	}
 	return cmp.Or(boundDetail(q.redact.apply(s)), "(no detail)")
-}
-
-// wait holds a request back until RateControl (a Retry-After pause, the adaptive rate) and
-// MaxRPS let it go.
-func (q *Quay) wait(ctx context.Context) (Ticket, error) {
-	t, err := q.control.Wait(ctx)
-	if err != nil {
-		return t, err
-	}
-	if q.limiter != nil {
-		if err := q.limiter.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return t, context.Cause(ctx)
-			}
-			return t, fmt.Errorf("waiting for the request rate: %v: %w", err, context.DeadlineExceeded)
-		}
-	}
-	return t, nil
 }
 
 // RateControl is the client's adaptive rate controller (for its state in logs and metrics).

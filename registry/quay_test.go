@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,6 +304,32 @@ func TestQuayNoRedirect(t *testing.T) {
 		t.Error("the token followed the redirect")
 	}
 	assertNoSecret(t, quayToken, "", err)
+}
+
+// TestQuayWrapTransport: the transport wrapper sees every request the Quay client sends, as
+// it does the OCI client's, with the client's user agent.
+func TestQuayWrapTransport(t *testing.T) {
+	t.Parallel()
+	s := startQuay(t, sim.Config{}, "a")
+	var mu sync.Mutex
+	var seen []string
+	wrap := func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			mu.Lock()
+			seen = append(seen, req.Method+" "+req.URL.Path+" "+req.Header.Get("User-Agent"))
+			mu.Unlock()
+			return next.RoundTrip(req)
+		})
+	}
+	q := newQuay(t, s, registry.QuayConfig{WrapTransport: wrap, UserAgent: "sweeper/1"}, nil)
+	if err := q.Delete(t.Context(), quayRepo, "a"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"DELETE /api/v1/repository/openshift/ci/tag/a sweeper/1"}; !slices.Equal(seen, want) {
+		t.Errorf("the wrapper saw %q, want %q", seen, want)
+	}
 }
 
 func TestNewQuayRejects(t *testing.T) {

@@ -42,8 +42,7 @@ type RateControlConfig struct {
 	// Increase is the additive recovery: every second without a 429 the rate grows by this
 	// fraction of the rate at which the last 429 came, or of the current rate once above it
 	// (default 0.025: after a decrease of 0.9 the rate is back at the level that drew the
-	// 429 in 4 s; measured against a 500 requests/s limit shared by 8 workers, this keeps
-	// 429s under 3% of the requests at 99% of the limit).
+	// 429 in 4 s; docs/performance.md has how it fares against a shared limit).
 	Increase float64
 	// MinRate is the floor of the rate, in requests per second (default 1).
 	MinRate float64

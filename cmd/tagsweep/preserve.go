@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/tagsweep/tagsweep/config"
@@ -31,11 +30,9 @@ func (r *registries) quayClient(cfg config.Config, host string, plainHTTP bool, 
 		r.controls[key] = rc
 	}
 	r.mu.Unlock()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = max(cfg.DeleteConc, 2)
 	return registry.NewQuay(registry.QuayConfig{
 		Host: host, PlainHTTP: plainHTTP, Token: cfg.Token.Reveal(), RateControl: rc,
-		Transport: r.m.Transport(tr), Logger: log,
+		Concurrency: max(cfg.DeleteConc, 2), WrapTransport: r.m.Transport, Logger: log,
 	})
 }
 
