@@ -95,10 +95,11 @@ func TestRestartNode(t *testing.T) {
 			}
 			break
 		}
-		if ctx.Err() != nil {
+		select { // the connection reconnects in the background
+		case <-ctx.Done():
 			t.Fatalf("run record not readable after the restart: %v", err)
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond) // the connection reconnects in the background
 	}
 }
 

@@ -199,3 +199,50 @@ func TestSVG(t *testing.T) {
 		t.Errorf("%d paths, want 3", paths)
 	}
 }
+
+// TestChecks: each scenario reports its own targets in order, then the worker RSS; a failed
+// delete is a missed target except where the rate-limited scenario has one of its own; a
+// target that needs a side or a ceiling the run lacks is left out or said unmeasured.
+func TestChecks(t *testing.T) {
+	o := options{rate: 500}
+	o.child.slots = 4
+	base := sideResult{Side: "baseline", WallSeconds: 100}
+	ts := sideResult{Side: "tagsweep", WallSeconds: 1, Requests: 1000, Shards: 40, SlotsBusyAfter: 1,
+		SustainedOK: 480, TooMany: 10, PeakRSSBytes: 50 << 20, DeleteFailed: 1}
+	ceiling := &sideResult{Side: "ceiling", WallSeconds: 1, Requests: 1100}
+	tests := []struct {
+		scenario string
+		sides    []sideResult
+		ceiling  *sideResult
+		want     []string // "target: mark"
+	}{
+		{"daily", []sideResult{base, ts}, ceiling, []string{
+			"≥ 80% of the ceiling's request rate: met", "≥ 50× faster than the baseline: met",
+			"all 32 slots busy within 3 s of the start: met",
+			"requests ≤ 1.1 × (eligible + eligible/100 + shards) (informative): MISSED",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
+		{"backlog", []sideResult{ts}, nil, []string{
+			"≥ 80% of the ceiling's request rate: not measured by this run",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
+		{"rate-limited", []sideResult{base, ts}, nil, []string{
+			"sustained ≥ 90% of R: met", "429s ≤ 3% of requests: met", "zero failed deletes: MISSED",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met"}},
+		{"numeric", []sideResult{{Side: "tagsweep", WallSeconds: 3, Shards: 31, PeakRSSBytes: 200 << 20, WorkerPeakRSS: []int64{20 << 20, 30 << 20}}}, nil, []string{
+			"≤ 50 shards: met", "≤ 2 s: MISSED", "worker peak RSS ≤ 100 MiB: met"}},
+		{"restore", []sideResult{ts}, ceiling, []string{ // no digests or restore side
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
+		{"ceiling", []sideResult{*ceiling}, nil, []string{"ceiling (informative): met"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			r := scenarioResult{Scenario: tc.scenario, Workers: 8, Tags: 10, Sides: tc.sides}
+			var got []string
+			for _, c := range checks(scenarios[tc.scenario], o, r, tc.ceiling) {
+				got = append(got, c.Target+": "+c.mark())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("checks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
