@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -97,6 +98,25 @@ func (w *Walk) Next(ctx context.Context, l Lister, repo string, n int) (in []str
 		return nil, false, err
 	}
 	return w.Page(p)
+}
+
+// Pages walks the rest of the range with l, n tags a call: each value is the tags of one page
+// inside the range, in order, until the range's end is proven (a page with none, which the
+// Walk asks again after, is not a value). A failed call or a page that cannot be trusted is
+// the last value, with its error. Breaking off leaves the Walk where it was.
+func (w *Walk) Pages(ctx context.Context, l Lister, repo string, n int) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		for !w.done {
+			in, _, err := w.Next(ctx, l, repo, n)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if len(in) > 0 && !yield(in, nil) {
+				return
+			}
+		}
+	}
 }
 
 // FirstAfter returns the first tag of repo after `after`, ok=false when the registry proves

@@ -31,18 +31,20 @@ func (p *pagedLister) List(_ context.Context, _, last string, n int) (Page, erro
 	return Page{Tags: page, More: more}, nil
 }
 
-// walkAll walks r to its end, at most 100 pages.
+// walkAll walks r to its end with Walk.Pages, at most 100 pages.
 func walkAll(l Lister, r proto.Range, n int) ([]string, error) {
-	w := NewWalk(r, "")
 	var got []string
-	for range 100 {
-		in, done, err := w.Next(context.Background(), l, "repo", n)
-		got = append(got, in...)
-		if err != nil || done {
+	pages := 0
+	for in, err := range NewWalk(r, "").Pages(context.Background(), l, "repo", n) {
+		if err != nil {
 			return got, err
 		}
+		if pages++; pages > 100 {
+			return got, errors.New("no end after 100 pages")
+		}
+		got = append(got, in...)
 	}
-	return got, errors.New("no end after 100 pages")
+	return got, nil
 }
 
 func TestWalk(t *testing.T) {
@@ -150,5 +152,29 @@ func TestFirstAfter(t *testing.T) {
 				t.Errorf("FirstAfter(%q) = %q, %v, %v; want %q, %v, %v", tc.after, got, ok, err, tc.want, tc.wantOK, tc.wantErr)
 			}
 		})
+	}
+}
+
+// Breaking off Pages leaves the Walk after the last page taken: a second Pages goes on there.
+func TestWalkPagesBreakOff(t *testing.T) {
+	l := &pagedLister{tags: []string{"a1", "a2", "a3", "a4", "a5"}}
+	w := NewWalk(proto.Range{Through: "a4"}, "")
+	var got [][]string
+	for in, err := range w.Pages(t.Context(), l, "repo", 2) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, in)
+		break
+	}
+	for in, err := range w.Pages(t.Context(), l, "repo", 2) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, in)
+	}
+	want := [][]string{{"a1", "a2"}, {"a3", "a4"}}
+	if !slices.EqualFunc(got, want, slices.Equal) || !w.Done() {
+		t.Errorf("pages = %q (done %v), want %q, done", got, w.Done(), want)
 	}
 }

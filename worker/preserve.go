@@ -77,26 +77,20 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	return e.pres, nil
 }
 
-// listRange lists every tag of r, page by page, until the registry.Walk proves its end.
+// listRange lists every tag of r, page by page under the worker's rate bound, until the
+// registry.Walk proves its end. A listing that fails is a retryable failure.
 func (w *Worker) listRange(ctx context.Context, client registry.Lister, repo string, r proto.Range, each func(tag string)) (int, error) {
 	n := 0
-	walk := registry.NewWalk(r, "")
-	for {
-		if err := w.wait(ctx); err != nil {
-			return n, err
-		}
-		in, done, err := walk.Next(ctx, client, repo, w.cfg.PageSize)
+	for in, err := range registry.NewWalk(r, "").Pages(ctx, paced{w: w, l: client}, repo, w.cfg.PageSize) {
 		if err != nil {
 			return n, retryable(err)
 		}
 		for _, t := range in {
 			each(t)
-			n++
 		}
-		if done {
-			return n, nil
-		}
+		n += len(in)
 	}
+	return n, nil
 }
 
 // family works a family shard: it lists the repository's release payload families, records

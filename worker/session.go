@@ -73,3 +73,16 @@ func (w *Worker) wait(ctx context.Context) error {
 	}
 	return w.limiter.Wait(ctx)
 }
+
+// paced is a Lister whose calls take a token from the worker-wide rate limiter first.
+type paced struct {
+	w *Worker
+	l registry.Lister
+}
+
+func (p paced) List(ctx context.Context, repo, last string, n int) (registry.Page, error) {
+	if err := p.w.wait(ctx); err != nil {
+		return registry.Page{}, err
+	}
+	return p.l.List(ctx, repo, last, n)
+}
