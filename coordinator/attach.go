@@ -57,11 +57,6 @@ func (c *Coordinator) reopen(ctx context.Context, l *ledger.Ledger, run proto.Ru
 // create records a new run (the caller holds its leases). Should another coordinator with the
 // same run ID have recorded it just now, this one takes it up as well (reopen).
 func (c *Coordinator) create(ctx context.Context, l *ledger.Ledger, run proto.RunRecord) (proto.RunRecord, error) {
-	// The settings go first: a worker may take the run's first shard as soon as the run
-	// record exists.
-	if err := c.saveSettings(ctx, run.RunID); err != nil {
-		return run, err
-	}
 	if _, err := l.CreateRun(ctx, run); errors.Is(err, ledger.ErrExists) {
 		return c.reopen(ctx, l, run)
 	} else if err != nil {
@@ -76,7 +71,7 @@ func (c *Coordinator) create(ctx context.Context, l *ledger.Ledger, run proto.Ru
 func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.RunRecord, isNew bool, err error) {
 	run, _, err = l.Run(ctx, c.cfg.RunID)
 	if err == nil {
-		if err := c.checkGiven(ctx, run); err != nil {
+		if err := c.checkGiven(run); err != nil {
 			return proto.RunRecord{}, false, err
 		}
 		if (run.Mode == proto.ModeInventory) != c.cfg.Inventory {
@@ -116,6 +111,8 @@ func (c *Coordinator) attach(ctx context.Context, l *ledger.Ledger) (run proto.R
 		Mode:         mode,
 		State:        proto.RunRunning,
 		StartedAt:    start,
+		Preservation: proto.PreserveSettings{Enabled: c.cfg.PreservePayloads && !c.cfg.Inventory,
+			Aliases: slices.Clone(c.cfg.RepositoryAliases)},
 	}, true, nil
 }
 
@@ -167,6 +164,49 @@ func (c *Coordinator) checkClock(ctx context.Context, repo string) error {
 			skew.Round(time.Second), c.cfg.MaxClockSkew)
 	}
 	return nil
+}
+
+// heldLeases are a run's repository leases while its coordinator runs it, renewed in the
+// background.
+type heldLeases struct {
+	c    *Coordinator
+	l    *ledger.Ledger
+	run  proto.RunRecord
+	lost <-chan error // a lease lost to another run
+	stop context.CancelFunc
+	done <-chan struct{}
+	// keep leaves the leases to expire by themselves, as an interrupted run's shards may
+	// still be running; Run clears it once the run has ended.
+	keep bool
+}
+
+// lease takes every repository's lease of run (all or none) and keeps them renewed. A new
+// run refused because another run holds a lease is recorded as refused, so that status says
+// what became of it.
+func (c *Coordinator) lease(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, isNew bool) (*heldLeases, error) {
+	leaseCtx, stop := context.WithCancel(ctx)
+	lost, done, err := c.takeLeases(leaseCtx, l, run)
+	if err != nil {
+		stop()
+		if isNew && errors.Is(err, ledger.ErrLeaseHeld) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerTimeout)
+			if rerr := l.CreateRefused(rctx, run, err); rerr != nil {
+				c.log.Warn("recording the run as refused", slog.Any("err", rerr))
+			}
+			cancel()
+		}
+		return nil, err
+	}
+	return &heldLeases{c: c, l: l, run: run, lost: lost, stop: stop, done: done, keep: true}, nil
+}
+
+// end stops renewing the leases, and releases them unless keep is set.
+func (h *heldLeases) end() {
+	h.stop()
+	<-h.done
+	if !h.keep {
+		h.c.releaseLeases(h.l, h.run)
+	}
 }
 
 // takeLeases takes every repository's lease (all or none) and keeps them renewed until ctx

@@ -222,9 +222,6 @@ func TestRun(t *testing.T) {
 	})
 	e.fakeWorker(t, f, nil)
 	cfg := e.config("run1", "ci/a", "ci/b", "ci/c")
-	var progress []proto.Report
-	var mu sync.Mutex
-	cfg.Progress = func(r proto.Report) { mu.Lock(); progress = append(progress, r); mu.Unlock() }
 	rep, err := run(t, e, cfg, f)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -419,14 +416,16 @@ func TestPreservationResultsDecideTheRun(t *testing.T) {
 	bad, _ := json.Marshal(proto.PreserveResult{V: proto.Version, RunID: "run1", ShardID: "0-family",
 		Counters: proto.PreserveCounters{PreserveFailed: 1}, Failures: []string{"4.1: boom"}})
 	tests := []struct {
-		name   string
-		result []byte // at the key of a preservation result of run1
-		reason string // "" for a run done
+		name      string
+		result    []byte // at the key of a preservation result of run1
+		reason    string // "" for a run done
+		preserved int64  // the report's Preservation.Preserved; -1: no Preservation
 	}{
-		{"no result", nil, ""},
-		{"all preserved", good, ""},
-		{"a payload not preserved", bad, "1 release payloads could not be preserved (4.1: boom)"},
-		{"an unreadable result", []byte("{not json"), "preservation results unknown: decoding preserve.run1.0-family"},
+		{"no result", nil, "", -1},
+		{"all preserved", good, "", 2},
+		{"a payload not preserved", bad, "1 release payloads could not be preserved (4.1: boom)", 0},
+		{"an unreadable result", []byte("{not json"), "preservation results unknown: listing preservation results of run run1: " +
+			"preserve.run1.0-family: " + ledger.ErrBadRecord.Error(), -1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -442,10 +441,16 @@ func TestPreservationResultsDecideTheRun(t *testing.T) {
 			}
 			f := newLister(map[string][]string{"ci/a": dayTags(3, 2)})
 			e.fakeWorker(t, f, nil)
-			_, err := run(t, e, e.config("run1", "ci/a"), f)
+			rep, err := run(t, e, e.config("run1", "ci/a"), f)
 			rec, _, rerr := e.l.Run(testCtx(t), "run1")
 			if rerr != nil {
 				t.Fatal(rerr)
+			}
+			switch p := rep.Preservation; {
+			case tc.preserved < 0 && p != nil, tc.preserved >= 0 && (p == nil || p.Preserved != tc.preserved):
+				t.Errorf("report's preservation = %+v, want Preserved %d (-1: none)", p, tc.preserved)
+			case tc.preserved == 0 && !slices.Equal(rep.PreservationFailures, []string{"4.1: boom"}):
+				t.Errorf("report's preservation failures = %q, want the result's", rep.PreservationFailures)
 			}
 			if tc.reason == "" {
 				if err != nil || rec.State != proto.RunDone {
@@ -791,9 +796,10 @@ func TestPlansAShardPerRegisteredSlot(t *testing.T) {
 	}
 }
 
-// flakyJS is a JetStream that, once armed, answers "no responders" to its next fails lookups
-// of the state bucket and its next publishFails shard publications, as NATS does while a
-// cluster elects leaders after losing a node.
+// flakyJS is a JetStream that, once armed, answers "no responders" to its next fails
+// listings of a run's preservation results (the first thing a run's summary reads) and its
+// next publishFails shard publications, as NATS does while a cluster elects leaders after
+// losing a node.
 type flakyJS struct {
 	jetstream.JetStream
 	mu           sync.Mutex
@@ -828,10 +834,32 @@ func (j *flakyJS) fail(left *int) bool {
 }
 
 func (j *flakyJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	if bucket == proto.BucketState && j.fail(&j.fails) {
-		return nil, fmt.Errorf("stream info: %w", nats.ErrNoResponders)
+	kv, err := j.JetStream.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, err
 	}
-	return j.JetStream.KeyValue(ctx, bucket)
+	return &flakyKV{KeyValue: kv, j: j}, nil
+}
+
+func (j *flakyJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &flakyKV{KeyValue: kv, j: j}, nil
+}
+
+// flakyKV is a bucket of a flakyJS.
+type flakyKV struct {
+	jetstream.KeyValue
+	j *flakyJS
+}
+
+func (kv *flakyKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if strings.HasPrefix(keys, "preserve.") && kv.j.fail(&kv.j.fails) {
+		return nil, fmt.Errorf("watching %s: %w", keys, nats.ErrNoResponders)
+	}
+	return kv.KeyValue.Watch(ctx, keys, opts...)
 }
 
 func (j *flakyJS) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {

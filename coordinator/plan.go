@@ -45,15 +45,11 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	for _, s := range existing {
 		byRepo[s.Repository] = append(byRepo[s.Repository], s)
 	}
-	settings, err := c.settings(ctx, run.RunID)
-	if err != nil {
-		return err
-	}
 	shards := c.planShards(ctx, l)
 	total, created := len(existing), 0
 	for i, repo := range run.Repositories {
 		log := c.log.With(slog.String("repo", repo))
-		if settings.Enabled {
+		if run.Preservation.Enabled {
 			isNew, err := l.CreateShard(ctx, familyShard(run.RunID, i, repo))
 			if err != nil {
 				return err

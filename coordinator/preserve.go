@@ -2,22 +2,19 @@ package coordinator
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/preserve"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
 // Release-payload preservation (package preserve) is planned as one family shard per
 // repository, next to the prune shards; workers add a preserve shard per payload needing
-// preservation. The run's settings (aliases) and each shard's outcome live in KV next to the
-// records (proto.PreserveSettingsKey, proto.PreserveResultKey).
+// preservation. The run's settings are in its record (proto.RunRecord.Preservation), and
+// each shard's outcome is a result in the ledger (ledger.PreserveResults).
 
 // isPrune reports whether s is a prune shard (or an inventory's list shard): only they
 // partition a repository's planned range; family and preserve shards lie outside it.
@@ -31,120 +28,62 @@ func familyShard(runID string, i int, repo string) proto.ShardRecord {
 		Repository: repo, Range: preserve.Span()}
 }
 
-func (c *Coordinator) stateKV(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := c.js.KeyValue(ctx, proto.BucketState)
-	if err != nil {
-		return nil, fmt.Errorf("opening the state bucket: %w", err)
-	}
-	return kv, nil
-}
-
-// saveSettings records a new run's preservation settings; the first recorded stay.
-func (c *Coordinator) saveSettings(ctx context.Context, runID string) error {
-	kv, err := c.stateKV(ctx)
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(proto.PreserveSettings{V: proto.Version, Enabled: c.cfg.PreservePayloads && !c.cfg.Inventory,
-		Aliases: c.cfg.RepositoryAliases})
-	if err != nil {
-		return fmt.Errorf("encoding preservation settings: %w", err)
-	}
-	if _, err := kv.Create(ctx, proto.PreserveSettingsKey(runID), data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("recording preservation settings of run %s: %w", runID, err)
-	}
-	return nil
-}
-
-// settings reads a run's preservation settings; a run without them (recorded by a
-// coordinator that did not preserve) has preservation off.
-func (c *Coordinator) settings(ctx context.Context, runID string) (proto.PreserveSettings, error) {
-	return preserveSettings(ctx, c.js, runID)
-}
-
-func preserveSettings(ctx context.Context, js jetstream.JetStream, runID string) (proto.PreserveSettings, error) {
-	var s proto.PreserveSettings
-	kv, err := js.KeyValue(ctx, proto.BucketState)
-	if err != nil {
-		return s, fmt.Errorf("opening the state bucket: %w", err)
-	}
-	e, err := kv.Get(ctx, proto.PreserveSettingsKey(runID))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return s, nil
-	case err != nil:
-		return s, fmt.Errorf("reading preservation settings of run %s: %w", runID, err)
-	}
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return s, fmt.Errorf("decoding preservation settings of run %s: %w", runID, err)
-	}
-	return s, nil
-}
-
-// Preservation returns the run's release-payload preservation outcome, summed over its
-// family and preserve shards, and the first failures they name. Zero when the run preserved
-// nothing.
-func (c *Coordinator) Preservation(ctx context.Context) (proto.PreserveCounters, []string, error) {
-	return c.preservation(ctx, c.cfg.RunID)
-}
-
-func (c *Coordinator) preservation(ctx context.Context, runID string) (proto.PreserveCounters, []string, error) {
+// preservation sums the run's preservation results (ledger.PreserveResults) and keeps the
+// first failures they name. Zero when the run preserved nothing.
+func preservation(ctx context.Context, l *ledger.Ledger, runID string) (proto.PreserveCounters, []string, error) {
 	var total proto.PreserveCounters
 	var failures []string
-	kv, err := c.stateKV(ctx)
+	results, err := l.PreserveResults(ctx, runID)
 	if err != nil {
 		return total, nil, err
 	}
-	lister, err := kv.ListKeysFiltered(ctx, proto.PreserveResultPrefix(runID))
-	if err != nil {
-		return total, nil, fmt.Errorf("listing preservation results of run %s: %w", runID, err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	// The lister closes its channel early, without an error, when ctx ends: the keys
-	// seen so far are not all of them.
-	if err := ctx.Err(); err != nil {
-		return total, nil, fmt.Errorf("listing preservation results of run %s: %w", runID, err)
-	}
-	for _, k := range keys {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return total, nil, fmt.Errorf("reading %s: %w", k, err)
-		}
-		var r proto.PreserveResult
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
-			return total, nil, fmt.Errorf("decoding %s: %w", k, err)
-		}
+	for _, r := range results {
 		total.Add(r.Counters)
-		for _, f := range r.Failures {
-			if len(failures) < 10 {
-				failures = append(failures, f)
-			}
-		}
+		failures = append(failures, r.Failures[:min(len(r.Failures), maxFailures-len(failures))]...)
 	}
 	return total, failures, nil
 }
 
-// preservationReason is why a run whose preservation did not all succeed failed, or "".
-func preservationReason(p proto.PreserveCounters, failures []string) string {
-	var parts []string
-	if p.PreserveFailed > 0 {
-		parts = append(parts, fmt.Sprintf("%d release payloads could not be preserved", p.PreserveFailed))
+// maxFailures bounds the preservation failures a report names.
+const maxFailures = 10
+
+// preserved is how a run's preservation went, as read at its end.
+type preserved struct {
+	counters proto.PreserveCounters
+	failures []string // the first few failures the results name
+	err      error    // the results could not be read
+}
+
+// reason is why a run whose preservation did not all succeed failed, or "". Not knowing how
+// preservation went is not success: a payload may be left unpreserved or a removal half
+// done. The next run reads its own results.
+func (p preserved) reason() string {
+	if p.err != nil {
+		return "preservation results unknown: " + p.err.Error()
 	}
-	if p.RemovalFailed > 0 {
-		parts = append(parts, fmt.Sprintf("%d release payload tags could not be removed", p.RemovalFailed))
+	var parts []string
+	if p.counters.PreserveFailed > 0 {
+		parts = append(parts, fmt.Sprintf("%d release payloads could not be preserved", p.counters.PreserveFailed))
+	}
+	if p.counters.RemovalFailed > 0 {
+		parts = append(parts, fmt.Sprintf("%d release payload tags could not be removed", p.counters.RemovalFailed))
 	}
 	if len(parts) == 0 {
 		return ""
 	}
 	s := strings.Join(parts, ", ")
-	if len(failures) > 0 {
-		s += " (" + failures[0] + ")"
+	if len(p.failures) > 0 {
+		s += " (" + p.failures[0] + ")"
 	}
 	return s
+}
+
+// addTo puts the preservation into a run's report, when the run preserved anything and its
+// results could be read.
+func (p preserved) addTo(rep *proto.Report) {
+	if p.err != nil || p.counters.IsZero() {
+		return
+	}
+	counters := p.counters
+	rep.Preservation, rep.PreservationFailures = &counters, p.failures
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/tagsweep/tagsweep/preserve"
@@ -43,11 +44,14 @@ func TestCoverageIgnoresPreservationShards(t *testing.T) {
 }
 
 func TestPreservationReason(t *testing.T) {
-	if r := preservationReason(proto.PreserveCounters{Preserved: 3, RemovalRemoved: 4}, nil); r != "" {
+	if r := (preserved{counters: proto.PreserveCounters{Preserved: 3, RemovalRemoved: 4}}).reason(); r != "" {
 		t.Errorf("reason for a clean run = %q", r)
 	}
-	r := preservationReason(proto.PreserveCounters{PreserveFailed: 2, RemovalFailed: 1}, []string{"4.1: boom"})
+	r := preserved{counters: proto.PreserveCounters{PreserveFailed: 2, RemovalFailed: 1}, failures: []string{"4.1: boom"}}.reason()
 	if want := "2 release payloads could not be preserved, 1 release payload tags could not be removed (4.1: boom)"; r != want {
 		t.Errorf("reason = %q, want %q", r, want)
+	}
+	if r := (preserved{err: errors.New("nats down")}).reason(); r != "preservation results unknown: nats down" {
+		t.Errorf("reason for unread results = %q", r)
 	}
 }

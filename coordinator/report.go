@@ -5,7 +5,6 @@ package coordinator
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,93 +16,85 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// finish writes the run's final state: done when every shard is done and nothing stopped
-// the run, else failed with a reason.
-func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []proto.ShardRecord, reason string) proto.RunRecord {
-	runID := run.RunID
-	preserveReason := ""
+// finish writes the run's final state and returns it with the run's preservation: done when
+// every shard is done and nothing stopped the run, else failed with a reason.
+func (c *Coordinator) finish(l *ledger.Ledger, run proto.RunRecord, shards []proto.ShardRecord, reason string) (proto.RunRecord, preserved) {
 	// The summary decides the exit code: its reads and its write are tried again while NATS is
 	// unavailable for a while (a cluster electing new leaders after losing a node).
 	ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
 	defer cancel()
-	pc, failures, err := c.preservationRetrying(ctx, runID)
-	if err != nil {
-		// Not knowing how preservation went is not success: a payload may be left
-		// unpreserved or a removal half done. The next run reads its own results.
-		c.log.Warn("reading preservation results", slog.Any("err", err))
-		preserveReason = "preservation results unknown: " + err.Error()
-	} else {
-		preserveReason = preservationReason(pc, failures)
-	}
+	pres := c.preservationRetrying(ctx, l, run.RunID)
 	sum := ledger.Summarize(shards)
-	totals := sum.Tags
 	change := func(r *proto.RunRecord) error {
-		r.Totals, r.FinishedAt = totals, c.now().UTC()
-		if len(shards) > r.Shards {
-			r.Shards = len(shards)
-		}
-		r.Reason = cmp.Or(r.Reason, reason)
-		if len(sum.Failed) > 0 && r.Reason == "" {
-			r.Reason = fmt.Sprintf("%d of %d shards failed: %s", len(sum.Failed), len(shards), failedShards(sum.Failed))
-		}
-		// A tag whose delete failed after the client's retries is still there and still
-		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
-		// run lists the tag again and retries it.
-		if totals.DeleteFailed > 0 && r.Reason == "" {
-			r.Reason = fmt.Sprintf("%d eligible tags could not be deleted", totals.DeleteFailed)
-		}
-		// Likewise a payload left unpreserved or a removal left half done: reported, and
-		// the next run tries again.
-		if r.Reason == "" {
-			r.Reason = preserveReason
-		}
+		r.Totals, r.FinishedAt = sum.Tags, c.now().UTC()
+		r.Shards = max(r.Shards, len(shards))
+		r.Reason = cmp.Or(r.Reason, reason, failureReason(sum, pres))
 		r.State = proto.RunDone
 		if r.Reason != "" {
 			r.State = proto.RunFailed
 		}
 		return nil
 	}
-	rec, err := l.ModifyRun(ctx, runID, change)
+	rec, err := l.ModifyRun(ctx, run.RunID, change)
 	for err != nil && ctx.Err() == nil {
 		c.log.Warn("writing run summary; trying again", slog.Any("err", err))
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
-			rec, err = l.ModifyRun(ctx, runID, change)
+			rec, err = l.ModifyRun(ctx, run.RunID, change)
 		}
 	}
 	if err != nil {
 		c.log.Error("writing run summary", slog.Any("err", err))
 		rec = run // as last read: NATS is not answering
-		rec.Totals, rec.FinishedAt = totals, c.now().UTC()
+		rec.Totals, rec.FinishedAt = sum.Tags, c.now().UTC()
 		rec.State = proto.RunFailed
 		rec.Reason = cmp.Or(rec.Reason, reason, "run summary not written: "+err.Error())
 	}
-	return rec
+	return rec, pres
+}
+
+// failureReason is why a run whose shards are all finished failed, or "" when it did all it
+// was asked to: failed shards first, then deletes that failed, then preservation.
+func failureReason(sum ledger.Summary, pres preserved) string {
+	switch {
+	case len(sum.Failed) > 0:
+		return fmt.Sprintf("%d of %d shards failed: %s", len(sum.Failed), sum.Shards.Total, failedShards(sum.Failed))
+	case sum.Tags.DeleteFailed > 0:
+		// A tag whose delete failed after the client's retries is still there and still
+		// eligible: the run did not do all it was asked to, so it must not exit 0. The next
+		// run lists the tag again and retries it.
+		return fmt.Sprintf("%d eligible tags could not be deleted", sum.Tags.DeleteFailed)
+	}
+	// Likewise a payload left unpreserved or a removal left half done: reported, and the
+	// next run tries again.
+	return pres.reason()
 }
 
 // preservationRetrying reads the run's preservation results (see preservation), trying again
 // every second while the failure may pass (ledger.Transient, but not a result that does not
 // decode) and ctx lasts.
-func (c *Coordinator) preservationRetrying(ctx context.Context, runID string) (proto.PreserveCounters, []string, error) {
+func (c *Coordinator) preservationRetrying(ctx context.Context, l *ledger.Ledger, runID string) preserved {
 	for {
 		actx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-		pc, failures, err := c.preservation(actx, runID)
+		counters, failures, err := preservation(actx, l, runID)
 		cancel()
-		if err == nil || ctx.Err() != nil || !ledger.Transient(err) || errors.As(err, new(*json.SyntaxError)) ||
-			errors.As(err, new(*json.UnmarshalTypeError)) { // a result no retry can decode
-			return pc, failures, err
+		if err == nil || ctx.Err() != nil || !ledger.Transient(err) || errors.Is(err, ledger.ErrBadRecord) {
+			if err != nil {
+				c.log.Warn("reading preservation results", slog.Any("err", err))
+			}
+			return preserved{counters: counters, failures: failures, err: err}
 		}
 		c.log.Warn("reading preservation results; trying again", slog.Any("err", err))
 		if sleep(ctx, time.Second) != nil {
-			return pc, failures, err
+			return preserved{err: err}
 		}
 	}
 }
 
-// observe sends the run's status to the Observer, if any. finished zero means "still
+// tellObserver sends the run's status to the Observer, if any. finished zero means "still
 // running"; otherwise the status is the Final one.
-func (c *Coordinator) observe(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) {
+func (c *Coordinator) tellObserver(run proto.RunRecord, shards []proto.ShardRecord, finished time.Time) {
 	if c.cfg.Observer == nil {
 		return
 	}

@@ -37,41 +37,31 @@ type Given struct {
 	Aliases      bool // Config.RepositoryAliases
 }
 
-// Recorded is a recorded run with its preservation settings.
-type Recorded struct {
-	Run          proto.RunRecord
-	Preservation proto.PreserveSettings
-}
-
-// Lookup reads the run runID names and its preservation settings, without changing anything;
-// ok is false when no such run is recorded.
-func Lookup(ctx context.Context, js jetstream.JetStream, lc ledger.Config, runID string) (rec Recorded, ok bool, err error) {
+// Lookup reads the run runID names, without changing anything; ok is false when no such
+// run is recorded.
+func Lookup(ctx context.Context, js jetstream.JetStream, lc ledger.Config, runID string) (run proto.RunRecord, ok bool, err error) {
 	l, err := ledger.Bind(ctx, js, lc)
 	if errors.Is(err, ledger.ErrNoLedger) {
-		return rec, false, nil
+		return run, false, nil
 	}
 	if err != nil {
-		return rec, false, err
+		return run, false, err
 	}
-	rec.Run, _, err = l.Run(ctx, runID)
+	run, _, err = l.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return rec, false, nil
+		return run, false, nil
 	}
-	if err != nil {
-		return rec, false, err
-	}
-	rec.Preservation, err = preserveSettings(ctx, js, runID)
-	return rec, err == nil, err
+	return run, err == nil, err
 }
 
 // Differences lists, one line each, every setting cfg was given (cfg.Given) that differs from
 // the recorded run's, and the repositories when cfg names others.
-func Differences(cfg Config, rec Recorded) []string {
+func Differences(cfg Config, run proto.RunRecord) []string {
 	var out []string
 	differ := func(what, given, recorded string) {
 		out = append(out, fmt.Sprintf("%s: given %s, recorded %s", what, given, recorded))
 	}
-	run, p, g := rec.Run, rec.Run.Policy, cfg.Given
+	p, g, pres := run.Policy, cfg.Given, run.Preservation
 	if len(cfg.Repositories) > 0 && !sameSet(cfg.Repositories, run.Repositories) {
 		differ("repositories", fmt.Sprint(cfg.Repositories), fmt.Sprint(run.Repositories))
 	}
@@ -104,26 +94,26 @@ func Differences(cfg Config, rec Recorded) []string {
 	if g.MaxDeletes && cfg.Policy.MaxDeletes != p.MaxDeletes {
 		differ("delete cap", capString(cfg.Policy.MaxDeletes), capString(p.MaxDeletes))
 	}
-	if g.Preserve && cfg.PreservePayloads != rec.Preservation.Enabled {
-		differ("release payload preservation", onOff(cfg.PreservePayloads), onOff(rec.Preservation.Enabled))
+	if g.Preserve && cfg.PreservePayloads != pres.Enabled {
+		differ("release payload preservation", onOff(cfg.PreservePayloads), onOff(pres.Enabled))
 	}
-	if g.Aliases && !sameSet(cfg.RepositoryAliases, rec.Preservation.Aliases) {
-		differ("repository aliases", fmt.Sprintf("%q", cfg.RepositoryAliases), fmt.Sprintf("%q", rec.Preservation.Aliases))
+	if g.Aliases && !sameSet(cfg.RepositoryAliases, pres.Aliases) {
+		differ("repository aliases", fmt.Sprintf("%q", cfg.RepositoryAliases), fmt.Sprintf("%q", pres.Aliases))
 	}
 	return out
 }
 
 // Describe says, in a few lines, what the recorded run deletes: its mode, registry,
 // repositories and policy, for the banner of a resumed run.
-func Describe(rec Recorded) string {
-	run, p := rec.Run, rec.Run.Policy
+func Describe(run proto.RunRecord) string {
+	p, pres := run.Policy, run.Preservation
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: registry %s, repositories %s\n", Mode(p.DryRun), run.Registry, strings.Join(run.Repositories, ", "))
 	fmt.Fprintf(&b, "cutoff %s (TTL %s before the run's start %s), prune pattern %q, keep patterns %q, time zone %s\n",
 		stamp(p.Cutoff), run.StartedAt.Sub(p.Cutoff), stamp(run.StartedAt), p.PrunePattern, p.KeepPatterns, p.TimeZone)
-	fmt.Fprintf(&b, "delete cap %s, release payload preservation %s", capString(p.MaxDeletes), onOff(rec.Preservation.Enabled))
-	if len(rec.Preservation.Aliases) > 0 {
-		fmt.Fprintf(&b, " (repository aliases %q)", rec.Preservation.Aliases)
+	fmt.Fprintf(&b, "delete cap %s, release payload preservation %s", capString(p.MaxDeletes), onOff(pres.Enabled))
+	if len(pres.Aliases) > 0 {
+		fmt.Fprintf(&b, " (repository aliases %q)", pres.Aliases)
 	}
 	return b.String()
 }
@@ -154,12 +144,8 @@ func onOff(b bool) string {
 
 // checkGiven refuses, with every difference named, a re-attachment whose given settings
 // differ from the recorded run's.
-func (c *Coordinator) checkGiven(ctx context.Context, run proto.RunRecord) error {
-	pres, err := preserveSettings(ctx, c.js, run.RunID)
-	if err != nil {
-		return err
-	}
-	if d := Differences(c.cfg, Recorded{Run: run, Preservation: pres}); len(d) > 0 {
+func (c *Coordinator) checkGiven(run proto.RunRecord) error {
+	if d := Differences(c.cfg, run); len(d) > 0 {
 		return fmt.Errorf("run %s: %w:\n  %s", run.RunID, ErrSettingsDiffer, strings.Join(d, "\n  "))
 	}
 	return nil

@@ -15,10 +15,8 @@ func TestDifferences(t *testing.T) {
 	p.Cutoff = start.Add(-120 * time.Hour)
 	p.KeepPatterns = []string{"^a", "^b"}
 	p.DryRun = true
-	rec := Recorded{
-		Run:          proto.RunRecord{RunID: "r", Registry: "quay.io", Repositories: []string{"ci/a", "ci/b"}, Policy: p, StartedAt: start},
-		Preservation: proto.PreserveSettings{Enabled: true, Aliases: []string{"proxy/ci/a=ci/a"}},
-	}
+	rec := proto.RunRecord{RunID: "r", Registry: "quay.io", Repositories: []string{"ci/a", "ci/b"}, Policy: p, StartedAt: start,
+		Preservation: proto.PreserveSettings{Enabled: true, Aliases: []string{"proxy/ci/a=ci/a"}}}
 	// same is a Config that agrees with rec in every setting.
 	same := func() Config {
 		q := p

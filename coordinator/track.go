@@ -9,241 +9,291 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// tracked is a shard record as last seen, and when it last changed.
-type tracked struct {
-	rec     proto.ShardRecord
-	changed time.Time
-	pokedAt time.Time // last ledger.Rescue
+// tracker follows a run's shard records until every one is terminal and the shards cover
+// the planned range. Everything it holds is used by the goroutine of follow alone.
+type tracker struct {
+	c       *Coordinator
+	l       *ledger.Ledger
+	run     proto.RunRecord
+	through string // the end of the planned range
+
+	seen map[string]*tracked
+	// live counts the shards in seen that are not terminal. Every checkpoint is an update, so
+	// an update must not walk every shard (that is shards x pages).
+	live int
+	// stopSeen is when an operator's stop request (ledger.RequestStop) was first seen on the
+	// run's record; zero = none.
+	stopSeen time.Time
+	observed time.Time // the last Observer call
 }
 
-// track follows the run's shard records until every one is terminal and the shards cover
-// each planned repository without gaps, and returns them.
-func (c *Coordinator) track(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, through string, leaseLost <-chan error) ([]proto.ShardRecord, error) {
+// tracked is a shard record as last seen, and when it last changed.
+type tracked struct {
+	rec       proto.ShardRecord
+	changed   time.Time
+	rescuedAt time.Time // last ledger.Rescue
+}
+
+func newTracker(c *Coordinator, l *ledger.Ledger, run proto.RunRecord, through string) *tracker {
+	return &tracker{c: c, l: l, run: run, through: through, seen: make(map[string]*tracked)}
+}
+
+// follow watches the shard records and the run's record until the run's shards are all
+// terminal and cover the planned range, and returns the shard records in ID order. An
+// operator's stop request ends it with errStopRequested once no shard is running any more
+// (workers hand theirs back), or after an ack wait for holders that never answer (dead, or
+// cut off; a resume takes those shards over). A lease sent on leaseLost ends it too.
+func (t *tracker) follow(ctx context.Context, leaseLost <-chan error) ([]proto.ShardRecord, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The watch is started in the background: creating it can hang while a clustered stream
-	// changes leader, and re-listing every PollInterval sees every change meanwhile.
-	var updates <-chan proto.ShardRecord
-	watching := make(chan (<-chan proto.ShardRecord), 1)
-	go func() {
-		u, err := l.Watch(wctx, run.RunID)
-		if err != nil {
-			if wctx.Err() == nil {
-				c.log.Warn("watching shard records; relying on re-listing", slog.Any("err", err))
-			}
-			return
-		}
-		watching <- u
-	}()
-	var mu sync.Mutex // guards seen and live against the watch goroutine
-	seen := make(map[string]*tracked)
-	// live counts the shards in seen that are not terminal. Every checkpoint is an update, so
-	// the loop below must not walk every shard per update (that is shards x pages).
-	live := 0
-	observe := func(rec proto.ShardRecord) {
-		mu.Lock()
-		defer mu.Unlock()
-		t, ok := seen[rec.ShardID]
-		if !ok {
-			seen[rec.ShardID] = &tracked{rec: rec, changed: c.now()}
-			if !rec.State.Terminal() {
-				live++
-			}
-			return
-		}
-		if !proto.SameShard(rec, t.rec) {
-			switch was, is := t.rec.State.Terminal(), rec.State.Terminal(); {
-			case was && !is:
-				live++
-			case !was && is:
-				live--
-			}
-			t.rec, t.changed = rec, c.now()
-		}
+	runID := t.run.RunID
+	shardWatch := watchLater(wctx, func(ctx context.Context) (<-chan proto.ShardRecord, error) { return t.l.Watch(ctx, runID) },
+		func(err error) { t.c.log.Warn("watching shard records; relying on re-listing", slog.Any("err", err)) })
+	runWatch := watchLater(wctx, func(ctx context.Context) (<-chan proto.RunRecord, error) { return t.l.WatchRun(ctx, runID) }, nil)
+	if err := t.firstListing(ctx); err != nil {
+		return nil, err
 	}
-	snapshot := func() []proto.ShardRecord {
-		mu.Lock()
-		defer mu.Unlock()
-		all := make([]proto.ShardRecord, 0, len(seen))
-		for _, t := range seen {
-			all = append(all, t.rec)
-		}
-		return all
-	}
-	tick := time.NewTicker(c.cfg.PollInterval)
+	tick := time.NewTicker(t.c.cfg.PollInterval)
 	defer tick.Stop()
-	relist := func() error {
-		shards, err := l.Shards(ctx, run.RunID)
-		if err != nil {
-			return err
-		}
-		for _, s := range shards {
-			observe(s)
-		}
-		return nil
-	}
-	// The first listing must succeed: with nothing seen, the run would look finished.
-	for err := relist(); err != nil; err = relist() {
-		c.log.Warn("listing shard records; trying again", slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(c.cfg.PollInterval):
-		}
-	}
-	lc := l.Config()
-	// An operator's stop request (ledger.RequestStop) is seen on the run's record: then the
-	// run ends once no shard is running any more (workers hand theirs back), or after an ack
-	// wait for holders that never answer (dead, or cut off; a resume takes those shards over).
+	var shardUpdates <-chan proto.ShardRecord
 	var runUpdates <-chan proto.RunRecord
-	runWatch := make(chan (<-chan proto.RunRecord), 1)
-	go func() {
-		if u, err := l.WatchRun(wctx, run.RunID); err == nil {
-			runWatch <- u
-		}
-	}()
-	var stopSeen time.Time
-	sawRun := func(r proto.RunRecord) {
-		if r.Stop != nil && stopSeen.IsZero() {
-			stopSeen = c.now()
-			c.log.Warn("stop requested; waiting for the workers to hand back their shards",
-				slog.String("reason", r.Stop.Reason), slog.String("by", r.Stop.By))
-		}
-	}
-	var observed time.Time // last Observer call
 	for {
-		if !stopSeen.IsZero() {
-			mu.Lock()
-			running, live := 0, live
-			for _, t := range seen {
-				if t.rec.State == proto.StateRunning {
-					running++
-				}
-			}
-			mu.Unlock()
-			if live > 0 && (running == 0 || c.now().Sub(stopSeen) >= lc.AckWait) {
-				if running > 0 {
-					c.log.Warn("stopping with shards still held by workers that did not hand them back", slog.Int("running", running))
-				}
-				all := snapshot()
-				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
-				return all, errStopRequested
-			}
+		if t.stopDue() {
+			return t.records(), errStopRequested
 		}
-		mu.Lock()
-		finished := live == 0
-		mu.Unlock()
-		if c.cfg.Observer != nil && !finished && c.now().Sub(observed) >= c.cfg.ObserveEvery {
-			c.observe(run, snapshot(), time.Time{})
-			observed = c.now()
-		}
-		if finished {
-			all := snapshot()
-			gaps := coverageGaps(all, run.Repositories, through, rangeKind(run))
-			if len(gaps) == 0 {
-				sort.Slice(all, func(i, j int) bool { return all[i].ShardID < all[j].ShardID })
-				return all, nil
+		if t.live == 0 {
+			covered, again, err := t.fillGaps(ctx)
+			switch {
+			case err != nil:
+				return nil, err
+			case covered:
+				return t.records(), nil
+			case again:
+				continue
 			}
-			// A failure that may pass (NATS losing a node) is tried again at the next tick.
-			published := true
-			for _, g := range gaps {
-				c.log.Warn("range covered by no shard; publishing a shard for it", slog.String("repo", g.Repository),
-					slog.String("after", g.Range.After), slog.String("through", g.Range.Through))
-				if _, err := l.CreateShard(ctx, g); err != nil {
-					if ctx.Err() != nil || !ledger.Transient(err) {
-						return nil, err
-					}
-					c.log.Warn("publishing a shard for a gap; trying again", slog.Any("err", err))
-					published = false
-					break
-				}
-			}
-			if published {
-				err := relist()
-				if err == nil {
-					continue
-				}
-				if ctx.Err() != nil || !ledger.Transient(err) {
-					return nil, err
-				}
-				c.log.Warn("re-listing shards; trying again", slog.Any("err", err))
-			}
+		} else {
+			t.tellObserver()
 		}
 		select {
-		case updates = <-watching:
+		case shardUpdates = <-shardWatch:
 		case runUpdates = <-runWatch:
 		case r, ok := <-runUpdates:
 			if !ok {
 				runUpdates = nil // the tick re-reads the run
 				continue
 			}
-			sawRun(r)
-		case rec, ok := <-updates:
+			t.sawRun(r)
+		case rec, ok := <-shardUpdates:
 			if !ok {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				c.log.Warn("shard watch ended; relying on re-listing")
-				updates = nil
+				t.c.log.Warn("shard watch ended; relying on re-listing")
+				shardUpdates = nil
 				continue
 			}
-			observe(rec)
+			t.saw(rec)
 		case err := <-leaseLost:
-			return nil, fmt.Errorf("run %s: %w", run.RunID, err)
+			return nil, fmt.Errorf("run %s: %w", runID, err)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
-			if err := relist(); err != nil {
-				c.log.Warn("re-listing shards", slog.Any("err", err))
-			}
-			if r, _, err := l.Run(ctx, run.RunID); err == nil {
-				sawRun(r)
-			}
-			c.poke(ctx, l, seen, &mu, lc)
-			if c.cfg.Progress != nil {
-				c.cfg.Progress(c.report(run, snapshot(), time.Time{}))
-			}
-			observed = time.Time{} // at least every PollInterval, even with no record changing
+			t.poll(ctx)
 		}
 	}
 }
 
-// poke has the ledger rescue every shard whose record sat unchanged for an ack wait
+// watchLater starts a watch in the background and hands it over once it exists: creating a
+// watch can hang while a clustered stream changes leader, and the tracker's re-listing every
+// PollInterval sees every change meanwhile. failed, if set, is told why a watch could not
+// be started.
+func watchLater[T any](ctx context.Context, start func(context.Context) (<-chan T, error), failed func(error)) <-chan (<-chan T) {
+	ready := make(chan (<-chan T), 1)
+	go func() {
+		u, err := start(ctx)
+		if err != nil {
+			if ctx.Err() == nil && failed != nil {
+				failed(err)
+			}
+			return
+		}
+		ready <- u
+	}()
+	return ready
+}
+
+// firstListing lists the shard records until a listing succeeds: with nothing seen, the run
+// would look finished.
+func (t *tracker) firstListing(ctx context.Context) error {
+	for err := t.relist(ctx); err != nil; err = t.relist(ctx) {
+		t.c.log.Warn("listing shard records; trying again", slog.Any("err", err))
+		if err := sleep(ctx, t.c.cfg.PollInterval); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// poll is what the tracker does every PollInterval, whether records change or not: it lists
+// them again (a watch can miss a change), reads the run's record for a stop request, rescues
+// the shards that sat unchanged, and tells the Observer.
+func (t *tracker) poll(ctx context.Context) {
+	if err := t.relist(ctx); err != nil {
+		t.c.log.Warn("re-listing shards", slog.Any("err", err))
+	}
+	if r, _, err := t.l.Run(ctx, t.run.RunID); err == nil {
+		t.sawRun(r)
+	}
+	t.rescueQuiet(ctx)
+	t.observed = time.Time{} // at least every PollInterval, even with no record changing
+}
+
+// relist reads every shard record of the run.
+func (t *tracker) relist(ctx context.Context) error {
+	shards, err := t.l.Shards(ctx, t.run.RunID)
+	if err != nil {
+		return err
+	}
+	for _, s := range shards {
+		t.saw(s)
+	}
+	return nil
+}
+
+// saw takes in a shard record as read or watched.
+func (t *tracker) saw(rec proto.ShardRecord) {
+	now := t.c.now()
+	s, ok := t.seen[rec.ShardID]
+	if !ok {
+		t.seen[rec.ShardID] = &tracked{rec: rec, changed: now}
+		if !rec.State.Terminal() {
+			t.live++
+		}
+		return
+	}
+	if proto.SameShard(rec, s.rec) {
+		return
+	}
+	switch was, is := s.rec.State.Terminal(), rec.State.Terminal(); {
+	case was && !is:
+		t.live++
+	case !was && is:
+		t.live--
+	}
+	s.rec, s.changed = rec, now
+}
+
+// sawRun takes in the run's record: it notes an operator's stop request.
+func (t *tracker) sawRun(r proto.RunRecord) {
+	if r.Stop != nil && t.stopSeen.IsZero() {
+		t.stopSeen = t.c.now()
+		t.c.log.Warn("stop requested; waiting for the workers to hand back their shards",
+			slog.String("reason", r.Stop.Reason), slog.String("by", r.Stop.By))
+	}
+}
+
+// stopDue reports whether a stop request ends the run now: shards are left, and none is
+// running any more or the holders had an ack wait to hand theirs back.
+func (t *tracker) stopDue() bool {
+	if t.stopSeen.IsZero() || t.live == 0 {
+		return false
+	}
+	running := 0
+	for _, s := range t.seen {
+		if s.rec.State == proto.StateRunning {
+			running++
+		}
+	}
+	if running > 0 && t.c.now().Sub(t.stopSeen) < t.l.Config().AckWait {
+		return false
+	}
+	if running > 0 {
+		t.c.log.Warn("stopping with shards still held by workers that did not hand them back", slog.Int("running", running))
+	}
+	return true
+}
+
+// records returns the shard records as last seen, in ID order.
+func (t *tracker) records() []proto.ShardRecord {
+	all := make([]proto.ShardRecord, 0, len(t.seen))
+	for _, s := range t.seen {
+		all = append(all, s.rec)
+	}
+	slices.SortFunc(all, func(a, b proto.ShardRecord) int { return strings.Compare(a.ShardID, b.ShardID) })
+	return all
+}
+
+// tellObserver sends the run's status to the Observer, at most once per ObserveEvery.
+func (t *tracker) tellObserver() {
+	if t.c.cfg.Observer == nil || t.c.now().Sub(t.observed) < t.c.cfg.ObserveEvery {
+		return
+	}
+	t.c.tellObserver(t.run, t.records(), time.Time{})
+	t.observed = t.c.now()
+}
+
+// fillGaps, once every shard seen is terminal, checks that the shards cover the planned
+// range, and publishes a shard for each stretch they leave out (a split whose new shard was
+// never recorded). covered: nothing is left out, the run's shards are done. again: gaps
+// were published and the records listed again, to be looked at at once. A failure that may
+// pass (NATS losing a node) is neither: it is tried again at the next tick.
+func (t *tracker) fillGaps(ctx context.Context) (covered, again bool, err error) {
+	gaps := coverageGaps(t.records(), t.run.Repositories, t.through, rangeKind(t.run))
+	if len(gaps) == 0 {
+		return true, false, nil
+	}
+	for _, g := range gaps {
+		t.c.log.Warn("range covered by no shard; publishing a shard for it", slog.String("repo", g.Repository),
+			slog.String("after", g.Range.After), slog.String("through", g.Range.Through))
+		if _, err := t.l.CreateShard(ctx, g); err != nil {
+			if ctx.Err() != nil || !ledger.Transient(err) {
+				return false, false, err
+			}
+			t.c.log.Warn("publishing a shard for a gap; trying again", slog.Any("err", err))
+			return false, false, nil
+		}
+	}
+	if err := t.relist(ctx); err != nil {
+		if ctx.Err() != nil || !ledger.Transient(err) {
+			return false, false, err
+		}
+		t.c.log.Warn("re-listing shards; trying again", slog.Any("err", err))
+		return false, false, nil
+	}
+	return false, true, nil
+}
+
+// rescueQuiet has the ledger rescue every shard whose record sat unchanged for an ack wait
 // (ledger.Rescue): a pending shard whose message was lost, or ran out of deliveries without a
 // claim, is queued afresh, and a shard whose holder died on its message's last delivery is
 // failed. Whether a delivery will still reach a shard is read from the shard queue, never
 // guessed from the record's attempt count, so a shard whose message waits in a long queue is
 // left to wait.
-func (c *Coordinator) poke(ctx context.Context, l *ledger.Ledger, seen map[string]*tracked, mu *sync.Mutex, lc ledger.Config) {
-	now := c.now()
-	mu.Lock()
-	var quiet []proto.ShardRecord
-	for _, t := range seen {
-		if t.rec.State.Terminal() || now.Sub(t.changed) < lc.AckWait || now.Sub(t.pokedAt) < lc.AckWait {
+func (t *tracker) rescueQuiet(ctx context.Context) {
+	now, ackWait := t.c.now(), t.l.Config().AckWait
+	for _, s := range t.seen {
+		if s.rec.State.Terminal() || now.Sub(s.changed) < ackWait || now.Sub(s.rescuedAt) < ackWait {
 			continue
 		}
-		t.pokedAt = now
-		quiet = append(quiet, t.rec)
-	}
-	mu.Unlock()
-	for _, s := range quiet {
-		got, err := l.Rescue(ctx, s.RunID, s.ShardID)
+		s.rescuedAt = now
+		got, err := t.l.Rescue(ctx, s.rec.RunID, s.rec.ShardID)
 		switch {
 		case err != nil:
-			c.log.Warn("checking a quiet shard", slog.String("shard", s.ShardID), slog.Any("err", err))
+			t.c.log.Warn("checking a quiet shard", slog.String("shard", s.rec.ShardID), slog.Any("err", err))
 		case got == ledger.RescueRequeued:
-			c.log.Warn("no delivery would reach the shard; queued it afresh", slog.String("shard", s.ShardID),
-				slog.String("state", string(s.State)), slog.Int("attempt", s.Attempt))
+			t.c.log.Warn("no delivery would reach the shard; queued it afresh", slog.String("shard", s.rec.ShardID),
+				slog.String("state", string(s.rec.State)), slog.Int("attempt", s.rec.Attempt))
 		case got == ledger.RescueFailed:
-			c.log.Error("shard abandoned on its last delivery; failed it", slog.String("shard", s.ShardID))
+			t.c.log.Error("shard abandoned on its last delivery; failed it", slog.String("shard", s.rec.ShardID))
 		}
 	}
 }

@@ -66,11 +66,10 @@ const (
 	KindPreserve ShardKind = "preserve"
 )
 
-// PreserveSettings are a run's preservation settings, fixed by the coordinator when it
-// creates the run (at PreserveSettingsKey in BucketState), so that every worker preserves
-// alike whatever its own configuration says.
+// PreserveSettings are a run's preservation settings, fixed by the coordinator in the run's
+// record (RunRecord.Preservation), so that every worker preserves alike whatever its own
+// configuration says.
 type PreserveSettings struct {
-	V int `json:"v"`
 	// Enabled: the run plans family shards. Off, family tags are only protected.
 	Enabled bool `json:"enabled"`
 	// Aliases name repositories under other registry names in payloads' image references:
@@ -90,9 +89,6 @@ type PreserveResult struct {
 	// deletes), bounded; empty when all went well.
 	Failures []string `json:"failures,omitempty"`
 }
-
-// PreserveSettingsKey is the KV key of a run's PreserveSettings.
-func PreserveSettingsKey(runID string) string { return "preserve." + runID }
 
 // PreserveResultKey is the KV key of a shard's PreserveResult.
 func PreserveResultKey(runID, shardID string) string { return "preserve." + runID + "." + shardID }

@@ -218,6 +218,8 @@ type RunRecord struct {
 	// Stop is an operator's request to stop the run (tagsweep stop): workers claim no more of
 	// its shards and hand back those they hold, and the coordinator then marks it stopped.
 	Stop *StopRequest `json:"stop,omitempty"`
+	// Preservation: whether the run preserves release payloads, and how (package preserve).
+	Preservation PreserveSettings `json:"preservation,omitzero"`
 }
 
 // StopRequest is an operator's request to stop a run.
@@ -283,6 +285,11 @@ type Report struct {
 	Reason          string      `json:"reason,omitempty"`
 	// Inventory merges the shards' inventories (inventory runs only).
 	Inventory *Inventory `json:"inventory,omitempty"`
+	// Preservation sums the release-payload preservation results of the run's family and
+	// preserve shards, and PreservationFailures names the first failures they record; nil
+	// when the run preserved nothing or its results could not be read.
+	Preservation         *PreserveCounters `json:"preservation,omitempty"`
+	PreservationFailures []string          `json:"preservation_failures,omitempty"`
 }
 
 // ShardTotals counts a run's shards by outcome.

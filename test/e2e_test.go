@@ -95,8 +95,19 @@ func (s *stack) startWorkers(t *testing.T, n int, cfg worker.Config) {
 	startWorkers(t, s.Rig, n, cfg)
 }
 
-func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress func(proto.Report)) *coordinator.Coordinator {
+// observerFunc is a coordinator.Observer made of a function.
+type observerFunc func(coordinator.Status)
+
+func (f observerFunc) RunStatus(s coordinator.Status) { f(s) }
+
+// coordinator is a coordinator of the run runID on the stack; observe, if set, is told the
+// run's status (the first time once the shards are published).
+func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, observe func(coordinator.Status)) *coordinator.Coordinator {
 	t.Helper()
+	var obs coordinator.Observer
+	if observe != nil {
+		obs = observerFunc(observe)
+	}
 	c, err := s.Coordinator(coordinator.Config{
 		RunID:        runID,
 		Registry:     s.host(),
@@ -104,7 +115,7 @@ func (s *stack) coordinator(t *testing.T, runID string, p proto.Policy, progress
 		Repositories: []string{repo},
 		Policy:       p,
 		PollInterval: 100 * time.Millisecond,
-		Progress:     progress,
+		Observer:     obs,
 		PageSize:     s.planPage,
 		Shards:       s.shards,
 	}, s.client, nil)
@@ -317,12 +328,12 @@ func TestEdges(t *testing.T) {
 	}
 	ctx := testCtx(t, time.Minute)
 
-	// Workers start only once the plan is published (the first progress report), after
+	// Workers start only once the plan is published (the Observer's first status), after
 	// everything in (20261103, 20261104] was deleted behind tagsweep's back: that stretch is
 	// empty when listed.
 	var emptied []string
 	var startOnce sync.Once
-	progress := func(proto.Report) {
+	started := func(coordinator.Status) {
 		startOnce.Do(func() {
 			for _, tag := range s.reg.Tags(repo) {
 				if tag > "20261103" && tag <= "20261104" {
@@ -335,7 +346,7 @@ func TestEdges(t *testing.T) {
 			s.startWorkers(t, 2, worker.Config{PageSize: workerPage, Slots: 2})
 		})
 	}
-	rep, err := s.coordinator(t, "edges", p, progress).Run(ctx)
+	rep, err := s.coordinator(t, "edges", p, started).Run(ctx)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -2,15 +2,12 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/preserve"
@@ -21,21 +18,20 @@ import (
 // Release-payload preservation shards (see package preserve): a family shard lists a
 // repository's family key ranges, publishes a preserve shard for each payload needing
 // preservation and carries out removal requests and orphan removals; a preserve shard
-// preserves one payload. Their outcomes are PreserveResults in KV (proto.PreserveResultKey),
-// not shard counters, which stay the prune rule's.
+// preserves one payload. Their outcomes are PreserveResults in the ledger
+// (ledger.Claim.SavePreserveResult), not shard counters, which stay the prune rule's.
 
 // maxFailures bounds the failures a PreserveResult names.
 const maxFailures = 20
 
-// preservation is what a run's preservation shards share in a worker: the run's settings and
-// the Preserver built from them.
+// preservation is what a run's preserve shards share in a worker: the Preserver built from
+// the run's settings (proto.RunRecord.Preservation).
 type preservation struct {
-	settings  proto.PreserveSettings
 	preserver *preserve.Preserver
 }
 
-// preservationFor returns the run's preservation settings and Preserver, building them on
-// first use (cached in the run's entry).
+// preservationFor returns the run's Preserver, building it on first use (cached in the run's
+// entry).
 func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.RunRecord) (*preservation, error) {
 	e.pmu.Lock()
 	defer e.pmu.Unlock()
@@ -45,24 +41,8 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	if w.cfg.Preserver == nil {
 		return nil, permanent(errors.New("this worker is not configured for release payload preservation"))
 	}
-	kv, err := w.js.KeyValue(ctx, proto.BucketState)
-	if err != nil {
-		return nil, fmt.Errorf("opening the state bucket: %w", err)
-	}
-	var s proto.PreserveSettings
-	entry, err := kv.Get(ctx, proto.PreserveSettingsKey(run.RunID))
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(entry.Value(), &s); err != nil || s.V > proto.Version {
-			return nil, permanent(fmt.Errorf("run %s: unreadable preservation settings: %v", run.RunID, err))
-		}
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, permanent(fmt.Errorf("run %s has no preservation settings", run.RunID))
-	default:
-		return nil, fmt.Errorf("reading the run's preservation settings: %w", err)
-	}
 	var aliases []preserve.Alias
-	for _, a := range s.Aliases {
+	for _, a := range run.Preservation.Aliases {
 		al, err := preserve.ParseAlias(a)
 		if err != nil {
 			return nil, permanent(fmt.Errorf("run %s: %w", run.RunID, err))
@@ -73,7 +53,7 @@ func (w *Worker) preservationFor(ctx context.Context, e *runEntry, run proto.Run
 	if err != nil {
 		return nil, fmt.Errorf("preparing preservation: %w", err)
 	}
-	e.pres = &preservation{settings: s, preserver: p}
+	e.pres = &preservation{preserver: p}
 	return e.pres, nil
 }
 
@@ -149,7 +129,7 @@ func (d *delivery) family(ctx, hard context.Context) error {
 	if err := rm.retry(); err != nil {
 		return err
 	}
-	return d.w.saveResult(hard, res)
+	return d.w.saveResult(hard, d.claim, res)
 }
 
 // familyRemoval carries out a family shard's removals (removal requests and orphans) through
@@ -278,25 +258,15 @@ func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *
 			slog.Int("tagged", r.Tagged), slog.Int("already_tagged", r.Present), slog.Int("elsewhere", r.Elsewhere),
 			slog.Bool("dry_run", run.Policy.DryRun))
 	}
-	return w.saveResult(hard, res)
+	return w.saveResult(hard, claim, res)
 }
 
-// saveResult writes a shard's PreserveResult, replacing an earlier attempt's.
-func (w *Worker) saveResult(hard context.Context, res proto.PreserveResult) error {
+// saveResult records a shard's PreserveResult through its claim, replacing an earlier
+// attempt's.
+func (w *Worker) saveResult(hard context.Context, claim *ledger.Claim, res proto.PreserveResult) error {
 	ctx, cancel := w.ledgerCtx(hard)
 	defer cancel()
-	kv, err := w.js.KeyValue(ctx, proto.BucketState)
-	if err != nil {
-		return fmt.Errorf("opening the state bucket: %w", err)
-	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return fmt.Errorf("encoding preservation result: %w", err)
-	}
-	if _, err := kv.Put(ctx, proto.PreserveResultKey(res.RunID, res.ShardID), data); err != nil {
-		return fmt.Errorf("recording preservation result: %w", err)
-	}
-	return nil
+	return claim.SavePreserveResult(ctx, res)
 }
 
 // preserveShardID names the shard preserving version v, published by family shard parent:

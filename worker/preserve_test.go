@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,15 +108,8 @@ func TestPreservationShards(t *testing.T) {
 	const runID = "pres"
 	c := testCtx(t)
 	if _, err := e.l.CreateRun(c, proto.RunRecord{RunID: runID, Registry: "quay.io", Repositories: []string{"ci/x"},
-		Policy: testPolicy(), State: proto.RunRunning, StartedAt: time.Now().UTC(), Shards: 1}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := e.js.KeyValue(c, proto.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings, _ := json.Marshal(proto.PreserveSettings{V: proto.Version, Enabled: true})
-	if _, err := kv.Put(c, proto.PreserveSettingsKey(runID), settings); err != nil {
+		Policy: testPolicy(), State: proto.RunRunning, StartedAt: time.Now().UTC(), Shards: 1,
+		Preservation: proto.PreserveSettings{Enabled: true, Aliases: []string{"proxy.example/ci/x=ci/x"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.l.CreateShard(c, proto.ShardRecord{RunID: runID, ShardID: "0-family", Kind: proto.KindFamily,
@@ -123,13 +117,18 @@ func TestPreservationShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := f.snapshot()
+	var gotAliases atomic.Pointer[[]preserve.Alias] // what the worker read from the run's record
 
 	cfg := worker.Config{RetryDelay: 50 * time.Millisecond, PageSize: 3,
 		Preserver: func(_ context.Context, run proto.RunRecord, aliases []preserve.Alias) (*preserve.Preserver, error) {
+			gotAliases.Store(&aliases)
 			return preserve.New(preserve.Config{Registry: "quay.io"}, p, p, nil)
 		}}
 	e.startWorkers(t, 2, cfg, f, nil)
 	shards := e.waitShards(t, runID, 4)
+	if want, _ := preserve.ParseAlias("proxy.example/ci/x=ci/x"); gotAliases.Load() == nil || !reflect.DeepEqual(*gotAliases.Load(), []preserve.Alias{want}) {
+		t.Errorf("the Preserver was built with aliases %v, want the run record's %v", gotAliases.Load(), want)
+	}
 
 	kinds := map[proto.ShardKind]int{}
 	for _, s := range shards {
@@ -169,19 +168,11 @@ func TestPreservationShards(t *testing.T) {
 
 	var total proto.PreserveCounters
 	var failures []string
-	keys, err := kv.ListKeysFiltered(c, proto.PreserveResultPrefix(runID))
+	results, err := e.l.PreserveResults(c, runID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range keys.Keys() {
-		entry, err := kv.Get(c, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r proto.PreserveResult
-		if err := json.Unmarshal(entry.Value(), &r); err != nil {
-			t.Fatal(err)
-		}
+	for _, r := range results {
 		total.Add(r.Counters)
 		failures = append(failures, r.Failures...)
 	}

@@ -91,14 +91,9 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 		return withCode(exitFailed, err)
 	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
 		full := runReport{Tagsweep: build(version), Report: rep}
-		pc, failures, perr := co.Preservation(ctx)
-		if perr != nil {
-			log.Warn("reading the run's preservation results", slog.Any("err", perr))
-		}
 		printSummary(w, rep)
-		if perr == nil && !pc.IsZero() {
-			printPreservation(w, rep.DryRun, pc, failures)
-			full.Preservation, full.PreservationFailures = &pc, failures
+		if rep.Preservation != nil {
+			printPreservation(w, rep.DryRun, *rep.Preservation, rep.PreservationFailures)
 		}
 		adviceFor(cfg, rep.RunID).failed(w, len(rep.FailedShards), co.CapReached())
 		if cfg.Report != "" {

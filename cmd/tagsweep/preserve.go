@@ -71,13 +71,10 @@ func preserver(cfg config.Config, regs *registries, log *slog.Logger) func(conte
 	}
 }
 
-// runReport is the JSON report: the tagsweep that wrote it, the run's report, and its
-// release-payload preservation.
+// runReport is the JSON report: the tagsweep that wrote it and the run's report.
 type runReport struct {
 	Tagsweep buildInfo `json:"tagsweep"`
 	proto.Report
-	Preservation         *proto.PreserveCounters `json:"preservation,omitempty"`
-	PreservationFailures []string                `json:"preservation_failures,omitempty"`
 }
 
 // printPreservation prints the existing pruner's five preservation summary lines, in its

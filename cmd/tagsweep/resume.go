@@ -24,7 +24,7 @@ func resumeRecorded(ctx context.Context, w io.Writer, js jetstream.JetStream, cf
 	if cfg.RunID == "" {
 		return cfg, nil
 	}
-	rec, ok, err := coordinator.Lookup(ctx, js, ledgerConfig(cfg), cfg.RunID)
+	run, ok, err := coordinator.Lookup(ctx, js, ledgerConfig(cfg), cfg.RunID)
 	if err != nil {
 		return cfg, fmt.Errorf("reading run %s: %w", cfg.RunID, err)
 	}
@@ -42,12 +42,12 @@ func resumeRecorded(ctx context.Context, w io.Writer, js jetstream.JetStream, cf
 		return cfg, nil
 	}
 	ccfg := coordinatorConfig(cfg)
-	if d := coordinator.Differences(ccfg, rec); len(d) > 0 {
+	if d := coordinator.Differences(ccfg, run); len(d) > 0 {
 		return cfg, withCode(exitError, fmt.Errorf("run %s was recorded with other settings; resume it with --run-id alone "+
 			"(its recorded settings), or start a new run with another --run-id: %w:\n  %s",
 			cfg.RunID, coordinator.ErrSettingsDiffer, strings.Join(d, "\n  ")))
 	}
-	run, p := rec.Run, rec.Run.Policy
+	p := run.Policy
 	if !cfg.Demo.Enabled { // a demo serves its own registry
 		cfg.Registry, cfg.PlainHTTP = run.Registry, run.PlainHTTP
 	}
@@ -55,9 +55,9 @@ func resumeRecorded(ctx context.Context, w io.Writer, js jetstream.JetStream, cf
 	cfg.Confirm = !p.DryRun
 	cfg.PruneRegex, cfg.KeepRegex, cfg.TagTimezone = p.PrunePattern, slices.Clone(p.KeepPatterns), p.TimeZone
 	cfg.MaxDeletes = p.MaxDeletes
-	cfg.Preserve, cfg.RepoAliases = rec.Preservation.Enabled, slices.Clone(rec.Preservation.Aliases)
+	cfg.Preserve, cfg.RepoAliases = run.Preservation.Enabled, slices.Clone(run.Preservation.Aliases)
 	fmt.Fprintf(w, "Resuming run %s with the settings it was recorded with:\n  %s\n", cfg.RunID,
-		strings.ReplaceAll(coordinator.Describe(rec), "\n", "\n  "))
+		strings.ReplaceAll(coordinator.Describe(run), "\n", "\n  "))
 	return cfg, nil
 }
 
