@@ -29,14 +29,16 @@ import (
 	"github.com/tagsweep/tagsweep/registry"
 )
 
-// ErrShardsFailed: the run ended, but at least one shard failed, some eligible tags could not
-// be deleted, or the run was stopped (by the max-deletes cap). The CLI maps it to exit code 2;
-// any other error means the run could not be carried out (exit 1).
-var ErrShardsFailed = errors.New("run finished with failed shards")
+// ErrRunFailed: the run ended, but did not do all it was asked to: a shard failed, an
+// eligible tag could not be deleted, a release payload could not be preserved or its
+// removal was left half done, preservation results could not be read, or the delete cap
+// (max-deletes) stopped the run. The run's reason says which. The CLI maps it to exit code
+// 2; any other error means the run could not be carried out (exit 1).
+var ErrRunFailed = errors.New("run failed")
 
 // ErrStopped: an operator stopped the run (ledger.RequestStop); its unfinished shards were
 // handed back with their checkpoints, and resuming the run continues them. The CLI maps it to
-// exit code 2, as ErrShardsFailed.
+// exit code 2, as ErrRunFailed.
 var ErrStopped = errors.New("run stopped")
 
 // ErrClockSkew: this host's clock and the registry's disagree by more than MaxClockSkew, so a
@@ -362,9 +364,9 @@ func outcome(run proto.RunRecord) error {
 	}
 	if run.State == proto.RunFailed {
 		if run.Reason != "" {
-			return fmt.Errorf("run %s: %s: %w", run.RunID, run.Reason, ErrShardsFailed)
+			return fmt.Errorf("run %s: %s: %w", run.RunID, run.Reason, ErrRunFailed)
 		}
-		return fmt.Errorf("run %s: %w", run.RunID, ErrShardsFailed)
+		return fmt.Errorf("run %s: %w", run.RunID, ErrRunFailed)
 	}
 	return nil
 }

@@ -322,7 +322,7 @@ func TestLeaseHeld(t *testing.T) {
 	if !errors.Is(err, ledger.ErrLeaseHeld) || !strings.Contains(err.Error(), "other-run") || !strings.Contains(err.Error(), "host-x/42") {
 		t.Fatalf("Run while another run holds the lease: err = %v, want ErrLeaseHeld naming other-run and its holder", err)
 	}
-	if errors.Is(err, coordinator.ErrShardsFailed) {
+	if errors.Is(err, coordinator.ErrRunFailed) {
 		t.Fatalf("a refused run is not a run with failed shards: %v", err)
 	}
 	if shards, _ := e.l.Shards(testCtx(t), "run1"); len(shards) != 0 {
@@ -372,8 +372,8 @@ func TestFailedShards(t *testing.T) {
 	f := newLister(map[string][]string{"ci/a": dayTags(6, 2)})
 	e.fakeWorker(t, f, func(s proto.ShardRecord) bool { return s.Range.Contains("20261117") })
 	rep, err := run(t, e, e.config("run1", "ci/a"), f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) {
-		t.Fatalf("Run with a failing shard: err = %v, want ErrShardsFailed", err)
+	if !errors.Is(err, coordinator.ErrRunFailed) {
+		t.Fatalf("Run with a failing shard: err = %v, want ErrRunFailed", err)
 	}
 	if rep.Shards.Failed != 1 || len(rep.FailedShards) != 1 || rep.Reason == "" {
 		t.Fatalf("report %+v, want one failed shard named, and a reason", rep)
@@ -396,8 +396,8 @@ func TestFailedDeletesFailTheRun(t *testing.T) {
 	}
 	e.fakeWorker(t, f, nil)
 	rep, err := run(t, e, e.config("run1", "ci/a"), f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "could not be deleted") {
-		t.Fatalf("Run with a failed delete: err = %v, want ErrShardsFailed saying tags could not be deleted", err)
+	if !errors.Is(err, coordinator.ErrRunFailed) || !strings.Contains(err.Error(), "could not be deleted") {
+		t.Fatalf("Run with a failed delete: err = %v, want ErrRunFailed saying tags could not be deleted", err)
 	}
 	if rep.Shards.Failed != 0 || rep.Tags.DeleteFailed != 1 {
 		t.Fatalf("report shards %+v tags %+v, want no failed shard and one failed delete", rep.Shards, rep.Tags)
@@ -458,7 +458,7 @@ func TestPreservationResultsDecideTheRun(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, coordinator.ErrShardsFailed) || rec.State != proto.RunFailed || !strings.Contains(rec.Reason, tc.reason) {
+			if !errors.Is(err, coordinator.ErrRunFailed) || rec.State != proto.RunFailed || !strings.Contains(rec.Reason, tc.reason) {
 				t.Fatalf("Run: err = %v, run %s (%q), want failed with a reason containing %q", err, rec.State, rec.Reason, tc.reason)
 			}
 		})
@@ -475,8 +475,8 @@ func TestStoppedRunFails(t *testing.T) {
 		return false
 	})
 	_, err := run(t, e, e.config("run1", "ci/a"), f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "max deletes") {
-		t.Fatalf("Run stopped by the cap: err = %v, want ErrShardsFailed with the reason", err)
+	if !errors.Is(err, coordinator.ErrRunFailed) || !strings.Contains(err.Error(), "max deletes") {
+		t.Fatalf("Run stopped by the cap: err = %v, want ErrRunFailed with the reason", err)
 	}
 }
 
@@ -746,7 +746,7 @@ func TestStopRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := <-done
-	if !errors.Is(r.err, coordinator.ErrStopped) || errors.Is(r.err, coordinator.ErrShardsFailed) {
+	if !errors.Is(r.err, coordinator.ErrStopped) || errors.Is(r.err, coordinator.ErrRunFailed) {
 		t.Fatalf("Run after a stop request = %v, want ErrStopped", r.err)
 	}
 	rec, _, err := e.l.Run(ctx, "stopme")

@@ -26,7 +26,7 @@ func TestResumeFailedRun(t *testing.T) {
 	e.fakeWorker(t, f, func(s proto.ShardRecord) bool { return failing.Load() && s.Range.Contains("20261117") })
 	cfg := e.config("run1", "ci/a")
 	first, err := run(t, e, cfg, f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) || len(first.FailedShards) != 1 {
+	if !errors.Is(err, coordinator.ErrRunFailed) || len(first.FailedShards) != 1 {
 		t.Fatalf("first Run: err %v, failed shards %v; want one failed shard", err, first.FailedShards)
 	}
 	if !strings.Contains(err.Error(), first.FailedShards[0]) || !strings.Contains(err.Error(), "injected failure") {
@@ -78,11 +78,11 @@ func TestCappedRunNotResumed(t *testing.T) {
 		return false
 	})
 	_, err := run(t, e, cfg, f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) {
-		t.Fatalf("first Run: %v, want ErrShardsFailed", err)
+	if !errors.Is(err, coordinator.ErrRunFailed) {
+		t.Fatalf("first Run: %v, want ErrRunFailed", err)
 	}
 	_, err = run(t, e, cfg, f)
-	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "max deletes") {
+	if !errors.Is(err, coordinator.ErrRunFailed) || !strings.Contains(err.Error(), "max deletes") {
 		t.Fatalf("re-attached Run: %v, want the cap's failure reported again", err)
 	}
 	rec, _, _ := e.l.Run(testCtx(t), "run1")

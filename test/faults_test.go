@@ -239,7 +239,7 @@ func TestRegistryFaults(t *testing.T) {
 }
 
 // A shard whose listing keeps failing ends failed after MaxDeliver with its last error; the run
-// exits with ErrShardsFailed naming it. Re-running the coordinator with the same run ID
+// exits with ErrRunFailed naming it. Re-running the coordinator with the same run ID
 // resumes that shard from its cursor (not from its start) and the run ends exact.
 func TestFailedShardResumesFromCursor(t *testing.T) {
 	r := newRig(t, rigConfig{shards: 1, maxDeliver: 3}) // one shard, not split: it is the one that fails
@@ -277,7 +277,7 @@ func TestFailedShardResumesFromCursor(t *testing.T) {
 	r.startWorkers(2, worker.Config{PageSize: 10, Slots: 2, IdleSplit: -1})
 	ctx := testCtx(t, 2*time.Minute)
 	rep, err := r.run(ctx, "resume")
-	if !errors.Is(err, coordinator.ErrShardsFailed) || len(rep.FailedShards) != 1 {
+	if !errors.Is(err, coordinator.ErrRunFailed) || len(rep.FailedShards) != 1 {
 		t.Fatalf("first run: err %v, failed shards %v; want exactly one failed shard", err, rep.FailedShards)
 	}
 	failedID := rep.FailedShards[0]
@@ -381,8 +381,8 @@ func TestMaxDeletes(t *testing.T) {
 	r.policy.DryRun = false
 	r.policy.MaxDeletes = int64(len(eligible) / 3)
 	rep, err := r.run(ctx, "capped")
-	if !errors.Is(err, coordinator.ErrShardsFailed) || !strings.Contains(err.Error(), "max deletes") {
-		t.Fatalf("capped run: err = %v, want ErrShardsFailed saying the cap stopped it", err)
+	if !errors.Is(err, coordinator.ErrRunFailed) || !strings.Contains(err.Error(), "max deletes") {
+		t.Fatalf("capped run: err = %v, want ErrRunFailed saying the cap stopped it", err)
 	}
 	deleted := len(r.sim.DeletedTags(repo))
 	if deleted > int(r.policy.MaxDeletes) || deleted == 0 || rep.Tags.Deleted != int64(deleted) {

@@ -89,7 +89,7 @@ func coordinate(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 			}
 		}
 		return withCode(exitFailed, err)
-	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
+	case err == nil, errors.Is(err, coordinator.ErrRunFailed):
 		full := runReport{Tagsweep: build(version), Report: rep}
 		printSummary(w, rep)
 		if rep.Preservation != nil {

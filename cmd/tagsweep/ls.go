@@ -104,7 +104,7 @@ func inventory(ctx context.Context, names, out io.Writer, log *slog.Logger, cfg 
 	rep, err := co.Run(ctx)
 	display.Stop()
 	switch {
-	case err == nil, errors.Is(err, coordinator.ErrShardsFailed):
+	case err == nil, errors.Is(err, coordinator.ErrRunFailed):
 	case ctx.Err() != nil:
 		fmt.Fprintf(out, "Interrupted: inventory %s is still recorded as running; resume it with --run-id %s.\n", co.RunID(), co.RunID())
 		return withCode(exitFailed, fmt.Errorf("inventory %s interrupted: %w", co.RunID(), err))

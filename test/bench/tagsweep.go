@@ -93,7 +93,7 @@ func runStack(ctx context.Context, rig *testrig.Rig, cfg stackConfig) (stackResu
 		PollInterval: time.Second,
 		Inventory:    cfg.Inventory,
 	}, lister, cfg.Log)
-	if err == nil || errors.Is(err, coordinator.ErrShardsFailed) {
+	if err == nil || errors.Is(err, coordinator.ErrRunFailed) {
 		var lerr error
 		res.Shards, lerr = rig.Ledger().Shards(ctx, "bench")
 		err = errors.Join(err, lerr)
