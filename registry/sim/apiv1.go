@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -88,91 +89,108 @@ func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind,
 // the whole repository for every page (Quay's deep pages cost O(offset) too); only
 // specificTag is a point lookup.
 func (r *Registry) serveAPIList(w http.ResponseWriter, req *http.Request, rp *repo) {
-	q := req.URL.Query()
-	page, _ := strconv.Atoi(q.Get("page"))
-	page = max(page, 1)
-	limit := 50
-	if s := q.Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil {
-			limit = n
-		}
+	q, ok := parseAPIList(req.URL.Query())
+	if !ok {
+		apiError(w, http.StatusBadRequest, "Unsupported syntax for filter_tag_name")
+		return
 	}
-	limit = min(100, max(1, limit))
-	active := truthy(q.Get("onlyActiveTags"))
-	specific := q.Get("specificTag")
-	match := func(string) bool { return true }
-	if f := q.Get("filter_tag_name"); f != "" {
-		op, val, ok := strings.Cut(f, ":")
-		if !ok {
-			apiError(w, http.StatusBadRequest, "Unsupported syntax for filter_tag_name")
-			return
-		}
-		switch op {
-		case "eq":
-			match = func(n string) bool { return n == val }
-		case "like":
-			re := likeRE(val)
-			match = re.MatchString
-		}
-		// Any other op is silently ignored, as in Quay.
-	}
-
-	type row struct {
-		entry
-		end int64
-	}
-	var rows []row
-	rp.mu.RLock()
-	if specific != "" {
-		if e, ok := rp.tags.get(specific); ok && match(e.name) {
-			rows = append(rows, row{entry: e})
-		}
-	} else {
-		rp.tags.each(func(e entry) {
-			if match(e.name) {
-				rows = append(rows, row{entry: e})
-			}
-		})
-	}
-	if !active {
-		now := r.now()
-		for _, d := range rp.deleted {
-			if (specific == "" || d.name == specific) && match(d.name) && r.kept(d.end, now) {
-				rows = append(rows, row{entry: d.entry, end: d.end})
-			}
-		}
-	}
-	digests := rp.digests
-	rp.mu.RUnlock()
-
-	slices.SortFunc(rows, func(a, b row) int {
+	rows, digests := r.apiRows(rp, q)
+	slices.SortFunc(rows, func(a, b deletion) int {
 		if c := cmp.Compare(b.start, a.start); c != 0 {
 			return c
 		}
 		return strings.Compare(a.name, b.name)
 	})
-	offset := min(limit*(page-1), len(rows))
+	offset := min(q.limit*(q.page-1), len(rows))
 	rows = rows[offset:]
-	more := len(rows) > limit
-	rows = rows[:min(limit, len(rows))]
+	more := len(rows) > q.limit
+	rows = rows[:min(q.limit, len(rows))]
 	out := make([]apiTag, 0, len(rows))
 	for _, row := range rows {
-		d := digests[row.man]
-		t := apiTag{Name: row.name, ManifestDigest: d}
-		if m, ok := r.getManifest(d); ok {
-			t.IsManifestList = m.mediaType == MediaTypeOCIIndex || m.mediaType == MediaTypeDockerList
-		}
-		if row.start > 0 {
-			t.StartTS = row.start / 1000
-			t.LastModified = time.UnixMilli(row.start).UTC().Format(rfc2822)
-		}
-		if row.end > 0 {
-			t.EndTS = row.end / 1000
-			t.Expiration = time.UnixMilli(row.end).UTC().Format(rfc2822)
-		}
-		out = append(out, t)
+		out = append(out, r.apiTag(row, digests[row.man]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tags": out, "page": page, "has_additional": more})
+	writeJSON(w, http.StatusOK, map[string]any{"tags": out, "page": q.page, "has_additional": more})
+}
+
+// apiListQuery is what an API v1 tag list asks for.
+type apiListQuery struct {
+	page, limit int    // page from 1; limit 1 to 100, 50 when not given
+	active      bool   // onlyActiveTags: no deleted rows
+	specific    string // specificTag: that tag's rows alone
+	match       func(name string) bool
+}
+
+// parseAPIList reads a tag list's query; false for a filter_tag_name without an operator.
+func parseAPIList(q url.Values) (apiListQuery, bool) {
+	l := apiListQuery{limit: 50, active: truthy(q.Get("onlyActiveTags")), specific: q.Get("specificTag"),
+		match: func(string) bool { return true }}
+	l.page, _ = strconv.Atoi(q.Get("page"))
+	l.page = max(l.page, 1)
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil {
+		l.limit = n
+	}
+	l.limit = min(100, max(1, l.limit))
+	f := q.Get("filter_tag_name")
+	if f == "" {
+		return l, true
+	}
+	op, val, ok := strings.Cut(f, ":")
+	if !ok {
+		return l, false
+	}
+	switch op {
+	case "eq":
+		l.match = func(n string) bool { return n == val }
+	case "like":
+		l.match = likeRE(val).MatchString
+	}
+	// Any other op is silently ignored, as in Quay.
+	return l, true
+}
+
+// apiRows returns the rows l asks for, unsorted: live tags (end 0) and, unless l.active,
+// deleted ones still in the time machine; and the repository's manifest digests by entry.man.
+func (r *Registry) apiRows(rp *repo, l apiListQuery) ([]deletion, []string) {
+	var rows []deletion
+	rp.mu.RLock()
+	defer rp.mu.RUnlock()
+	if l.specific != "" {
+		if e, ok := rp.tags.get(l.specific); ok && l.match(e.name) {
+			rows = append(rows, deletion{entry: e})
+		}
+	} else {
+		rp.tags.each(func(e entry) {
+			if l.match(e.name) {
+				rows = append(rows, deletion{entry: e})
+			}
+		})
+	}
+	if !l.active {
+		now := r.now()
+		for _, d := range rp.deleted {
+			if (l.specific == "" || d.name == l.specific) && l.match(d.name) && r.kept(d.end, now) {
+				rows = append(rows, d)
+			}
+		}
+	}
+	return rows, rp.digests
+}
+
+// apiTag is row as API v1 lists it, pointing at the manifest d.
+func (r *Registry) apiTag(row deletion, d string) apiTag {
+	t := apiTag{Name: row.name, ManifestDigest: d}
+	if m, ok := r.getManifest(d); ok {
+		t.IsManifestList = m.mediaType == MediaTypeOCIIndex || m.mediaType == MediaTypeDockerList
+	}
+	if row.start > 0 {
+		t.StartTS = row.start / 1000
+		t.LastModified = time.UnixMilli(row.start).UTC().Format(rfc2822)
+	}
+	if row.end > 0 {
+		t.EndTS = row.end / 1000
+		t.Expiration = time.UnixMilli(row.end).UTC().Format(rfc2822)
+	}
+	return t
 }
 
 // truthy is Flask-RESTful's boolean parsing, roughly.

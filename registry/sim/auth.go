@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"crypto/rand"
 	"fmt"
 	"net/http"
@@ -97,10 +98,10 @@ func (r *Registry) serveAuth(w http.ResponseWriter, req *http.Request) {
 }
 
 // authorize checks a /v2 request's bearer token when auth is on, answering 401 with a
-// challenge itself when it fails.
+// challenge itself when it fails. The token endpoint and API v1 (which checks its own OAuth
+// token) are not /v2 requests.
 func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind, name string) bool {
-	a := r.cfg.Auth
-	if a == nil || kind == KindAuth || kind == KindAPIList || kind == KindAPIDelete || kind == KindAPIPut || kind == KindAPIRestore {
+	if r.cfg.Auth == nil || kind == KindAuth || kind.apiV1() {
 		return true
 	}
 	need := "pull"
@@ -108,28 +109,51 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind
 		need = "push"
 	}
 	tok, _ := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-	r.tokens.mu.Lock()
-	g, ok := r.tokens.tokens[tok]
-	if ok {
-		g.uses++
-		r.tokens.tokens[tok] = g
-	}
-	if ok && (!r.now().Before(g.expires) || a.TokenRequests > 0 && g.uses > a.TokenRequests) {
-		delete(r.tokens.tokens, tok)
-		ok = false
-	}
-	r.tokens.mu.Unlock()
-	if ok && (kind == KindBase || name == "" || slices.Contains(g.access[name], need) || slices.Contains(g.access[name], "*")) {
+	g, valid := r.useToken(tok)
+	if valid && (kind == KindBase || name == "" || g.allows(name, need)) {
 		return true
 	}
+	invalid := tok != "" && !valid
+	if invalid {
+		r.stats.add(func(s *Stats) { s.TokensRefused++ })
+	}
+	w.Header().Set("WWW-Authenticate", r.challenge(req, kind, name, need, invalid))
+	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "access to the requested resource is not authorized", nil)
+	return false
+}
+
+// useToken counts a use of tok and returns its grant; false when tok was never issued, has
+// expired or is used up (and then it is forgotten).
+func (r *Registry) useToken(tok string) (grant, bool) {
+	r.tokens.mu.Lock()
+	defer r.tokens.mu.Unlock()
+	g, ok := r.tokens.tokens[tok]
+	if !ok {
+		return grant{}, false
+	}
+	g.uses++
+	r.tokens.tokens[tok] = g
+	if limit := r.cfg.Auth.TokenRequests; !r.now().Before(g.expires) || limit > 0 && g.uses > limit {
+		delete(r.tokens.tokens, tok)
+		return grant{}, false
+	}
+	return g, true
+}
+
+// allows reports whether the grant allows action (pull or push) on the repository name.
+func (g grant) allows(name, action string) bool {
+	return slices.Contains(g.access[name], action) || slices.Contains(g.access[name], "*")
+}
+
+// challenge is the WWW-Authenticate of a refused /v2 request, pointing at the sim's own
+// token endpoint, with the scope the request needs and, when its token was refused,
+// error="invalid_token".
+func (r *Registry) challenge(req *http.Request, kind Kind, name, need string, invalid bool) string {
 	scheme := "http"
 	if req.TLS != nil {
 		scheme = "https"
 	}
-	service := a.Service
-	if service == "" {
-		service = req.Host
-	}
+	service := cmp.Or(r.cfg.Auth.Service, req.Host)
 	challenge := fmt.Sprintf(`Bearer realm="%s://%s/v2/auth",service="%s"`, scheme, req.Host, service)
 	if kind != KindBase && name != "" {
 		actions := "pull"
@@ -138,11 +162,8 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, kind Kind
 		}
 		challenge += fmt.Sprintf(`,scope="repository:%s:%s"`, name, actions)
 	}
-	if tok != "" && !ok {
+	if invalid {
 		challenge += `,error="invalid_token"`
-		r.stats.add(func(s *Stats) { s.TokensRefused++ })
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "access to the requested resource is not authorized", nil)
-	return false
+	return challenge
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -134,16 +135,12 @@ type segment struct {
 }
 
 func newGen(cfg GenConfig) *gen {
-	g := &gen{rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), cfg: cfg}
+	g := &gen{rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), cfg: cfg, total: cmp.Or(cfg.Tags, 10000)}
 	g.end = cfg.End.UTC()
 	if cfg.End.IsZero() {
 		g.end = time.Now().UTC()
 	}
 	g.end = g.end.Truncate(time.Second)
-	g.total = cfg.Tags
-	if g.total == 0 {
-		g.total = 10000
-	}
 	days := cfg.Days
 	if days <= 0 {
 		days = 30
@@ -156,53 +153,73 @@ func newGen(cfg GenConfig) *gen {
 		cutoff = c.Add(time.Second) // tags are whole seconds: the first one not before cutoff
 	}
 	lastDay := g.end.Truncate(24 * time.Hour)
-	for k := range days {
-		day := lastDay.AddDate(0, 0, -(days - 1 - k))
-		w := 1.0
-		if g.rng.Float64() < 0.3 {
-			w = 3 + 2*g.rng.Float64()
-		}
-		if cfg.SkewFactor > 1 && days-1-k == cfg.SkewDay {
-			w *= cfg.SkewFactor
-		}
-		from, to := day, day.Add(24*time.Hour)
-		if k == days-1 {
-			to = g.end.Add(time.Second) // End is inclusive
-		}
-		date := []byte(day.Format("20060102"))
-		add := func(a, b time.Time, before bool) {
-			if !b.After(a) {
-				return
-			}
-			g.segs = append(g.segs, segment{
-				date: date, from: int64(a.Sub(day) / time.Second), length: int64(b.Sub(a) / time.Second),
-				weight: w * float64(b.Sub(a)) / float64(24*time.Hour), before: before,
-			})
-		}
-		mid := cutoff
-		if mid.Before(from) {
-			mid = from
-		}
-		if mid.After(to) {
-			mid = to
-		}
-		add(from, mid, true)
-		add(mid, to, false)
+	for back := days - 1; back >= 0; back-- {
+		g.addDay(lastDay.AddDate(0, 0, -back), g.dayWeight(back), cutoff, back == 0)
 	}
-	if f := cfg.EligibleFraction; f > 0 && f <= 1 {
-		var pre, post float64
-		for _, s := range g.segs {
-			if s.before {
-				pre += s.weight
-			} else {
-				post += s.weight
-			}
-		}
-		if pre > 0 && (post > 0 || f == 1) {
-			g.fraction = f
-		}
-	}
+	g.fraction = g.eligibleFraction()
 	return g
+}
+
+// dayWeight is the prune-tag density of the day back days before End's: about a third of
+// the days are 3-5x denser, and the skewed day SkewFactor times more.
+func (g *gen) dayWeight(back int) float64 {
+	w := 1.0
+	if g.rng.Float64() < 0.3 {
+		w = 3 + 2*g.rng.Float64()
+	}
+	if g.cfg.SkewFactor > 1 && back == g.cfg.SkewDay {
+		w *= g.cfg.SkewFactor
+	}
+	return w
+}
+
+// addDay adds the segments of day, of weight w: the part before cutoff and the part at or
+// after it, each when not empty. The last day, End's, ends at End.
+func (g *gen) addDay(day time.Time, w float64, cutoff time.Time, last bool) {
+	from, to := day, day.Add(24*time.Hour)
+	if last {
+		to = g.end.Add(time.Second) // End is inclusive
+	}
+	date := []byte(day.Format("20060102"))
+	add := func(a, b time.Time, before bool) {
+		if !b.After(a) {
+			return
+		}
+		g.segs = append(g.segs, segment{
+			date: date, from: int64(a.Sub(day) / time.Second), length: int64(b.Sub(a) / time.Second),
+			weight: w * float64(b.Sub(a)) / float64(24*time.Hour), before: before,
+		})
+	}
+	mid := cutoff
+	if mid.Before(from) {
+		mid = from
+	}
+	if mid.After(to) {
+		mid = to
+	}
+	add(from, mid, true)
+	add(mid, to, false)
+}
+
+// eligibleFraction is the share of prune tags dated before the cutoff: EligibleFraction
+// when it is in (0, 1] and the window has room on the sides it needs, else 0 (by weight).
+func (g *gen) eligibleFraction() float64 {
+	f := g.cfg.EligibleFraction
+	if f <= 0 || f > 1 {
+		return 0
+	}
+	var pre, post float64
+	for _, s := range g.segs {
+		if s.before {
+			pre += s.weight
+		} else {
+			post += s.weight
+		}
+	}
+	if pre > 0 && (post > 0 || f == 1) {
+		return f
+	}
+	return 0
 }
 
 // counts splits n over the segments by weight (largest remainder), exactly. With an

@@ -3,9 +3,11 @@ package sim
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -265,122 +267,164 @@ func (f *PayloadFamily) Check(r *Registry) []string {
 // images (some in OtherRepo) and tags, and returns what was created and the end state a
 // correct preservation and removal pass must leave.
 func (r *Registry) AddPayloads(repo string, cfg PayloadConfig) (*PayloadFamily, error) {
-	if cfg.Count == 0 {
-		cfg.Count = 22
-	}
-	if cfg.Components == 0 {
-		cfg.Components = 4
-	}
-	if cfg.OtherRepo == "" {
-		cfg.OtherRepo = repo + "-public"
-	}
-	end := cfg.End.UTC()
-	if cfg.End.IsZero() {
-		end = time.Now().UTC()
-	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x2545f4914f6cdd1d))
-	f := &PayloadFamily{Repo: repo, OtherRepo: cfg.OtherRepo, Want: map[string]string{}}
+	b := newPayloadBuilder(r, repo, cfg)
 	states := PayloadStates()
-	pruneStamp := end.AddDate(0, 0, -30).Format("20060102150405")
-	var tagged []struct{ tag, digest string }
-	tag := func(t, d string) { tagged = append(tagged, struct{ tag, digest string }{t, d}) }
-
-	for i := range cfg.Count {
-		st := states[i%len(states)]
-		when := end.Add(-time.Duration(i+1) * 3 * time.Hour)
-		v := fmt.Sprintf("4.%d.0-0.ci-%s", 18+rng.IntN(5), when.Format("2006-01-02-150405"))
-		c := PayloadCase{Version: v, State: st, MultiArch: st == PayloadMultiArch, Want: map[string]string{}}
-		names := slices.Clone(genComponents)
-		rng.Shuffle(len(names), func(a, b int) { names[a], names[b] = names[b], names[a] })
-		var local []PayloadComponent
-		for k := range min(cfg.Components, len(names)) {
-			comp := PayloadComponent{Name: names[k], Repo: repo}
-			if st == PayloadForeignComponent && k == 0 {
-				comp.Repo = cfg.OtherRepo
-			}
-			d, err := r.PushImage(comp.Repo, v+" "+comp.Name)
-			if err != nil {
-				return nil, err
-			}
-			comp.Digest = d
-			c.Components = append(c.Components, comp)
-			if comp.Repo == repo {
-				local = append(local, comp)
-				pt := pruneStamp + "_prune_ci_" + strings.ReplaceAll(comp.Name, "_", "-") + "_" + strings.ReplaceAll(v, "_", "-")
-				tag(pt, d)
-				f.PruneTags = append(f.PruneTags, pt)
-			} else if err := r.AddTags(comp.Repo, d, comp.Name+"-"+strings.ReplaceAll(v, "_", "-")); err != nil {
-				return nil, err
-			}
-		}
-		d, err := r.PushPayload(repo, v, c.Components, c.MultiArch, cfg.PullHost)
+	for i := range b.cfg.Count {
+		c, err := b.addCase(i, states[i%len(states)])
 		if err != nil {
 			return nil, err
 		}
-		c.Digest = d
-		payload, marker, removal := PayloadTag(v), PayloadMarkerTag(v), PayloadRemovalTag(v)
-		initial := map[string]string{}
-		compTags := func(n int) {
-			for _, comp := range local[:min(n, len(local))] {
-				initial[ComponentTag(v, comp.Name)] = comp.Digest
-			}
-		}
-		switch st {
-		case PayloadUnpreserved, PayloadMultiArch, PayloadForeignComponent:
-			initial[payload] = d
-		case PayloadPartiallyPreserved:
-			initial[payload] = d
-			compTags(len(local) / 2)
-		case PayloadPreserved:
-			initial[payload] = d
-			compTags(len(local))
-			initial[marker] = d
-		case PayloadRemoval:
-			initial[removal] = d
-			initial[payload] = d
-			compTags(len(local))
-			initial[marker] = d
-		case PayloadRemovalUnpreserved:
-			initial[removal] = d
-			initial[payload] = d
-		case PayloadRemovalPartial:
-			initial[removal] = d
-			initial[marker] = d
-			compTags(1)
-		case PayloadOrphanRequest:
-			initial[removal] = r.DefaultDigest()
-		case PayloadOrphanMarker:
-			initial[marker] = d
-			compTags(len(local))
-		case PayloadOrphanComponents:
-			compTags(len(local) - 1)
-		}
-		switch st {
-		case PayloadUnpreserved, PayloadPartiallyPreserved, PayloadPreserved, PayloadMultiArch, PayloadForeignComponent:
-			c.Want[payload] = d
-			c.Want[marker] = d
-			for _, comp := range local {
-				c.Want[ComponentTag(v, comp.Name)] = comp.Digest
-			}
-		}
-		for t, td := range initial {
-			c.Initial = append(c.Initial, t)
-			tag(t, td)
-		}
-		slices.Sort(c.Initial)
-		f.Initial = append(f.Initial, c.Initial...)
-		for t, td := range c.Want {
-			f.Want[t] = td
-		}
-		f.Cases = append(f.Cases, c)
+		b.f.Initial = append(b.f.Initial, c.Initial...)
+		maps.Copy(b.f.Want, c.Want)
+		b.f.Cases = append(b.f.Cases, c)
 	}
-	for _, t := range tagged {
+	// The tags go on last, once every image of the family is pushed.
+	for _, t := range b.tagged {
 		if err := r.AddTags(repo, t.digest, t.tag); err != nil {
 			return nil, err
 		}
 	}
-	slices.Sort(f.Initial)
-	return f, nil
+	slices.Sort(b.f.Initial)
+	return b.f, nil
+}
+
+// payloadBuilder creates the family of one AddPayloads call.
+type payloadBuilder struct {
+	r          *Registry
+	repo       string
+	cfg        PayloadConfig // defaults applied
+	end        time.Time
+	rng        *rand.Rand
+	pruneStamp string // the date of the component images' prune tags
+	f          *PayloadFamily
+	tagged     []struct{ tag, digest string } // tags to create in repo
+}
+
+func newPayloadBuilder(r *Registry, repo string, cfg PayloadConfig) *payloadBuilder {
+	cfg.Count = cmp.Or(cfg.Count, 22)
+	cfg.Components = cmp.Or(cfg.Components, 4)
+	cfg.OtherRepo = cmp.Or(cfg.OtherRepo, repo+"-public")
+	end := cfg.End.UTC()
+	if cfg.End.IsZero() {
+		end = time.Now().UTC()
+	}
+	return &payloadBuilder{
+		r: r, repo: repo, cfg: cfg, end: end,
+		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x2545f4914f6cdd1d)),
+		pruneStamp: end.AddDate(0, 0, -30).Format("20060102150405"),
+		f:          &PayloadFamily{Repo: repo, OtherRepo: cfg.OtherRepo, Want: map[string]string{}},
+	}
+}
+
+func (b *payloadBuilder) tag(t, d string) {
+	b.tagged = append(b.tagged, struct{ tag, digest string }{t, d})
+}
+
+// addCase pushes the i-th payload, in state st, with its component images, and returns its
+// case; its family tags are queued.
+func (b *payloadBuilder) addCase(i int, st PayloadState) (PayloadCase, error) {
+	when := b.end.Add(-time.Duration(i+1) * 3 * time.Hour)
+	v := fmt.Sprintf("4.%d.0-0.ci-%s", 18+b.rng.IntN(5), when.Format("2006-01-02-150405"))
+	c := PayloadCase{Version: v, State: st, MultiArch: st == PayloadMultiArch, Want: map[string]string{}}
+	local, err := b.pushComponents(&c)
+	if err != nil {
+		return c, err
+	}
+	if c.Digest, err = b.r.PushPayload(b.repo, v, c.Components, c.MultiArch, b.cfg.PullHost); err != nil {
+		return c, err
+	}
+	for t, d := range initialTags(st, v, c.Digest, local, b.r.DefaultDigest()) {
+		c.Initial = append(c.Initial, t)
+		b.tag(t, d)
+	}
+	slices.Sort(c.Initial)
+	switch st {
+	case PayloadUnpreserved, PayloadPartiallyPreserved, PayloadPreserved, PayloadMultiArch, PayloadForeignComponent:
+		// Preservation completes these: the payload, its marker and every local component.
+		c.Want[PayloadTag(v)] = c.Digest
+		c.Want[PayloadMarkerTag(v)] = c.Digest
+		for _, comp := range local {
+			c.Want[ComponentTag(v, comp.Name)] = comp.Digest
+		}
+	}
+	return c, nil
+}
+
+// pushComponents pushes c's component images, in repo but for the first of a
+// PayloadForeignComponent case, and returns those in repo. Each local image gets an old
+// prune tag (queued); a foreign one is tagged in OtherRepo at once.
+func (b *payloadBuilder) pushComponents(c *PayloadCase) ([]PayloadComponent, error) {
+	names := slices.Clone(genComponents)
+	b.rng.Shuffle(len(names), func(x, y int) { names[x], names[y] = names[y], names[x] })
+	v := c.Version
+	var local []PayloadComponent
+	for k := range min(b.cfg.Components, len(names)) {
+		comp := PayloadComponent{Name: names[k], Repo: b.repo}
+		if c.State == PayloadForeignComponent && k == 0 {
+			comp.Repo = b.cfg.OtherRepo
+		}
+		d, err := b.r.PushImage(comp.Repo, v+" "+comp.Name)
+		if err != nil {
+			return nil, err
+		}
+		comp.Digest = d
+		c.Components = append(c.Components, comp)
+		if comp.Repo != b.repo {
+			if err := b.r.AddTags(comp.Repo, d, comp.Name+"-"+strings.ReplaceAll(v, "_", "-")); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		local = append(local, comp)
+		pt := b.pruneStamp + "_prune_ci_" + strings.ReplaceAll(comp.Name, "_", "-") + "_" + strings.ReplaceAll(v, "_", "-")
+		b.tag(pt, d)
+		b.f.PruneTags = append(b.f.PruneTags, pt)
+	}
+	return local, nil
+}
+
+// initialTags is the family a payload of version v at digest d starts with in state st, tag
+// to digest: which of its payload, marker and removal tags exist, and how many of its local
+// components' tags. An orphan removal request points at orphan.
+func initialTags(st PayloadState, v, d string, local []PayloadComponent, orphan string) map[string]string {
+	payload, marker, removal := PayloadTag(v), PayloadMarkerTag(v), PayloadRemovalTag(v)
+	initial := map[string]string{}
+	compTags := func(n int) {
+		for _, comp := range local[:max(0, min(n, len(local)))] {
+			initial[ComponentTag(v, comp.Name)] = comp.Digest
+		}
+	}
+	switch st {
+	case PayloadUnpreserved, PayloadMultiArch, PayloadForeignComponent:
+		initial[payload] = d
+	case PayloadPartiallyPreserved:
+		initial[payload] = d
+		compTags(len(local) / 2)
+	case PayloadPreserved:
+		initial[payload] = d
+		compTags(len(local))
+		initial[marker] = d
+	case PayloadRemoval:
+		initial[removal] = d
+		initial[payload] = d
+		compTags(len(local))
+		initial[marker] = d
+	case PayloadRemovalUnpreserved:
+		initial[removal] = d
+		initial[payload] = d
+	case PayloadRemovalPartial:
+		initial[removal] = d
+		initial[marker] = d
+		compTags(1)
+	case PayloadOrphanRequest:
+		initial[removal] = orphan
+	case PayloadOrphanMarker:
+		initial[marker] = d
+		compTags(len(local))
+	case PayloadOrphanComponents:
+		compTags(len(local) - 1)
+	}
+	return initial
 }
 
 // Load fills repo with Generate(gen) and, when payloads is not nil, a payload family

@@ -11,6 +11,7 @@ import (
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/scheme"
+	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	regmanifest "github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
@@ -22,7 +23,7 @@ func TestRegclientPushCopyListDelete(t *testing.T) {
 	s := startSim(t, Config{PageCap: 3})
 	rc := regclient.New(
 		regclient.WithConfigHost(config.Host{Name: s.Addr(), TLS: config.TLSDisabled}),
-		regclient.WithRetryDelay(10*time.Millisecond, 50*time.Millisecond),
+		regclient.WithRegOpts(reg.WithDelay(10*time.Millisecond, 50*time.Millisecond)),
 	)
 	ctx := t.Context()
 	parse := func(s string) ref.Ref {

@@ -27,6 +27,15 @@ const (
 	KindOther        Kind = "other"         // anything else (answered 404 or 405)
 )
 
+// apiV1 reports whether k is a request of Quay's API v1.
+func (k Kind) apiV1() bool {
+	switch k {
+	case KindAPIList, KindAPIDelete, KindAPIPut, KindAPIRestore:
+		return true
+	}
+	return false
+}
+
 // KindStatus is a (kind, HTTP status) pair. Status 0 counts requests whose client went
 // away before an answer was written.
 type KindStatus struct {
