@@ -22,7 +22,6 @@ import (
 // and the credential edge that every request goes through, over one clone of
 // http.DefaultTransport.
 type host struct {
-	addr      string // host[:port]
 	baseURL   string // scheme://host[:port]
 	userAgent string
 	redact    *redactor
@@ -77,7 +76,7 @@ func newHost(c hostConfig) (*host, error) {
 	if c.plainHTTP {
 		scheme = "http"
 	}
-	return &host{addr: c.addr, baseURL: scheme + "://" + c.addr, userAgent: cmp.Or(c.userAgent, DefaultOCIUserAgent),
+	return &host{baseURL: scheme + "://" + c.addr, userAgent: cmp.Or(c.userAgent, DefaultOCIUserAgent),
 		redact: redact, edge: edge}, nil
 }
 
@@ -106,7 +105,6 @@ func prepareHost(cfg OCIConfig, what string) (hostSetup, error) {
 	cfg.RetryLimit = cmp.Or(cfg.RetryLimit, DefaultOCIRetryLimit)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultOCIRetryDelay)
 	cfg.RetryDelayMax = cmp.Or(cfg.RetryDelayMax, DefaultOCIRetryDelayMax)
-	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultOCIUserAgent)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,7 +154,7 @@ func (h hostSetup) regClient(client *http.Client) *regclient.RegClient {
 			reg.WithRetryLimit(h.cfg.RetryLimit),
 			reg.WithDelay(h.cfg.RetryDelay, h.cfg.RetryDelayMax),
 		),
-		regclient.WithUserAgent(h.cfg.UserAgent),
+		regclient.WithUserAgent(h.userAgent),
 		regclient.WithSlog(slog.New(&redactHandler{inner: h.cfg.Logger.Handler(), redact: h.redact})),
 	)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/registry/registrytest"
+	"github.com/tagsweep/tagsweep/registry/sim"
 )
 
 // writeDockerConfig writes a docker config.json into a temp dir and returns its path. Tests
@@ -711,4 +712,38 @@ func BenchmarkDistribution(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestUserAgent: the OCI and Quay clients send DefaultOCIUserAgent unless told otherwise.
+func TestUserAgent(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var agents []string
+	host, _ := startFake(t, func(w http.ResponseWriter, r *http.Request, i int) {
+		mu.Lock()
+		agents = append(agents, r.Header.Get("User-Agent"))
+		mu.Unlock()
+		writeTags(w, "", "a")
+	})
+	if _, err := newClient(t, host, registry.OCIConfig{}).List(t.Context(), "team/app", "", 10); err != nil {
+		t.Fatal(err)
+	}
+	s := startQuay(t, sim.Config{}, "a")
+	var quayAgent string
+	wrap := func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			quayAgent = req.Header.Get("User-Agent")
+			return next.RoundTrip(req)
+		})
+	}
+	if err := newQuay(t, s, registry.QuayConfig{WrapTransport: wrap}, nil).Delete(t.Context(), quayRepo, "a"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, got := range append(agents, quayAgent) {
+		if got != registry.DefaultOCIUserAgent {
+			t.Errorf("User-Agent %q, want %q", got, registry.DefaultOCIUserAgent)
+		}
+	}
 }

@@ -95,6 +95,7 @@ func (c QuayConfig) String() string { return c.LogValue().String() }
 type Quay struct {
 	cfg     QuayConfig
 	base    string // scheme://host
+	ua      string // the User-Agent
 	client  *http.Client
 	log     *slog.Logger
 	redact  *redactor
@@ -122,7 +123,6 @@ func NewQuay(cfg QuayConfig) (*Quay, error) {
 	cfg.RetryLimit = cmp.Or(cfg.RetryLimit, DefaultQuayRetryLimit)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, DefaultQuayRetryDelay)
 	cfg.RetryDelayMax = max(cmp.Or(cfg.RetryDelayMax, DefaultQuayRetryDelayMax), cfg.RetryDelay)
-	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultOCIUserAgent)
 	h, err := newHost(hostConfig{what: what, addr: cfg.Host, plainHTTP: cfg.PlainHTTP, concurrency: cfg.Concurrency,
 		timeout: cfg.Timeout, userAgent: cfg.UserAgent, secrets: []string{cfg.Token}, wrap: cfg.WrapTransport})
 	if err != nil {
@@ -131,6 +131,7 @@ func NewQuay(cfg QuayConfig) (*Quay, error) {
 	q := &Quay{
 		cfg:  cfg,
 		base: h.baseURL,
+		ua:   h.userAgent,
 		client: &http.Client{
 			Transport: h.edge,
 			Timeout:   cfg.Timeout, // the whole exchange: an answer's body is small
@@ -309,7 +310,7 @@ func (q *Quay) send(ctx context.Context, method, path string, body []byte) (int,
 		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+q.cfg.Token)
-	req.Header.Set("User-Agent", q.cfg.UserAgent)
+	req.Header.Set("User-Agent", q.ua)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
