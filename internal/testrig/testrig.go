@@ -1,28 +1,22 @@
 // Package testrig runs a tagsweep deployment inside one process, for the tests and the
-// benchmark: embedded NATS JetStream (one server, or several routed into a cluster) listening
-// on random loopback ports, the ledger provisioned on it, workers and coordinators, each on a
-// NATS connection of its own as separate pods would be. A test builds it with New, which ends
-// everything through t.Cleanup; the benchmark, which has no testing.TB, uses Start and Close.
+// benchmark: embedded NATS JetStream from internal/testnats (one server, or several routed
+// into a cluster, on random loopback ports), the ledger provisioned on it, workers and
+// coordinators, each on a NATS connection of its own as separate pods would be. A test builds
+// it with New, which ends everything through t.Cleanup; the benchmark, which has no
+// testing.TB, uses Start and Close.
 package testrig
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tagsweep/tagsweep/coordinator"
-	"github.com/tagsweep/tagsweep/internal/testnet"
+	"github.com/tagsweep/tagsweep/internal/testnats"
 	"github.com/tagsweep/tagsweep/ledger"
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 	"github.com/tagsweep/tagsweep/registry"
 	"github.com/tagsweep/tagsweep/worker"
@@ -48,17 +42,15 @@ type Config struct {
 	Ledger ledger.Config
 }
 
-// Rig is a running deployment. Its methods are safe for concurrent use.
+// Rig is a running deployment: its NATS servers (whose methods it has: URL, Connect, JS,
+// StopNode, RestartNode), the ledger, and the workers it started. Its methods are safe for
+// concurrent use.
 type Rig struct {
+	*testnats.Servers
 	ledgerCfg ledger.Config
-	nodeCfgs  []natsserver.Config // to restart a node as it was
-	url       string              // every node's client URL, comma-separated
-	dirs      []string            // store directories the rig made, removed by Close
 	ledger    *ledger.Ledger
 
 	mu      sync.Mutex
-	nodes   []*natsserver.Server
-	conns   []*nats.Conn
 	workers []*Workers
 	closed  bool
 }
@@ -79,11 +71,16 @@ func New(t testing.TB, cfg Config) *Rig {
 // Start starts cfg's NATS servers and provisions the ledger on them. The caller must Close
 // the rig.
 func Start(ctx context.Context, cfg Config) (*Rig, error) {
-	r := &Rig{ledgerCfg: cfg.Ledger, url: cfg.URL}
-	if cfg.URL == "" {
-		if err := r.startNodes(cfg); err != nil {
-			r.Close()
+	r := &Rig{ledgerCfg: cfg.Ledger}
+	if cfg.URL != "" {
+		r.Servers = testnats.Attach(cfg.URL)
+	} else {
+		var err error
+		if r.Servers, err = testnats.Start(testnats.Config{Nodes: cfg.Nodes, MaxMemory: cfg.MaxMemory, MaxStore: cfg.MaxStore}); err != nil {
 			return nil, err
+		}
+		if cfg.Nodes > 1 && r.ledgerCfg.Replicas == 0 {
+			r.ledgerCfg.Replicas = cfg.Nodes
 		}
 	}
 	if err := r.provision(ctx); err != nil {
@@ -91,56 +88,6 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// startNodes starts cfg.Nodes servers on loopback addresses picked below the ephemeral port
-// range, so that a node can be restarted on the address it had.
-func (r *Rig) startNodes(cfg Config) error {
-	n := max(cfg.Nodes, 1)
-	clients, err := testnet.Free(n)
-	if err != nil {
-		return err
-	}
-	var routes []string
-	if n > 1 {
-		if routes, err = testnet.Free(n); err != nil {
-			return err
-		}
-		if r.ledgerCfg.Replicas == 0 {
-			r.ledgerCfg.Replicas = n
-		}
-	}
-	for i := range n {
-		dir, err := os.MkdirTemp("", "tagsweep-testrig-")
-		if err != nil {
-			return err
-		}
-		r.dirs = append(r.dirs, dir)
-		nc := natsserver.Config{Dir: dir, Listen: clients[i], Name: fmt.Sprintf("n%d", i),
-			MaxMemory: cfg.MaxMemory, MaxStore: cfg.MaxStore}
-		if n > 1 {
-			nc.Cluster = &natsserver.Cluster{Name: "tagsweep", Listen: routes[i], Routes: routes}
-		}
-		r.nodeCfgs = append(r.nodeCfgs, nc)
-	}
-	r.nodes = make([]*natsserver.Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n { // together: a cluster node waits for its peers
-		wg.Go(func() { r.nodes[i], errs[i] = natsserver.Start(r.nodeCfgs[i]) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return fmt.Errorf("starting NATS node %d: %w", i, err)
-		}
-	}
-	urls := make([]string, n)
-	for i, c := range clients {
-		urls[i] = "nats://" + c
-	}
-	r.url = strings.Join(urls, ",")
-	return nil
 }
 
 // provision creates the ledger's streams and buckets, retrying while a cluster forms.
@@ -166,69 +113,12 @@ func (r *Rig) provision(ctx context.Context) error {
 	}
 }
 
-// URL is the NATS client URL of the rig's servers (comma-separated when several), for
-// processes of other binaries.
-func (r *Rig) URL() string { return r.url }
-
 // LedgerConfig is the ledger configuration the rig provisioned and gives its workers and
 // coordinators.
 func (r *Rig) LedgerConfig() ledger.Config { return r.ledgerCfg }
 
 // Ledger is the ledger the rig provisioned, on a connection of the rig's.
 func (r *Rig) Ledger() *ledger.Ledger { return r.ledger }
-
-// Connect opens a JetStream connection to the rig's servers that reconnects forever, as the
-// CLI's does. Close closes it.
-func (r *Rig) Connect() (jetstream.JetStream, error) {
-	nc, err := nats.Connect(r.url, nats.Name("tagsweep-testrig"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", r.url, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		nc.Close()
-		return nil, errors.New("testrig: connecting to a closed rig")
-	}
-	r.conns = append(r.conns, nc)
-	return js, nil
-}
-
-// JS is Connect for a test: it fails t when the connection cannot be made.
-func (r *Rig) JS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	js, err := r.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// StopNode stops NATS node i (a crash, or the loss of a cluster member).
-func (r *Rig) StopNode(i int) {
-	r.mu.Lock()
-	s := r.nodes[i]
-	r.mu.Unlock()
-	s.Close()
-}
-
-// RestartNode starts NATS node i again on its address and store directory.
-func (r *Rig) RestartNode(i int) error {
-	s, err := natsserver.Start(r.nodeCfgs[i])
-	if err != nil {
-		return fmt.Errorf("restarting NATS node %d: %w", i, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.nodes[i] = s
-	return nil
-}
 
 // Worker builds a worker with cfg on a connection of its own, its Ledger set to the rig's.
 func (r *Rig) Worker(cfg worker.Config, log *slog.Logger) (*worker.Worker, error) {
@@ -260,8 +150,8 @@ func (r *Rig) Run(ctx context.Context, cfg coordinator.Config, lister registry.L
 	return c.Run(ctx)
 }
 
-// Close stops the rig's workers, closes its connections, stops its servers and removes their
-// store directories. It may be called more than once.
+// Close stops the rig's workers, then closes its connections, stops its servers and removes
+// their store directories. It may be called more than once.
 func (r *Rig) Close() {
 	r.mu.Lock()
 	if r.closed {
@@ -269,20 +159,10 @@ func (r *Rig) Close() {
 		return
 	}
 	r.closed = true
-	workers, conns, nodes := r.workers, r.conns, r.nodes
+	workers := r.workers
 	r.mu.Unlock()
 	for _, w := range workers {
 		_ = w.Stop() // a test that wants the workers' errors stops them itself
 	}
-	for _, nc := range conns {
-		nc.Close()
-	}
-	for _, s := range nodes {
-		if s != nil {
-			s.Close()
-		}
-	}
-	for _, d := range r.dirs {
-		_ = os.RemoveAll(d)
-	}
+	r.Servers.Close()
 }

@@ -73,36 +73,6 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// A node stopped and restarted on its address and store: connections made before reconnect,
-// and the ledger's state (file storage) is still there.
-func TestRestartNode(t *testing.T) {
-	r := testrig.New(t, testrig.Config{})
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	run := proto.RunRecord{RunID: "kept", Registry: "registry.test", Repositories: []string{repo}, State: proto.RunRunning}
-	if _, err := r.Ledger().CreateRun(ctx, run); err != nil {
-		t.Fatal(err)
-	}
-	r.StopNode(0)
-	if err := r.RestartNode(0); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		got, _, err := r.Ledger().Run(ctx, "kept")
-		if err == nil {
-			if got.RunID != "kept" {
-				t.Fatalf("run record after the restart %+v, want run kept", got)
-			}
-			break
-		}
-		select { // the connection reconnects in the background
-		case <-ctx.Done():
-			t.Fatalf("run record not readable after the restart: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // A closed rig refuses new connections and workers, and closing it again does nothing.
 func TestClose(t *testing.T) {
 	r, err := testrig.Start(t.Context(), testrig.Config{Ledger: ledger.Config{Storage: jetstream.MemoryStorage}})
