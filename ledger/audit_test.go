@@ -287,7 +287,7 @@ func TestAuditFlushFailureKeepsEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			plain, js, srv := testLedgerServer(t)
 			c := ctx(t)
-			lossy := &lossyJS{JetStream: connect(t, srv)}
+			lossy := &lossyJS{JetStream: srv.JS(t)}
 			l, err := Open(c, lossy, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3})
 			if err != nil {
 				t.Fatal(err)

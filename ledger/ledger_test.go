@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tagsweep/tagsweep/natsserver"
+	"github.com/tagsweep/tagsweep/internal/testnats"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -24,14 +24,10 @@ func testLedger(t *testing.T) (*Ledger, jetstream.JetStream) {
 }
 
 // testLedgerServer is testLedger, also returning the server.
-func testLedgerServer(t *testing.T) (*Ledger, jetstream.JetStream, *natsserver.Server) {
+func testLedgerServer(t *testing.T) (*Ledger, jetstream.JetStream, *testnats.Servers) {
 	t.Helper()
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatalf("natsserver.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	js := connect(t, srv)
+	srv := testServer(t)
+	js := srv.JS(t)
 	l, err := Open(ctx(t), js, Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -39,19 +35,10 @@ func testLedgerServer(t *testing.T) (*Ledger, jetstream.JetStream, *natsserver.S
 	return l, js, srv
 }
 
-// connect opens a JetStream client on its own connection to srv, closed when the test ends.
-func connect(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
-	t.Helper()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
-	}
-	return js
+// testServer starts a JetStream server without tagsweep's state on it, stopped when the test
+// ends.
+func testServer(t *testing.T) *testnats.Servers {
+	return testnats.New(t, testnats.Config{MaxMemory: 64 << 20, MaxStore: 64 << 20})
 }
 
 func ctx(t *testing.T) context.Context {

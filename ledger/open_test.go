@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tagsweep/tagsweep/natsserver"
 )
 
 // TestOpenWritesOnlyWhatDiffers checks that opening an existing ledger with the same settings
@@ -18,37 +16,18 @@ import (
 // stream update racing a consumer creation trips nats-server), while a changed setting is
 // still applied.
 func TestOpenWritesOnlyWhatDiffers(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatalf("natsserver.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	connect := func() jetstream.JetStream {
-		nc, err := srv.Connect()
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatalf("jetstream.New: %v", err)
-		}
-		return js
-	}
+	srv := testServer(t)
+	connect := func() jetstream.JetStream { return srv.JS(t) }
 	cfg := Config{AckWait: 2 * time.Second, MaxDeliver: 3}
 	if _, err := Open(ctx(t), connect(), cfg); err != nil {
 		t.Fatalf("first Open: %v", err)
 	}
 
 	// Count JetStream API requests that create or change something.
-	spy, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(spy.Close)
+	spy := srv.Conn(t)
 	var mu sync.Mutex
 	var writes []string
-	_, err = spy.Subscribe("$JS.API.>", func(m *nats.Msg) {
+	_, err := spy.Subscribe("$JS.API.>", func(m *nats.Msg) {
 		if s := m.Subject; strings.Contains(s, ".CREATE.") || strings.Contains(s, ".UPDATE.") ||
 			strings.Contains(s, ".DURABLE.CREATE.") {
 			mu.Lock()

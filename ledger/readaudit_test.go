@@ -6,7 +6,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -49,20 +48,7 @@ func TestReadAudit(t *testing.T) {
 	}
 
 	// Reading creates nothing: on a server where no ledger was opened, it says so.
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	empty, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	empty := testServer(t).JS(t)
 	var gotErr error
 	for _, err := range ReadAudit(c, empty, "r1") {
 		gotErr = err

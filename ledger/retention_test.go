@@ -7,7 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tagsweep/tagsweep/natsserver"
 	"github.com/tagsweep/tagsweep/proto"
 )
 
@@ -15,12 +14,7 @@ import (
 // set on a new ledger and changed on one that exists, and a limit given back to zero is
 // lifted again.
 func TestOpenAppliesRetention(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatalf("natsserver.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	js := connect(t, srv)
+	js := testServer(t).JS(t)
 	base := Config{Storage: jetstream.MemoryStorage, AckWait: 2 * time.Second, MaxDeliver: 3}
 
 	check := func(step string, wantAge time.Duration, wantBytes int64, wantTTL time.Duration) {
@@ -93,12 +87,7 @@ func TestNoDryRunAudit(t *testing.T) {
 // TestOpenAuditCapTooLarge: a byte cap the server cannot reserve is refused with a word on
 // which setting to lower.
 func TestOpenAuditCapTooLarge(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), MaxMemory: 64 << 20, MaxStore: 64 << 20})
-	if err != nil {
-		t.Fatalf("natsserver.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	_, err = Open(ctx(t), connect(t, srv), Config{AuditMaxBytes: 1 << 30})
+	_, err := Open(ctx(t), testServer(t).JS(t), Config{AuditMaxBytes: 1 << 30})
 	if err == nil || !strings.Contains(err.Error(), "audit-max-bytes") {
 		t.Errorf("Open with a 1 GiB audit cap on a 64 MiB store = %v, want an error naming audit-max-bytes", err)
 	}
