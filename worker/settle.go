@@ -77,11 +77,7 @@ func (d *delivery) store(hard context.Context, op func(context.Context) error) (
 		case try == settleTries:
 			return true, err
 		}
-		t := time.NewTimer(time.Duration(try) * settleDelay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if sleep(ctx, time.Duration(try)*settleDelay) != nil {
 			return true, err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
@@ -98,12 +97,7 @@ func (s *runStops) watch(ctx context.Context, l *ledger.Ledger, log *slog.Logger
 		} else {
 			log.Warn("watching run records for stops; trying again", slog.Any("err", err), slog.Duration("in", delay))
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+		_ = sleep(ctx, delay)
 		delay = min(2*delay, openRetryMax)
 	}
 }
