@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sync"
@@ -139,51 +140,81 @@ type item struct {
 // cannot be stored, or when ctx ends (the outcomes so far are stored: run again to finish).
 // Tags that could not be put back are counted in the report, not returned as an error.
 func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
-	start := r.now().UTC()
-	rep := proto.RestoreReport{RestoreID: r.cfg.ID, Of: r.cfg.RunID, DryRun: !r.cfg.Confirm, StartedAt: start}
+	rep := proto.RestoreReport{RestoreID: r.cfg.ID, Of: r.cfg.RunID, DryRun: !r.cfg.Confirm, StartedAt: r.now().UTC()}
 	if r.cfg.TagRegex != nil {
 		rep.TagRegex = r.cfg.TagRegex.String()
 	}
-	finish := func(err error) (proto.RestoreReport, error) {
-		rep.FinishedAt = r.now().UTC()
-		rep.DurationSeconds = rep.FinishedAt.Sub(rep.StartedAt).Seconds()
-		if err != nil && rep.Reason == "" {
-			rep.Reason = err.Error()
-		}
-		return rep, err
+	err := r.run(ctx, &rep)
+	rep.FinishedAt = r.now().UTC()
+	rep.DurationSeconds = rep.FinishedAt.Sub(rep.StartedAt).Seconds()
+	if err != nil && rep.Reason == "" {
+		rep.Reason = err.Error()
 	}
+	return rep, err
+}
+
+// run reads what the run deleted, puts it back and stores each outcome, filling in rep.
+func (r *Restore) run(ctx context.Context, rep *proto.RestoreReport) error {
+	items, err := r.plan(ctx, rep)
+	if err != nil {
+		return err
+	}
+	// A failure to store the outcomes stops the restore: it must not put back tags it cannot
+	// account for.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	store := r.startStore(ctx, cancel, rep.StartedAt)
+	for ev := range r.restoreAll(ctx, items) {
+		if ev.Outcome == "" { // abandoned on a stop
+			continue
+		}
+		count(rep, ev)
+		store.add(ev)
+	}
+	stored, err := store.close()
+	switch {
+	case err != nil:
+		return err
+	case parent.Err() != nil:
+		return fmt.Errorf("restore interrupted after %d of %d tags: %w", stored, len(items), context.Cause(parent))
+	}
+	return nil
+}
+
+// plan reads the run's record and the tags it deleted that the filter selects, and enters
+// what they say in rep. A dry run deleted nothing: ErrNothingDeleted.
+func (r *Restore) plan(ctx context.Context, rep *proto.RestoreReport) ([]item, error) {
 	run, err := ledger.ReadRun(ctx, r.js, r.cfg.RunID)
 	if err != nil {
-		return finish(err)
+		return nil, err
 	}
 	rep.DigestsRecorded = run.Policy.RecordDigests
 	if run.Policy.DryRun {
-		return finish(fmt.Errorf("run %s: %w", run.RunID, ErrNothingDeleted))
+		return nil, fmt.Errorf("run %s: %w", run.RunID, ErrNothingDeleted)
 	}
 	if run.State == proto.RunRunning {
 		r.log.Warn("the run is still recorded as running: tags its workers delete after this restore stay deleted")
 	}
 	items, err := r.deleted(ctx)
 	if err != nil {
-		return finish(err)
+		return nil, err
 	}
 	repos := map[string]bool{}
 	for _, it := range items {
 		repos[it.ev.Repository] = true
 	}
-	for repo := range repos {
-		rep.Repositories = append(rep.Repositories, repo)
-	}
-	slices.Sort(rep.Repositories)
+	rep.Repositories = slices.Sorted(maps.Keys(repos))
 	rep.Tags.Deleted = int64(len(items))
 	r.log.Info("restoring the tags the run deleted", slog.Int("tags", len(items)), slog.Bool("dry_run", !r.cfg.Confirm),
 		slog.Bool("digests_recorded", run.Policy.RecordDigests))
+	return items, nil
+}
 
-	// A failure to store the outcomes stops the restore: it must not put back tags it cannot
-	// account for.
-	parent := ctx
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+// restoreAll puts items back, cfg.Concurrency at a time, and sends each outcome (one's
+// restore audit event) on the channel it returns, which is closed once all are done. Once ctx
+// ends no more items are started.
+func (r *Restore) restoreAll(ctx context.Context, items []item) <-chan proto.AuditEvent {
 	out := make(chan proto.AuditEvent, r.cfg.Concurrency)
 	work := make(chan item)
 	var wg sync.WaitGroup
@@ -208,73 +239,84 @@ func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
 		wg.Wait()
 		close(out)
 	}()
+	return out
+}
 
-	// Outcomes are stored as they come, flushEvery at a time, by a goroutine of their own so
-	// that the restores do not wait for the stream; an interrupted restore leaves its record of
-	// what it did. source keeps this call's message IDs apart from an earlier attempt's under
-	// the same restore ID.
+// count enters one outcome in rep.
+func count(rep *proto.RestoreReport, ev proto.AuditEvent) {
+	switch ev.Outcome {
+	case proto.OutcomeRestored, proto.OutcomeDryRun:
+		rep.Tags.Restored++
+	case proto.OutcomeSkipped:
+		rep.Tags.Skipped++
+	case proto.OutcomeFailed:
+		rep.Tags.Failed++
+		if len(rep.Failures) < maxFailures {
+			rep.Failures = append(rep.Failures, ev.Repository+":"+ev.Tag+": "+ev.Error)
+		}
+	}
+}
+
+// auditStore stores a restore's outcomes on the audit stream as they come, flushEvery at a
+// time, by a goroutine of its own so that the restores do not wait for the stream; an
+// interrupted restore leaves its record of what it did. The first failure to store cancels
+// the restore, and the outcomes after it are dropped.
+type auditStore struct {
+	batches chan []proto.AuditEvent
+	pending []proto.AuditEvent
+	done    chan struct{}
+	// Written by the storing goroutine, read once done is closed.
+	stored int
+	err    error
+}
+
+// startStore starts storing outcomes under the restore's ID. The message IDs of a restore
+// started at start are kept apart from an earlier attempt's under the same restore ID.
+// cancel stops the restore when outcomes cannot be stored.
+func (r *Restore) startStore(ctx context.Context, cancel context.CancelCauseFunc, start time.Time) *auditStore {
+	s := &auditStore{batches: make(chan []proto.AuditEvent, 1), done: make(chan struct{})}
 	source := fmt.Sprintf("%d", start.UnixNano())
-	batches := make(chan []proto.AuditEvent, 1)
-	var (
-		stored   int
-		storeErr error
-	)
-	storing := make(chan struct{})
 	go func() {
-		defer close(storing)
-		for seq := 0; ; seq++ {
-			b, ok := <-batches
-			if !ok {
-				return
-			}
-			if storeErr != nil {
+		defer close(s.done)
+		seq := 0
+		for b := range s.batches {
+			if s.err != nil {
 				continue
 			}
 			// Stored even while ctx ends: they record tags already put back.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			err := ledger.AppendAudit(sctx, r.js, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), b)
 			scancel()
+			seq++
 			if err != nil {
-				storeErr = fmt.Errorf("storing the restore's audit events: %w", err)
-				cancel(storeErr)
+				s.err = fmt.Errorf("storing the restore's audit events: %w", err)
+				cancel(s.err)
 				continue
 			}
-			stored += len(b)
+			s.stored += len(b)
 		}
 	}()
-	var pending []proto.AuditEvent
-	for ev := range out {
-		switch ev.Outcome {
-		case "": // abandoned on a stop
-			continue
-		case proto.OutcomeRestored, proto.OutcomeDryRun:
-			rep.Tags.Restored++
-		case proto.OutcomeSkipped:
-			rep.Tags.Skipped++
-		case proto.OutcomeFailed:
-			rep.Tags.Failed++
-			if len(rep.Failures) < maxFailures {
-				rep.Failures = append(rep.Failures, ev.Repository+":"+ev.Tag+": "+ev.Error)
-			}
-		}
-		pending = append(pending, ev)
-		if len(pending) >= flushEvery {
-			batches <- pending
-			pending = make([]proto.AuditEvent, 0, flushEvery)
-		}
+	return s
+}
+
+// add stores ev with the next batch.
+func (s *auditStore) add(ev proto.AuditEvent) {
+	s.pending = append(s.pending, ev)
+	if len(s.pending) >= flushEvery {
+		s.batches <- s.pending
+		s.pending = make([]proto.AuditEvent, 0, flushEvery)
 	}
-	if len(pending) > 0 {
-		batches <- pending
+}
+
+// close stores what is pending, waits until every batch is stored, and returns how many
+// outcomes were stored and the first failure to store them.
+func (s *auditStore) close() (stored int, err error) {
+	if len(s.pending) > 0 {
+		s.batches <- s.pending
 	}
-	close(batches)
-	<-storing
-	switch {
-	case storeErr != nil:
-		return finish(storeErr)
-	case parent.Err() != nil:
-		return finish(fmt.Errorf("restore interrupted after %d of %d tags: %w", stored, len(items), context.Cause(parent)))
-	}
-	return finish(nil)
+	close(s.batches)
+	<-s.done
+	return s.stored, s.err
 }
 
 // deleted reads the run's audit events and returns the tags it deleted that the filter
