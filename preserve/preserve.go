@@ -120,26 +120,56 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 	if !proto.ValidTag(MarkerTag(t.Version)) {
 		return res, fmt.Errorf("%s: marker tag %q is not a valid tag: %w", what, MarkerTag(t.Version), ErrPayload)
 	}
+	refs, err := p.references(ctx, repo, t, &res)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	tags, err := p.componentTags(repo, t, refs, &res)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := p.tagComponents(ctx, repo, t, tags, dryRun, &res); err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	if !dryRun {
+		if err := p.tagger.Tag(ctx, repo, MarkerTag(t.Version), res.Digest); err != nil {
+			return res, fmt.Errorf("%s: write marker: %w", what, err)
+		}
+	}
+	res.Marked = true
+	return res, nil
+}
+
+// references reads the digest of t's payload into res and returns the components its
+// image-references list (merged over every platform image of an index).
+func (p *Preserver) references(ctx context.Context, repo string, t Task, res *Result) ([]Reference, error) {
 	d, err := p.tagger.Digest(ctx, repo, t.Payload)
 	if err != nil {
-		return res, fmt.Errorf("%s: digest of %s: %w", what, t.Payload, err)
+		return nil, fmt.Errorf("digest of %s: %w", t.Payload, err)
 	}
 	res.Digest = d
 	docs, err := p.reader.ImageReferences(ctx, repo, d)
 	if err != nil {
-		return res, fmt.Errorf("%s: %w", what, err)
+		return nil, err
 	}
 	refs, err := union(docs)
 	if err != nil {
-		return res, fmt.Errorf("%s: %w: %w", what, ErrPayload, err)
+		return nil, fmt.Errorf("%w: %w", ErrPayload, err)
 	}
 	if len(refs) == 0 {
-		return res, fmt.Errorf("%s: %s lists no component images: %w", what, proto.ImageReferencesPath, ErrPayload)
+		return nil, fmt.Errorf("%s lists no component images: %w", proto.ImageReferencesPath, ErrPayload)
 	}
+	return refs, nil
+}
 
+// tagAt is a component tag to write: tag at digest.
+type tagAt struct{ tag, digest string }
+
+// componentTags returns the component tags of t's payload in repo: one for each reference to
+// an image of repo (or an alias) by digest. The others are counted in res, as skipped.
+func (p *Preserver) componentTags(repo string, t Task, refs []Reference, res *Result) ([]tagAt, error) {
 	m := newMatcher(p.cfg.Registry, repo, p.cfg.Aliases)
-	type job struct{ tag, digest string }
-	var jobs []job
+	var tags []tagAt
 	for _, r := range refs {
 		digest, ok := m.match(r.Image)
 		switch {
@@ -152,24 +182,29 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 				slog.String("tag", t.Payload), slog.String("component", r.Name))
 			continue
 		case !digestRE.MatchString(digest):
-			return res, fmt.Errorf("%s: component %s: %q is not a sha256 digest: %w", what, r.Name, digest, ErrPayload)
+			return nil, fmt.Errorf("component %s: %q is not a sha256 digest: %w", r.Name, digest, ErrPayload)
 		}
 		tag := ComponentTag(t.Version, r.Name)
 		if !proto.ValidTag(tag) {
-			return res, fmt.Errorf("%s: component %s: %q is not a valid tag name: %w", what, r.Name, tag, ErrPayload)
+			return nil, fmt.Errorf("component %s: %q is not a valid tag name: %w", r.Name, tag, ErrPayload)
 		}
 		if role, v, c := Classify(tag); role != RoleComponent || v != t.Version || c != r.Name {
-			return res, fmt.Errorf("%s: component tag %q would not read back as component %q of %q: %w", what, tag, r.Name,
+			return nil, fmt.Errorf("component tag %q would not read back as component %q of %q: %w", tag, r.Name,
 				t.Version, ErrPayload)
 		}
-		jobs = append(jobs, job{tag: tag, digest: digest})
+		tags = append(tags, tagAt{tag: tag, digest: digest})
 	}
-	res.Components = len(jobs)
-	if len(jobs) == 0 {
-		return res, fmt.Errorf("%s: none of its %d components is in %s/%s or an alias of it (%d by tag only): %w",
-			what, len(refs), p.cfg.Registry, repo, res.ByTag, ErrPayload)
+	res.Components = len(tags)
+	if len(tags) == 0 {
+		return nil, fmt.Errorf("none of its %d components is in %s/%s or an alias of it (%d by tag only): %w",
+			len(refs), p.cfg.Registry, repo, res.ByTag, ErrPayload)
 	}
+	return tags, nil
+}
 
+// tagComponents makes sure every one of tags exists, cfg.Concurrency at a time, counting in
+// res those it wrote and those already in place. It returns an error unless all of them are.
+func (p *Preserver) tagComponents(ctx context.Context, repo string, t Task, tags []tagAt, dryRun bool, res *Result) error {
 	existing := make(map[string]bool, len(t.Existing))
 	for _, c := range t.Existing {
 		existing[ComponentTag(t.Version, c)] = true
@@ -180,14 +215,14 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, p.cfg.Concurrency)
 	)
-	for _, j := range jobs {
+	for _, c := range tags {
 		if ctx.Err() != nil {
 			break
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			present, err := p.component(ctx, repo, j.tag, j.digest, existing[j.tag], dryRun)
+			present, err := p.component(ctx, repo, c.tag, c.digest, existing[c.tag], dryRun)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -205,16 +240,10 @@ func (p *Preserver) Preserve(ctx context.Context, repo string, t Task, dryRun bo
 		errs = append(errs, context.Cause(ctx))
 	}
 	if len(errs) > 0 {
-		return res, fmt.Errorf("%s: %d of %d component tags not written, so no marker: %w", what,
-			len(jobs)-res.Tagged-res.Present, len(jobs), errors.Join(errs...))
+		return fmt.Errorf("%d of %d component tags not written, so no marker: %w",
+			len(tags)-res.Tagged-res.Present, len(tags), errors.Join(errs...))
 	}
-	if !dryRun {
-		if err := p.tagger.Tag(ctx, repo, MarkerTag(t.Version), d); err != nil {
-			return res, fmt.Errorf("%s: write marker: %w", what, err)
-		}
-	}
-	res.Marked = true
-	return res, nil
+	return nil
 }
 
 // component makes sure tag points at digest. A tag the listing found is read first and left
