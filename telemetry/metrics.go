@@ -145,64 +145,32 @@ type Metrics struct {
 // rate() and increase() see the first event and alerts can tell "zero" from "absent".
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		scanned: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: MetricTagsScanned,
-			Help: "Tags listed inside the shards this process worked on.",
-		}),
-		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricTagsDeleted,
-			Help: "Tags deleted; result=already_gone when the registry answered 404 (someone else deleted it first).",
-		}, []string{labelResult}),
-		kept: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricTagsKept,
-			Help: "Listed tags that were not deleted, by reason.",
-		}, []string{labelReason}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricTagsFailed,
-			Help: "Eligible tags whose delete failed after retries, by reason.",
-		}, []string{labelReason}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricRequests,
-			Help: "HTTP requests sent to registries, by operation and status code (code=error: no response).",
-		}, []string{labelOp, labelCode}),
+		reg:     prometheus.NewRegistry(),
+		scanned: counter(MetricTagsScanned, "Tags listed inside the shards this process worked on."),
+		deleted: counterVec(MetricTagsDeleted,
+			"Tags deleted; result=already_gone when the registry answered 404 (someone else deleted it first).", labelResult),
+		kept:   counterVec(MetricTagsKept, "Listed tags that were not deleted, by reason.", labelReason),
+		failed: counterVec(MetricTagsFailed, "Eligible tags whose delete failed after retries, by reason.", labelReason),
+		requests: counterVec(MetricRequests,
+			"HTTP requests sent to registries, by operation and status code (code=error: no response).", labelOp, labelCode),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricRequestDuration,
 			Help:    "Time from sending a registry request to its response headers, by operation.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{labelOp}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricRateLimited,
-			Help: "Registry answers with status 429 Too Many Requests, by operation.",
-		}, []string{labelOp}),
-		rate: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricRequestRate,
-			Help: "Requests per second this process currently allows itself against the registry (0 = unlimited).",
-		}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricShardsInFlight,
-			Help: "Shards this process is working on now.",
-		}),
-		slots: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricSlots,
-			Help: "Shards this process's workers can work on at once (--slots per worker); 0 in a coordinator.",
-		}),
-		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricBuildInfo,
-			Help: "Always 1; its labels say which tagsweep this is.",
-		}, []string{labelVersion, labelRevision, labelGoVersion}),
-		runFailed: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricRunFailed,
-			Help: "1 when the run this coordinator tracks has failed (a shard failed, or the delete cap stopped it), else 0.",
-		}),
-		runShards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricRunShards,
-			Help: "Shards of the run this coordinator tracks, by state.",
-		}, []string{labelState}),
-		progress: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricRunLastProgress,
-			Help: "Unix time of the newest checkpoint of any shard of the tracked run (0 = none yet).",
-		}),
+		rateLimited: counterVec(MetricRateLimited, "Registry answers with status 429 Too Many Requests, by operation.", labelOp),
+		rate: gauge(MetricRequestRate,
+			"Requests per second this process currently allows itself against the registry (0 = unlimited)."),
+		inFlight: gauge(MetricShardsInFlight, "Shards this process is working on now."),
+		slots: gauge(MetricSlots,
+			"Shards this process's workers can work on at once (--slots per worker); 0 in a coordinator."),
+		build: gaugeVec(MetricBuildInfo, "Always 1; its labels say which tagsweep this is.",
+			labelVersion, labelRevision, labelGoVersion),
+		runFailed: gauge(MetricRunFailed,
+			"1 when the run this coordinator tracks has failed (a shard failed, or the delete cap stopped it), else 0."),
+		runShards: gaugeVec(MetricRunShards, "Shards of the run this coordinator tracks, by state.", labelState),
+		progress: gauge(MetricRunLastProgress,
+			"Unix time of the newest checkpoint of any shard of the tracked run (0 = none yet)."),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -223,6 +191,22 @@ func New() *Metrics {
 		m.rateLimited.WithLabelValues(op)
 	}
 	return m
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 }
 
 // ExportRun adds the run gauges (tagsweep_run_*) to the metrics, for a process that runs a
