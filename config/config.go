@@ -19,7 +19,9 @@ import (
 )
 
 // Config is the typed configuration of one command. Fields hold plain Go values; which
-// of them a command reads, and the key of each, is given by the flag table (Flags).
+// of them a command reads, and the key of each, is given by the flag table (Flags). The
+// keys that only one command takes are grouped under that command (Demo, Sim, Status,
+// Stop, Restore, Ls).
 type Config struct {
 	// Command is the command this configuration was loaded for.
 	Command string
@@ -75,22 +77,20 @@ type Config struct {
 	DataDir       string
 	HTTPAddr      string
 
+	RecordDigests bool
+
 	// Demo is what run --demo serves.
 	Demo Demo
 	// Sim is the simulated registry of the sim command.
 	Sim Sim
-
-	States     []string
-	Reason     string
-	Wait       time.Duration
-	StaleAfter time.Duration
-
-	// LsNames: ls prints every tag name.
-	LsNames bool
-
-	RecordDigests bool
-	TagRegex      string
-	Concurrency   int
+	// Status is what the status command shows.
+	Status Status
+	// Stop is how the stop command stops a run.
+	Stop Stop
+	// Restore is what the restore command puts back.
+	Restore Restore
+	// Ls is what the ls command prints besides its inventory.
+	Ls Ls
 }
 
 // NATSTrust is how a command authenticates to NATS (at most one of: a credentials file, an
@@ -124,6 +124,29 @@ type Sim struct {
 	Latency time.Duration
 	Seed    int64
 	Admin   bool
+}
+
+// Status configures the status command.
+type Status struct {
+	States     []string      // --state: show only runs, or shards, in these states (see StateList)
+	StaleAfter time.Duration // a running shard not written for this long is stale; 0 = the ledger's default
+}
+
+// Stop configures the stop command.
+type Stop struct {
+	Reason string        // recorded in the run; empty = stopped by an operator
+	Wait   time.Duration // how long to wait for the run to be marked stopped; 0 = do not wait
+}
+
+// Restore configures the restore command.
+type Restore struct {
+	TagRegex    string // restore only the deleted tags that match; empty = all
+	Concurrency int    // tags restored at once
+}
+
+// Ls configures the ls command.
+type Ls struct {
+	Names bool // print every tag name
 }
 
 // Secret is a string that never prints: fmt, slog and JSON all show "REDACTED".
@@ -241,9 +264,9 @@ func (c Config) AuditOutput() (format, file string, deprecated bool) {
 }
 
 // StateList is --state with comma-separated items split.
-func (c Config) StateList() []string {
+func (s Status) StateList() []string {
 	var out []string
-	for _, s := range c.States {
+	for _, s := range s.States {
 		for _, item := range strings.Split(s, ",") {
 			if item = strings.TrimSpace(item); item != "" {
 				out = append(out, item)

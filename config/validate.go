@@ -139,7 +139,7 @@ func checkStates(c Config, _ any) error {
 		states = append(states, string(s))
 	}
 	var errs []error
-	for _, s := range c.StateList() {
+	for _, s := range c.Status.StateList() {
 		if !slices.Contains(states, s) {
 			errs = append(errs, fmt.Errorf("%q is not one of %s", s, strings.Join(states, ", ")))
 		}

@@ -51,7 +51,7 @@ order, so that it holds a few shards' names at a time, never the repository's.`,
 // goes to w, or to errw with --names, which prints the tag names on w.
 func runLs(ctx context.Context, w, errw io.Writer, log *slog.Logger, cfg config.Config, live *liveLine) error {
 	out := w
-	if cfg.LsNames {
+	if cfg.Ls.Names {
 		out = errw
 	}
 	// A worker of an inventory lists, one page per slot and one page ahead of it: its
@@ -112,7 +112,7 @@ func inventory(ctx context.Context, names, out io.Writer, log *slog.Logger, cfg 
 		return err
 	}
 	inv := newInventoryReport(rep, ttl)
-	if cfg.LsNames && err == nil {
+	if cfg.Ls.Names && err == nil {
 		if nerr := printNames(ctx, names, js, cfg, lister, co.RunID()); nerr != nil {
 			return errors.Join(withCode(exitFailed, err), nerr)
 		}

@@ -46,7 +46,7 @@ func TestStatusStaleAfter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			cfg := config.Config{Command: config.CmdStatus, NATSURL: srv.ClientURL(), AckWait: tc.ackWait, StaleAfter: tc.staleAfter}
+			cfg := config.Config{Command: config.CmdStatus, NATSURL: srv.ClientURL(), AckWait: tc.ackWait, Status: config.Status{StaleAfter: tc.staleAfter}}
 			if err := runStatus(ctx, &out, nil, cfg, "r"); err != nil {
 				t.Fatal(err)
 			}

@@ -91,7 +91,7 @@ func newRestore(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 	}
 	regs := newRegistries(telemetry.New())
 	regLog := log.With("repo_registry", run.Registry)
-	manifests, err := registry.NewRestorer(regs.config(cfg, run.Registry, run.PlainHTTP, cfg.Concurrency, regLog))
+	manifests, err := registry.NewRestorer(regs.config(cfg, run.Registry, run.PlainHTTP, cfg.Restore.Concurrency, regLog))
 	if err != nil {
 		return nil, err
 	}
@@ -104,15 +104,15 @@ func newRestore(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 		history = q
 	}
 	var tagRE *regexp.Regexp
-	if cfg.TagRegex != "" {
-		tagRE = regexp.MustCompile(cfg.TagRegex) // validated with the configuration
+	if cfg.Restore.TagRegex != "" {
+		tagRE = regexp.MustCompile(cfg.Restore.TagRegex) // validated with the configuration
 	}
 	return restore.New(restore.Config{
 		RunID:       runID,
 		ID:          restoreID(runID, time.Now()),
 		TagRegex:    tagRE,
 		Confirm:     cfg.Confirm,
-		Concurrency: cfg.Concurrency,
+		Concurrency: cfg.Restore.Concurrency,
 		MaxRPS:      cfg.MaxRPS,
 		Manifests:   manifests,
 		History:     history,

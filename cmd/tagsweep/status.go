@@ -25,7 +25,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	if runID != "" && !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	states := cfg.StateList()
+	states := cfg.Status.StateList()
 	if err := checkStates(states, runID != ""); err != nil {
 		return withCode(exitError, &configError{err})
 	}
@@ -36,7 +36,7 @@ func runStatus(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Co
 	defer closeAll()
 	q := statusQuery{log: log, states: states, format: cmp.Or(cfg.Output, config.OutputTable)}
 	lc := ledgerConfig(cfg)
-	lc.StaleAfter = cfg.StaleAfter
+	lc.StaleAfter = cfg.Status.StaleAfter
 	q.l, err = ledger.Bind(ctx, js, lc)
 	q.now = time.Now()
 	switch {

@@ -57,7 +57,7 @@ func TestStatus(t *testing.T) {
 	status := func(t *testing.T, runID, output string, states ...string) string {
 		t.Helper()
 		c := cfg
-		c.Output, c.States = output, states
+		c.Output, c.Status.States = output, states
 		var out bytes.Buffer
 		if err := runStatus(ctx, &out, nil, c, runID); err != nil {
 			t.Fatalf("runStatus(%q, -o %s, --state %v) = %v", runID, output, states, err)
@@ -206,7 +206,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("runStatus(nope) = %v, want not found", err)
 	}
 	c := cfg
-	c.States = []string{"stopped"}
+	c.Status.States = []string{"stopped"}
 	if err := runStatus(ctx, &out, nil, c, "run-1"); err == nil || !strings.Contains(err.Error(), "not a shard state") {
 		t.Errorf("runStatus(run-1, --state stopped) = %v, want not a shard state", err)
 	}

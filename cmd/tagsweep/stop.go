@@ -20,7 +20,7 @@ import (
 // runStop stops run runID gracefully: it records the stop request in the run's record
 // (ledger.RequestStop), so that workers claim no more of its shards and hand back the ones
 // they hold with their checkpoints, and the run's coordinator marks it stopped and exits 2.
-// It waits up to cfg.Wait for that. A run whose coordinator is not alive is marked stopped
+// It waits up to cfg.Stop.Wait for that. A run whose coordinator is not alive is marked stopped
 // at once, as nobody else will.
 //
 // The run's ledger is the NATS at cfg.NATSURL, or, with cfg.DataDir, the store of a
@@ -48,7 +48,7 @@ func runStop(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Conf
 	if err != nil {
 		return err
 	}
-	req := proto.StopRequest{Reason: cmp.Or(cfg.Reason, "stopped by an operator"), By: whoAmI(), At: time.Now()}
+	req := proto.StopRequest{Reason: cmp.Or(cfg.Stop.Reason, "stopped by an operator"), By: whoAmI(), At: time.Now()}
 	rec, err := l.RequestStop(ctx, runID, req)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
@@ -76,21 +76,21 @@ func runStop(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Conf
 		}
 		return reportStopped(ctx, w, l, runID)
 	}
-	if cfg.Wait <= 0 {
+	if cfg.Stop.Wait <= 0 {
 		fmt.Fprintf(w, "Its coordinator (%s) marks it stopped once its workers have handed back their shards; "+
 			"see tagsweep status %s.\n", lease.Holder, runID)
 		return nil
 	}
 	fmt.Fprintf(w, "Waiting up to %s for its coordinator (%s) to mark it stopped once its workers have handed back their shards...\n",
-		config.FormatDuration(cfg.Wait), lease.Holder)
-	wctx, cancel := context.WithTimeout(ctx, cfg.Wait)
+		config.FormatDuration(cfg.Stop.Wait), lease.Holder)
+	wctx, cancel := context.WithTimeout(ctx, cfg.Stop.Wait)
 	defer cancel()
 	if err := waitStopped(wctx, l, runID); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		fmt.Fprintf(w, "The stop is requested but not done after %s: its coordinator marks the run stopped once its "+
-			"workers have handed back their shards; see tagsweep status %s.\n", config.FormatDuration(cfg.Wait), runID)
+			"workers have handed back their shards; see tagsweep status %s.\n", config.FormatDuration(cfg.Stop.Wait), runID)
 		return nil
 	}
 	return reportStopped(ctx, w, l, runID)
