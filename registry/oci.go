@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -120,7 +119,7 @@ type OCI struct {
 	control     *RateControl
 	redact      *redactor
 	edge        *credentialEdge
-	refs        sync.Map // repository name -> ref.Ref, for names that passed repoRE
+	refs        sync.Map // repository name -> ref.Ref, for valid names
 }
 
 var _ Client = (*OCI)(nil)
@@ -266,11 +265,6 @@ func (o *OCI) start(ctx context.Context, c *call) (context.Context, context.Canc
 	return context.WithValue(ctx, callKey{}, c), cancel, nil
 }
 
-var (
-	// repoRE is the distribution-spec repository name grammar.
-	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-)
-
 // listWhat and deleteWhat say what a call was, formatted only when an error needs it.
 func listWhat(repo, last string) string { return fmt.Sprintf("list tags of %s after %q", repo, last) }
 
@@ -282,7 +276,7 @@ func (o *OCI) repoRef(repo string) (ref.Ref, error) {
 	if r, ok := o.refs.Load(repo); ok {
 		return r.(ref.Ref), nil
 	}
-	if !repoRE.MatchString(repo) {
+	if !proto.ValidRepository(repo) {
 		return ref.Ref{}, fmt.Errorf("%q is not a valid repository name", repo)
 	}
 	r := ref.Ref{Scheme: "reg", Registry: o.name, Repository: repo}

@@ -105,7 +105,7 @@ func (p *Payload) Digest(ctx context.Context, repo, tag string) (string, error) 
 		return "", p.edgeError(what, err)
 	}
 	d := m.GetDescriptor().Digest.String()
-	if !digestRE.MatchString(d) {
+	if !proto.ValidDigest(d) {
 		return "", fmt.Errorf("%s: the registry named no sha256 digest (%q)", what, d)
 	}
 	return d, nil
@@ -121,7 +121,7 @@ func (p *Payload) Tag(ctx context.Context, repo, tag, digest string) error {
 		return fmt.Errorf("%s: refused: only %s…__component__… and %s… tags are written", what,
 			proto.PayloadPrefix, proto.MarkerPrefix)
 	}
-	if !digestRE.MatchString(digest) {
+	if !proto.ValidDigest(digest) {
 		return fmt.Errorf("%s: not a sha256 digest", what)
 	}
 	r, err := p.ref(repo)
@@ -155,7 +155,7 @@ func (p *Payload) ImageReferences(ctx context.Context, repo, refStr string) ([][
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	switch {
-	case digestRE.MatchString(refStr):
+	case proto.ValidDigest(refStr):
 		r = r.SetDigest(refStr)
 	case proto.ValidTag(refStr):
 		r = r.SetTag(refStr)
@@ -290,7 +290,7 @@ func platformImage(d descriptor.Descriptor) bool {
 }
 
 func (p *Payload) ref(repo string) (ref.Ref, error) {
-	if !repoRE.MatchString(repo) {
+	if !proto.ValidRepository(repo) {
 		return ref.Ref{}, fmt.Errorf("%q is not a valid repository name", repo)
 	}
 	r := ref.Ref{Scheme: "reg", Registry: p.name, Repository: repo}

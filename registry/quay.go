@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -176,7 +175,7 @@ func (q *Quay) sendDigest(ctx context.Context, what, method, repo, tag, suffix, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if !digestRE.MatchString(digest) {
+	if !proto.ValidDigest(digest) {
 		return fmt.Errorf("%s: not a sha256 digest", what)
 	}
 	body, err := json.Marshal(map[string]string{"manifest_digest": digest})
@@ -192,7 +191,7 @@ func (q *Quay) sendDigest(ctx context.Context, what, method, repo, tag, suffix, 
 // error wrapping ErrNotFound.
 func (q *Quay) Digest(ctx context.Context, repo, tag string) (string, error) {
 	what := fmt.Sprintf("digest of %s:%s through quay api v1", repo, tag)
-	if !repoRE.MatchString(repo) || !proto.ValidTag(tag) {
+	if !proto.ValidRepository(repo) || !proto.ValidTag(tag) {
 		return "", fmt.Errorf("%s: invalid repository or tag name", what)
 	}
 	v := url.Values{"specificTag": {tag}, "onlyActiveTags": {"true"}, "limit": {"1"}}
@@ -210,18 +209,15 @@ func (q *Quay) Digest(ctx context.Context, repo, tag string) (string, error) {
 		return "", fmt.Errorf("%s: decode answer: %w", what, err)
 	}
 	for _, t := range list.Tags {
-		if t.Name == tag && digestRE.MatchString(t.ManifestDigest) {
+		if t.Name == tag && proto.ValidDigest(t.ManifestDigest) {
 			return t.ManifestDigest, nil
 		}
 	}
 	return "", fmt.Errorf("%s: %w", what, ErrNotFound)
 }
 
-// digestRE is a canonical sha256 digest.
-var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-
 func (q *Quay) tagPath(repo, tag string) (string, error) {
-	if !repoRE.MatchString(repo) {
+	if !proto.ValidRepository(repo) {
 		return "", fmt.Errorf("%q is not a valid repository name", repo)
 	}
 	if !proto.ValidTag(tag) {

@@ -45,7 +45,7 @@ func (r *Restorer) Put(ctx context.Context, repo, tag, digest string) error {
 	if !proto.ValidTag(tag) {
 		return fmt.Errorf("%s: not a valid tag name", what)
 	}
-	if !digestRE.MatchString(digest) {
+	if !proto.ValidDigest(digest) {
 		return fmt.Errorf("%s: not a sha256 digest", what)
 	}
 	ref, err := r.p.ref(repo)
@@ -94,7 +94,7 @@ func (o *OCI) Digest(ctx context.Context, repo, tag string) (string, error) {
 		return "", o.edgeError(ctx, callCtx, c, what, err)
 	}
 	d := m.GetDescriptor().Digest.String()
-	if !digestRE.MatchString(d) {
+	if !proto.ValidDigest(d) {
 		return "", fmt.Errorf("%s: the registry named no sha256 digest (%q)", what, d)
 	}
 	return d, nil
@@ -121,7 +121,7 @@ const maxHistoryPages = 10
 // no rows and no error.
 func (q *Quay) History(ctx context.Context, repo, tag string) ([]TagRow, error) {
 	what := fmt.Sprintf("history of %s:%s through quay api v1", repo, tag)
-	if !repoRE.MatchString(repo) || !proto.ValidTag(tag) {
+	if !proto.ValidRepository(repo) || !proto.ValidTag(tag) {
 		return nil, fmt.Errorf("%s: invalid repository or tag name", what)
 	}
 	var rows []TagRow
@@ -144,7 +144,7 @@ func (q *Quay) History(ctx context.Context, repo, tag string) ([]TagRow, error) 
 			return nil, fmt.Errorf("%s: decode answer: %w", what, err)
 		}
 		for _, t := range list.Tags {
-			if t.Name != tag || !digestRE.MatchString(t.ManifestDigest) {
+			if t.Name != tag || !proto.ValidDigest(t.ManifestDigest) {
 				continue
 			}
 			row := TagRow{Digest: t.ManifestDigest}

@@ -44,7 +44,7 @@ func (r *Registry) serveAPI(w http.ResponseWriter, req *http.Request, kind Kind,
 		return
 	}
 	rp := r.repo(name, false)
-	if rp == nil || !repoRE.MatchString(name) {
+	if rp == nil || !proto.ValidRepository(name) {
 		apiError(w, http.StatusNotFound, "repository not found")
 		return
 	}

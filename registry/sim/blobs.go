@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/tagsweep/tagsweep/proto"
 )
 
 // serveBlob answers GET and HEAD of a blob. Blobs are shared by every repository.
@@ -28,7 +30,7 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, d string)
 
 // serveUpload implements monolithic and chunked blob uploads and cross-repository mounts.
 func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	if !repoRE.MatchString(name) {
+	if !proto.ValidRepository(name) {
 		writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"name": name})
 		return
 	}
@@ -118,7 +120,7 @@ func uploadAccepted(w http.ResponseWriter, name, id string, n int) {
 
 // finishUpload stores prefix plus the request body as the blob d, checking the digest.
 func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, name, d string, prefix []byte) {
-	if !digestRE.MatchString(d) {
+	if !proto.ValidDigest(d) {
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "missing or invalid digest", map[string]string{"digest": d})
 		return
 	}

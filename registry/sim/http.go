@@ -110,7 +110,7 @@ func nameUnknown(w http.ResponseWriter, name string) {
 // lookupRepo answers NAME_INVALID or NAME_UNKNOWN itself and returns nil when the request
 // names no existing repository.
 func (r *Registry) lookupRepo(w http.ResponseWriter, name string) *repo {
-	if !repoRE.MatchString(name) {
+	if !proto.ValidRepository(name) {
 		writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"name": name})
 		return nil
 	}
@@ -182,7 +182,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 		return
 	}
 	if kind == KindDeleteDigest {
-		if !digestRE.MatchString(ref) {
+		if !proto.ValidDigest(ref) {
 			writeError(w, http.StatusBadRequest, "DIGEST_INVALID", "invalid digest", map[string]string{"digest": ref})
 			return
 		}
@@ -216,7 +216,7 @@ func (r *Registry) serveDelete(w http.ResponseWriter, kind Kind, name, ref strin
 func (rp *repo) resolve(ref string) (string, bool) {
 	rp.mu.RLock()
 	defer rp.mu.RUnlock()
-	if digestRE.MatchString(ref) {
+	if proto.ValidDigest(ref) {
 		return ref, rp.known[ref]
 	}
 	e, ok := rp.tags.get(ref)
@@ -256,12 +256,12 @@ func (r *Registry) serveManifestGet(w http.ResponseWriter, req *http.Request, na
 
 // serveManifestPut stores a manifest by tag or digest. Referenced blobs are not checked.
 func (r *Registry) serveManifestPut(w http.ResponseWriter, req *http.Request, name, ref string) {
-	if !repoRE.MatchString(name) {
+	if !proto.ValidRepository(name) {
 		writeError(w, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", map[string]string{"name": name})
 		return
 	}
 	isDigest := strings.Contains(ref, ":")
-	if (isDigest && !digestRE.MatchString(ref)) || (!isDigest && !proto.ValidTag(ref)) {
+	if (isDigest && !proto.ValidDigest(ref)) || (!isDigest && !proto.ValidTag(ref)) {
 		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "invalid reference", map[string]string{"reference": ref})
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -145,13 +144,6 @@ var (
 	ErrInvalidName     = errors.New("invalid name")
 )
 
-var (
-	// repoRE is the distribution repository-name grammar.
-	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
-	// digestRE is the only digest form the sim accepts.
-	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-)
-
 // Digest returns the sha256 digest of b in OCI form.
 func Digest(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -216,7 +208,7 @@ func (r *Registry) repo(name string, create bool) *repo {
 
 // CreateRepo creates an empty repository (a no-op if it exists).
 func (r *Registry) CreateRepo(name string) error {
-	if !repoRE.MatchString(name) {
+	if !proto.ValidRepository(name) {
 		return fmt.Errorf("repository %q: %w", name, ErrInvalidName)
 	}
 	r.repo(name, true)
@@ -237,7 +229,7 @@ func (r *Registry) Repositories() []string {
 
 // PutManifest stores a manifest in repo (creating the repository) and returns its digest.
 func (r *Registry) PutManifest(repoName, mediaType string, body []byte) (string, error) {
-	if !repoRE.MatchString(repoName) {
+	if !proto.ValidRepository(repoName) {
 		return "", fmt.Errorf("repository %q: %w", repoName, ErrInvalidName)
 	}
 	d := r.storeManifest(mediaType, body)
@@ -265,7 +257,7 @@ func (rp *repo) digestID(d string) int32 {
 // tags that exist. An empty digest means DefaultDigest. The digest must be a manifest the
 // registry holds. It is the bulk loader: a million tags take about a second.
 func (r *Registry) AddTags(repoName, digest string, tags ...string) error {
-	if !repoRE.MatchString(repoName) {
+	if !proto.ValidRepository(repoName) {
 		return fmt.Errorf("repository %q: %w", repoName, ErrInvalidName)
 	}
 	if digest == "" {

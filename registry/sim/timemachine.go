@@ -108,7 +108,7 @@ func (r *Registry) serveAPIRestore(w http.ResponseWriter, req *http.Request, rp 
 		return
 	}
 	digest, err := readManifestDigest(req)
-	if err != nil || !digestRE.MatchString(digest) {
+	if err != nil || !proto.ValidDigest(digest) {
 		apiError(w, http.StatusBadRequest, "Missing manifest_digest")
 		return
 	}
