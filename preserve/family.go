@@ -1,7 +1,8 @@
 // Package preserve holds the rules of release-payload preservation, as the existing pruner
-// (qci_registry_pruner.py) applied them and with its mistakes fixed, in one place: which tags belong to a payload's family, what state each payload version is
-// in, what a run must do about it (Plan), and how one payload is preserved or one family
-// removed through small registry interfaces declared here.
+// applied them and with its mistakes fixed, in one place: which tags belong to a payload's
+// family, what state each payload version is in, what a run must do about it (Plan), and how
+// one payload is preserved or one family removed through small registry interfaces declared
+// here.
 //
 // The family of a payload version v is four kinds of tags:
 //

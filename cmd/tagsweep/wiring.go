@@ -14,7 +14,7 @@ import (
 )
 
 // quayTokenUser is the user name under which Quay's registry API accepts an OAuth
-// application token as the password (quay/quay auth/credential_consts.py).
+// application token as the password.
 const quayTokenUser = "$oauthtoken"
 
 // ledgerConfig is the JetStream configuration every process of a deployment must share.
