@@ -45,80 +45,104 @@ func (c *Coordinator) plan(ctx context.Context, l *ledger.Ledger, run proto.RunR
 	for _, s := range existing {
 		byRepo[s.Repository] = append(byRepo[s.Repository], s)
 	}
-	shards := c.planShards(ctx, l)
-	total, created := len(existing), 0
+	target := c.planShards(ctx, l)
+	created := 0
 	for i, repo := range run.Repositories {
-		log := c.log.With(slog.String("repo", repo))
-		if run.Preservation.Enabled {
-			isNew, err := l.CreateShard(ctx, familyShard(run.RunID, i, repo))
-			if err != nil {
-				return err
-			}
-			if isNew {
-				total++
-				created++
-			}
+		n, err := c.planRepository(ctx, l, run, i, byRepo[repo], target, through)
+		if err != nil {
+			return err
 		}
-		covered := ""
-		for _, s := range byRepo[repo] {
-			if isPrune(s) {
-				covered = max(covered, s.Range.Through)
-			}
-			if s.State == proto.StatePending {
-				if _, err := l.CreateShard(ctx, s); err != nil { // re-publish if its message is missing
-					return err
-				}
-			}
-		}
-		if covered >= through {
-			log.Info("repository already planned", slog.Int("shards", len(byRepo[repo])))
-			continue
-		}
-		lister := &retryingLister{Lister: c.lister, delay: c.cfg.RetryDelay, log: log}
-		if err := registry.ProbeKeyset(ctx, lister, repo); err != nil {
-			return &planListError{err}
-		}
-		var mu sync.Mutex
-		var seen []string // the tags planning saw: each shard records one it holds
-		page := func(ctx context.Context, after string, n int) ([]string, bool, error) {
-			p, err := lister.List(ctx, repo, after, n)
-			mu.Lock()
-			seen = append(seen, p.Tags...)
-			mu.Unlock()
-			return p.Tags, p.More, err
-		}
-		var ranges []proto.Range
-		for _, part := range planParts(run, covered, through) {
-			rs, err := keyspace.Plan(ctx, page, part, keyspace.PlanConfig{Shards: shards, PageSize: c.cfg.PageSize})
-			if err != nil {
-				return &planListError{fmt.Errorf("planning %s: %w", repo, err)}
-			}
-			ranges = append(ranges, rs...)
-		}
-		slices.Sort(seen)
-		seen = slices.Compact(seen)
-		n := 0
-		for _, r := range ranges {
-			rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: rangeKind(run), Repository: repo, Range: r,
-				Seen: seenIn(seen, r)}
-			isNew, err := l.CreateShard(ctx, rec)
-			if err != nil {
-				return err
-			}
-			if isNew {
-				n++
-			}
-		}
-		total += n
 		created += n
-		log.Info("repository planned", slog.Int("shards", n), slog.String("resumed_after", covered))
 	}
+	total := len(existing) + created
 	_, err = l.ModifyRun(ctx, run.RunID, func(r *proto.RunRecord) error { r.Shards = total; return nil })
 	if err != nil {
 		return err
 	}
 	c.log.Info("shards published", slog.Int("new", created), slog.Int("total", total))
 	return nil
+}
+
+// planRepository plans run's repository i: its family shard when the run preserves release
+// payloads, and shards for what of ("", through] its recorded shards do not cover yet, cut
+// for at least target shards; its recorded pending shards are published again. It returns how
+// many shards it created.
+func (c *Coordinator) planRepository(ctx context.Context, l *ledger.Ledger, run proto.RunRecord, i int,
+	recorded []proto.ShardRecord, target int, through string) (int, error) {
+	repo := run.Repositories[i]
+	log := c.log.With(slog.String("repo", repo))
+	created := 0
+	if run.Preservation.Enabled {
+		isNew, err := l.CreateShard(ctx, familyShard(run.RunID, i, repo))
+		if err != nil {
+			return 0, err
+		}
+		if isNew {
+			created++
+		}
+	}
+	covered := ""
+	for _, s := range recorded {
+		if isPrune(s) {
+			covered = max(covered, s.Range.Through)
+		}
+		if s.State == proto.StatePending {
+			if _, err := l.CreateShard(ctx, s); err != nil { // re-publish if its message is missing
+				return 0, err
+			}
+		}
+	}
+	if covered >= through {
+		log.Info("repository already planned", slog.Int("shards", len(recorded)))
+		return created, nil
+	}
+	ranges, seen, err := c.cut(ctx, run, repo, covered, through, target, log)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range ranges {
+		rec := proto.ShardRecord{RunID: run.RunID, ShardID: shardID(i, r), Kind: rangeKind(run), Repository: repo, Range: r,
+			Seen: seenIn(seen, r)}
+		isNew, err := l.CreateShard(ctx, rec)
+		if err != nil {
+			return 0, err
+		}
+		if isNew {
+			n++
+		}
+	}
+	log.Info("repository planned", slog.Int("shards", n), slog.String("resumed_after", covered))
+	return created + n, nil
+}
+
+// cut plans (after, through] of repo into ranges for at least target shards (keyspace.Plan),
+// and returns them with the tags planning saw, in order.
+func (c *Coordinator) cut(ctx context.Context, run proto.RunRecord, repo, after, through string, target int,
+	log *slog.Logger) ([]proto.Range, []string, error) {
+	lister := &retryingLister{Lister: c.lister, delay: c.cfg.RetryDelay, log: log}
+	if err := registry.ProbeKeyset(ctx, lister, repo); err != nil {
+		return nil, nil, &planListError{err}
+	}
+	var mu sync.Mutex
+	var seen []string // the tags planning saw: each shard records one it holds
+	page := func(ctx context.Context, after string, n int) ([]string, bool, error) {
+		p, err := lister.List(ctx, repo, after, n)
+		mu.Lock()
+		seen = append(seen, p.Tags...)
+		mu.Unlock()
+		return p.Tags, p.More, err
+	}
+	var ranges []proto.Range
+	for _, part := range planParts(run, after, through) {
+		rs, err := keyspace.Plan(ctx, page, part, keyspace.PlanConfig{Shards: target, PageSize: c.cfg.PageSize})
+		if err != nil {
+			return nil, nil, &planListError{fmt.Errorf("planning %s: %w", repo, err)}
+		}
+		ranges = append(ranges, rs...)
+	}
+	slices.Sort(seen)
+	return ranges, slices.Compact(seen), nil
 }
 
 // seenIn returns the first of the ascending tags seen that lies in r, "" when none does.

@@ -57,50 +57,49 @@ func Lookup(ctx context.Context, js jetstream.JetStream, lc ledger.Config, runID
 // Differences lists, one line each, every setting cfg was given (cfg.Given) that differs from
 // the recorded run's, and the repositories when cfg names others.
 func Differences(cfg Config, run proto.RunRecord) []string {
-	var out []string
-	differ := func(what, given, recorded string) {
-		out = append(out, fmt.Sprintf("%s: given %s, recorded %s", what, given, recorded))
-	}
 	p, g, pres := run.Policy, cfg.Given, run.Preservation
-	if len(cfg.Repositories) > 0 && !sameSet(cfg.Repositories, run.Repositories) {
-		differ("repositories", fmt.Sprint(cfg.Repositories), fmt.Sprint(run.Repositories))
+	cutoffDiffers, givenCutoff, recordedCutoff := cutoffDifference(cfg, run)
+	settings := []struct {
+		given, differs     bool
+		what               string
+		inConfig, inRecord string
+	}{
+		{len(cfg.Repositories) > 0, !sameSet(cfg.Repositories, run.Repositories), "repositories",
+			fmt.Sprint(cfg.Repositories), fmt.Sprint(run.Repositories)},
+		{g.Registry, cfg.Registry != run.Registry, "registry", cfg.Registry, run.Registry},
+		{g.DryRun, cfg.Policy.DryRun != p.DryRun, "mode", Mode(cfg.Policy.DryRun), Mode(p.DryRun)},
+		{g.TTL, cutoffDiffers, "cutoff", givenCutoff, recordedCutoff},
+		{g.PrunePattern, cfg.Policy.PrunePattern != p.PrunePattern, "prune pattern",
+			fmt.Sprintf("%q", cfg.Policy.PrunePattern), fmt.Sprintf("%q", p.PrunePattern)},
+		{g.KeepPatterns, !sameSet(cfg.Policy.KeepPatterns, p.KeepPatterns), "keep patterns",
+			fmt.Sprintf("%q", cfg.Policy.KeepPatterns), fmt.Sprintf("%q", p.KeepPatterns)},
+		{g.TimeZone, cfg.Policy.TimeZone != p.TimeZone, "time zone", cfg.Policy.TimeZone, p.TimeZone},
+		{g.MaxDeletes, cfg.Policy.MaxDeletes != p.MaxDeletes, "delete cap", capString(cfg.Policy.MaxDeletes), capString(p.MaxDeletes)},
+		{g.Preserve, cfg.PreservePayloads != pres.Enabled, "release payload preservation",
+			onOff(cfg.PreservePayloads), onOff(pres.Enabled)},
+		{g.Aliases, !sameSet(cfg.RepositoryAliases, pres.Aliases), "repository aliases",
+			fmt.Sprintf("%q", cfg.RepositoryAliases), fmt.Sprintf("%q", pres.Aliases)},
 	}
-	if g.Registry && cfg.Registry != run.Registry {
-		differ("registry", cfg.Registry, run.Registry)
-	}
-	if g.DryRun && cfg.Policy.DryRun != p.DryRun {
-		differ("mode", Mode(cfg.Policy.DryRun), Mode(p.DryRun))
-	}
-	if g.TTL {
-		cutoff := cfg.Policy.Cutoff
-		how := "cutoff " + stamp(cutoff)
-		if cutoff.IsZero() {
-			cutoff = policy.Cutoff(run.StartedAt, cfg.TTL)
-			how = fmt.Sprintf("TTL %s (cutoff %s from the run's start)", cfg.TTL, stamp(cutoff))
+	var out []string
+	for _, s := range settings {
+		if s.given && s.differs {
+			out = append(out, fmt.Sprintf("%s: given %s, recorded %s", s.what, s.inConfig, s.inRecord))
 		}
-		if !cutoff.Equal(p.Cutoff) {
-			differ("cutoff", how, fmt.Sprintf("cutoff %s (TTL %s)", stamp(p.Cutoff), run.StartedAt.Sub(p.Cutoff)))
-		}
-	}
-	if g.PrunePattern && cfg.Policy.PrunePattern != p.PrunePattern {
-		differ("prune pattern", fmt.Sprintf("%q", cfg.Policy.PrunePattern), fmt.Sprintf("%q", p.PrunePattern))
-	}
-	if g.KeepPatterns && !sameSet(cfg.Policy.KeepPatterns, p.KeepPatterns) {
-		differ("keep patterns", fmt.Sprintf("%q", cfg.Policy.KeepPatterns), fmt.Sprintf("%q", p.KeepPatterns))
-	}
-	if g.TimeZone && cfg.Policy.TimeZone != p.TimeZone {
-		differ("time zone", cfg.Policy.TimeZone, p.TimeZone)
-	}
-	if g.MaxDeletes && cfg.Policy.MaxDeletes != p.MaxDeletes {
-		differ("delete cap", capString(cfg.Policy.MaxDeletes), capString(p.MaxDeletes))
-	}
-	if g.Preserve && cfg.PreservePayloads != pres.Enabled {
-		differ("release payload preservation", onOff(cfg.PreservePayloads), onOff(pres.Enabled))
-	}
-	if g.Aliases && !sameSet(cfg.RepositoryAliases, pres.Aliases) {
-		differ("repository aliases", fmt.Sprintf("%q", cfg.RepositoryAliases), fmt.Sprintf("%q", pres.Aliases))
 	}
 	return out
+}
+
+// cutoffDifference compares the cutoff cfg gives (its Policy.Cutoff, else its TTL before the
+// run's start) with the run's, and describes both.
+func cutoffDifference(cfg Config, run proto.RunRecord) (differs bool, given, recorded string) {
+	recorded = fmt.Sprintf("cutoff %s (TTL %s)", stamp(run.Policy.Cutoff), run.StartedAt.Sub(run.Policy.Cutoff))
+	cutoff := cfg.Policy.Cutoff
+	given = "cutoff " + stamp(cutoff)
+	if cutoff.IsZero() {
+		cutoff = policy.Cutoff(run.StartedAt, cfg.TTL)
+		given = fmt.Sprintf("TTL %s (cutoff %s from the run's start)", cfg.TTL, stamp(cutoff))
+	}
+	return !cutoff.Equal(run.Policy.Cutoff), given, recorded
 }
 
 // Describe says, in a few lines, what the recorded run deletes: its mode, registry,

@@ -116,7 +116,6 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 	if err != nil {
 		return nil, err
 	}
-	subjectPrefix := "$KV." + proto.BucketState + "."
 	w, err := l.state.Watch(ctx, filter)
 	if err != nil {
 		return nil, err
@@ -129,64 +128,19 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 	// order (the latest value of each key as the watcher started, then every later write), so
 	// the listing has seen every write up to the last one under filter as of now.
 	var last uint64 // 0: no record yet
-	m, err := stream.GetLastMsgForSubject(ctx, subjectPrefix+filter)
+	m, err := stream.GetLastMsgForSubject(ctx, kvSubjectPrefix+filter)
 	switch {
 	case err == nil:
 		last = m.Sequence
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, err
 	}
-	byKey := make(map[string]T)
-	initDone, caughtUp := false, last == 0
-	for !(initDone && caughtUp) {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("watcher closed")
-			}
-			if e == nil {
-				initDone = true
-				continue
-			}
-			caughtUp = caughtUp || e.Revision() >= last
-			if e.Operation() != jetstream.KeyValuePut {
-				delete(byKey, e.Key())
-				continue
-			}
-			var rec T
-			if err := decode(e.Value(), &rec); err != nil {
-				return nil, fmt.Errorf("%s: %w", e.Key(), err)
-			}
-			byKey[e.Key()] = rec
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	// A key rewritten during the listing can still be missed: the bucket keeps one revision,
-	// so its value as the watcher started is gone before the watcher reaches it, and the new
-	// one lies past last. The keys present now, after the watch, cover every key written
-	// before the listing ended; those the watch did not deliver are read directly.
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+filter))
+	byKey, err := watchedUntil[T](ctx, w, last)
 	if err != nil {
 		return nil, err
 	}
-	for subject := range info.State.Subjects {
-		key := strings.TrimPrefix(subject, subjectPrefix)
-		if _, ok := byKey[key]; ok {
-			continue
-		}
-		e, err := l.state.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted since
-		}
-		if err != nil {
-			return nil, err
-		}
-		var rec T
-		if err := decode(e.Value(), &rec); err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		byKey[key] = rec
+	if err := readUnwatched(ctx, l.state, stream, filter, byKey); err != nil {
+		return nil, err
 	}
 	keys := slices.Sorted(maps.Keys(byKey))
 	out := make([]T, 0, len(keys))
@@ -194,6 +148,74 @@ func listRecords[T any](ctx context.Context, l *Ledger, filter string) ([]T, err
 		out = append(out, byKey[k])
 	}
 	return out, nil
+}
+
+// kvSubjectPrefix is the stream subject of the state bucket's keys, less the key.
+const kvSubjectPrefix = "$KV." + proto.BucketState + "."
+
+// watchedUntil takes the values w delivers, by key, until it has passed both its
+// end-of-initial-values marker and stream sequence last (0: no record).
+func watchedUntil[T any](ctx context.Context, w jetstream.KeyWatcher, last uint64) (map[string]T, error) {
+	byKey := make(map[string]T)
+	initDone, caughtUp := false, last == 0
+	for !initDone || !caughtUp {
+		var e jetstream.KeyValueEntry
+		select {
+		case u, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("watcher closed")
+			}
+			e = u
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if e == nil {
+			initDone = true
+			continue
+		}
+		caughtUp = caughtUp || e.Revision() >= last
+		if e.Operation() != jetstream.KeyValuePut {
+			delete(byKey, e.Key())
+			continue
+		}
+		var rec T
+		if err := decode(e.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Key(), err)
+		}
+		byKey[e.Key()] = rec
+	}
+	return byKey, nil
+}
+
+// readUnwatched reads into byKey the keys matching filter that the watch did not deliver. A
+// key rewritten during the listing can be missed: the bucket keeps one revision, so its value
+// as the watcher started is gone before the watcher reaches it, and the new one lies past the
+// last sequence waited for. The keys present now, after the watch, cover every key written
+// before the listing ended.
+func readUnwatched[T any](ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream, filter string, byKey map[string]T) error {
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(kvSubjectPrefix+filter))
+	if err != nil {
+		return err
+	}
+	for subject := range info.State.Subjects {
+		key := strings.TrimPrefix(subject, kvSubjectPrefix)
+		if _, ok := byKey[key]; ok {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since
+		}
+		if err != nil {
+			return err
+		}
+		var rec T
+		if err := decode(e.Value(), &rec); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		byKey[key] = rec
+	}
+	return nil
 }
 
 // Watch streams a run's shard records: first every current record, then each change as it
