@@ -100,28 +100,22 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Replicas <= 0 {
-		c.Replicas = DefaultReplicas
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = DefaultMaxAckPending
-	}
-	if c.Duplicates <= 0 {
-		c.Duplicates = DefaultDuplicates
-	}
-	if c.AuditMaxAge <= 0 {
-		c.AuditMaxAge = DefaultAuditMaxAge
-	}
-	if c.StaleAfter <= 0 {
-		c.StaleAfter = 5 * c.AckWait
-	}
+	c.Replicas = positiveOr(c.Replicas, DefaultReplicas)
+	c.AckWait = positiveOr(c.AckWait, DefaultAckWait)
+	c.MaxDeliver = positiveOr(c.MaxDeliver, DefaultMaxDeliver)
+	c.MaxAckPending = positiveOr(c.MaxAckPending, DefaultMaxAckPending)
+	c.Duplicates = positiveOr(c.Duplicates, DefaultDuplicates)
+	c.AuditMaxAge = positiveOr(c.AuditMaxAge, DefaultAuditMaxAge)
+	c.StaleAfter = positiveOr(c.StaleAfter, 5*c.AckWait)
 	return c
+}
+
+// positiveOr is v when it is positive, else def.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Ledger is a handle on a deployment's JetStream state. It is safe for concurrent use.
