@@ -132,7 +132,7 @@ func checkRepositories(c Config, v any) error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, r := range repos {
-		if len(r) > 255 || !repoRE.MatchString(r) {
+		if len(r) > 255 || !proto.ValidRepository(r) {
 			errs = append(errs, fmt.Errorf("%q is not a repository name (lower-case ns/name path, no registry host or tag)", r))
 		}
 		if seen[r] {

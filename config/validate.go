@@ -16,11 +16,6 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// repoRE is the repository name grammar of the OCI distribution spec: lower-case
-// path components separated by '/', each made of alphanumerics joined by '.', '_',
-// '__' or runs of '-'.
-var repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
 var hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$`)
 
 // Values of --delete-api.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/tagsweep/tagsweep/proto"
@@ -61,9 +60,6 @@ func ParseImageReferences(data []byte) ([]Reference, error) {
 	}
 	return out, nil
 }
-
-// digestRE is a canonical content digest.
-var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 
 // SplitImage splits an image reference into its repository name (registry host, lower-cased,
 // and path) and its digest, dropping a tag: "Host/a/b:t@sha256:…" is "host/a/b", "sha256:…".

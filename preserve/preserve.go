@@ -181,7 +181,7 @@ func (p *Preserver) componentTags(repo string, t Task, refs []Reference, res *Re
 			p.log.Debug("component referenced by tag, not digest: skipped", slog.String("repo", repo),
 				slog.String("tag", t.Payload), slog.String("component", r.Name))
 			continue
-		case !digestRE.MatchString(digest):
+		case !proto.ValidDigest(digest):
 			return nil, fmt.Errorf("component %s: %q is not a sha256 digest: %w", r.Name, digest, ErrPayload)
 		}
 		tag := ComponentTag(t.Version, r.Name)

@@ -159,7 +159,7 @@ func (f *fakeRegistry) seed(t *testing.T, platforms ...map[string]string) string
 	for _, images := range platforms {
 		f.refs[pd] = append(f.refs[pd], imageStreamDoc(t, images))
 		for _, img := range images {
-			if _, d := SplitImage(img); digestRE.MatchString(d) {
+			if _, d := SplitImage(img); proto.ValidDigest(d) {
 				f.tags[componentImageTag(d)] = d // the component manifest exists
 			}
 		}
