@@ -171,23 +171,21 @@ func truncate(s string, n int) string {
 
 // Audit iterates over a run's audit events in the order they were stored, up to the last
 // event stored when the iteration starts. Each message of the stream is a batch of events
-// (proto.AuditBatch); a message that is not is an error wrapping ErrBadRecord. An error ends
-// the iteration (it is yielded last).
+// (proto.AuditBatch); a message that is not is an error wrapping ErrBadRecord. A missing audit
+// stream is an error wrapping ErrNoLedger (and jetstream.ErrStreamNotFound). An error ends the
+// iteration (it is yielded last). It only reads, so a bound ledger (Bind) serves.
 func (l *Ledger) Audit(ctx context.Context, runID string) iter.Seq2[proto.AuditEvent, error] {
-	return ReadAudit(ctx, l.js, runID)
-}
-
-// ReadAudit is Audit without a Ledger, for readers that must not create or update anything
-// (Open would reconfigure the streams to the reader's Config): it only reads the audit
-// stream. A missing audit stream is an error wrapping jetstream.ErrStreamNotFound.
-func ReadAudit(ctx context.Context, js jetstream.JetStream, runID string) iter.Seq2[proto.AuditEvent, error] {
 	return func(yield func(proto.AuditEvent, error) bool) {
 		if !proto.ValidToken(runID) { // a wildcard would read other runs' events
 			yield(proto.AuditEvent{}, fmt.Errorf("audit: run id %q is not a valid token", runID))
 			return
 		}
 		subject := proto.AuditSubject(runID)
-		stream, err := js.Stream(ctx, proto.StreamAudit)
+		stream, err := l.js.Stream(ctx, proto.StreamAudit)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			yield(proto.AuditEvent{}, fmt.Errorf("audit of run %s: stream %s: %w: %w", runID, proto.StreamAudit, ErrNoLedger, err))
+			return
+		}
 		if err != nil {
 			yield(proto.AuditEvent{}, fmt.Errorf("audit of run %s: %w", runID, err))
 			return
@@ -200,7 +198,7 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, runID string) iter.S
 			yield(proto.AuditEvent{}, fmt.Errorf("audit of run %s: %w", runID, err))
 			return
 		}
-		cons, err := js.OrderedConsumer(ctx, proto.StreamAudit, jetstream.OrderedConsumerConfig{
+		cons, err := l.js.OrderedConsumer(ctx, proto.StreamAudit, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{subject},
 		})
 		if err != nil {
@@ -258,7 +256,7 @@ func ReadAudit(ctx context.Context, js jetstream.JetStream, runID string) iter.S
 // and the batch's position, so that a retried call stores nothing twice within the stream's
 // de-duplication window. An event's run defaults to runID. It creates nothing: a missing audit
 // stream is an error wrapping jetstream.ErrStreamNotFound (or ErrNoStreamResponse).
-func AppendAudit(ctx context.Context, js jetstream.JetStream, runID, source string, events []proto.AuditEvent) error {
+func (l *Ledger) AppendAudit(ctx context.Context, runID, source string, events []proto.AuditEvent) error {
 	if !proto.ValidToken(runID) {
 		return fmt.Errorf("audit of run %q: not a valid token", runID)
 	}
@@ -295,7 +293,7 @@ func AppendAudit(ctx context.Context, js jetstream.JetStream, runID, source stri
 		data = append(data, tail...)
 		id := fmt.Sprintf("%s/%s/%d/%d", runID, source, pos, n)
 		pctx, cancel := opContext(ctx)
-		_, err := js.Publish(pctx, proto.AuditSubject(runID), data,
+		_, err := l.js.Publish(pctx, proto.AuditSubject(runID), data,
 			jetstream.WithMsgID(id), jetstream.WithExpectStream(proto.StreamAudit))
 		cancel()
 		if err != nil {
@@ -304,24 +302,4 @@ func AppendAudit(ctx context.Context, js jetstream.JetStream, runID, source stri
 		pos += n
 	}
 	return nil
-}
-
-// ReadRun returns a run's record, reading only (unlike Open, it creates and updates nothing).
-// A run with no record is an error wrapping ErrNotFound.
-func ReadRun(ctx context.Context, js jetstream.JetStream, runID string) (proto.RunRecord, error) {
-	if !proto.ValidToken(runID) {
-		return proto.RunRecord{}, fmt.Errorf("run %q: not a valid token", runID)
-	}
-	kv, err := js.KeyValue(ctx, proto.BucketState)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return proto.RunRecord{}, fmt.Errorf("run %s: no bucket %s: %w", runID, proto.BucketState, ErrNotFound)
-	}
-	if err != nil {
-		return proto.RunRecord{}, fmt.Errorf("run %s: opening bucket %s: %w", runID, proto.BucketState, err)
-	}
-	var rec proto.RunRecord
-	if _, err := get(ctx, kv, proto.RunKey(runID), &rec); err != nil {
-		return proto.RunRecord{}, fmt.Errorf("run %s: %w", runID, err)
-	}
-	return rec, nil
 }

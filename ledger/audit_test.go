@@ -34,10 +34,14 @@ func auditPage(t *testing.T, cl *Claim, from, to int, errText string) {
 // readAudit returns the tags of run's audit events in order, failing the test on an error.
 func readAudit(t *testing.T, js jetstream.JetStream, runID string) []string {
 	t.Helper()
+	l, err := Bind(ctx(t), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var tags []string
-	for ev, err := range ReadAudit(ctx(t), js, runID) {
+	for ev, err := range l.Audit(ctx(t), runID) {
 		if err != nil {
-			t.Fatalf("ReadAudit(%s) after %d events: %v", runID, len(tags), err)
+			t.Fatalf("Audit(%s) after %d events: %v", runID, len(tags), err)
 		}
 		tags = append(tags, ev.Tag)
 	}
@@ -398,7 +402,7 @@ func TestAuditRefusesInvalidRun(t *testing.T) {
 
 // The reader yields the events before a message it cannot decode as a batch, then fails,
 // naming the message.
-func TestReadAuditRejectsNonBatch(t *testing.T) {
+func TestAuditRejectsNonBatch(t *testing.T) {
 	tests := []struct {
 		name string
 		data string
@@ -420,7 +424,7 @@ func TestReadAuditRejectsNonBatch(t *testing.T) {
 			}
 			var tags []string
 			var gotErr error
-			for ev, err := range ReadAudit(c, js, "r1") {
+			for ev, err := range l.Audit(c, "r1") {
 				if err != nil {
 					gotErr = err
 					break
@@ -428,7 +432,7 @@ func TestReadAuditRejectsNonBatch(t *testing.T) {
 				tags = append(tags, ev.Tag)
 			}
 			if len(tags) != 1 || !errors.Is(gotErr, ErrBadRecord) || !strings.Contains(gotErr.Error(), "sequence 2") {
-				t.Fatalf("ReadAudit = %v, %v; want [%s], then an ErrBadRecord at sequence 2", tags, gotErr, auditTag(0))
+				t.Fatalf("Audit = %v, %v; want [%s], then an ErrBadRecord at sequence 2", tags, gotErr, auditTag(0))
 			}
 		})
 	}
@@ -436,7 +440,7 @@ func TestReadAuditRejectsNonBatch(t *testing.T) {
 
 // The reader goes on fetching until the last message stored when it started: more messages
 // than one fetch takes, here batches of one.
-func TestReadAuditManyMessages(t *testing.T) {
+func TestAuditManyMessages(t *testing.T) {
 	l, js := testLedger(t)
 	c := ctx(t)
 	const n = 150

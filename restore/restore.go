@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/tagsweep/tagsweep/ledger"
@@ -91,14 +90,15 @@ type Config struct {
 // Restore undoes one run. Create it with New and start it with Run.
 type Restore struct {
 	cfg     Config
-	js      jetstream.JetStream
+	l       *ledger.Ledger
 	log     *slog.Logger
 	limiter *rate.Limiter // nil: unlimited
 	now     func() time.Time
 }
 
-// New returns a restore of cfg.RunID reading and writing the ledger's audit stream through js.
-func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Restore, error) {
+// New returns a restore of cfg.RunID reading the run and its audit events from l, and storing
+// its own audit events there. A bound ledger (ledger.Bind) serves.
+func New(cfg Config, l *ledger.Ledger, log *slog.Logger) (*Restore, error) {
 	if !proto.ValidToken(cfg.RunID) {
 		return nil, fmt.Errorf("restore: run id %q is not a valid token", cfg.RunID)
 	}
@@ -113,7 +113,7 @@ func New(cfg Config, js jetstream.JetStream, log *slog.Logger) (*Restore, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Restore{cfg: cfg, js: js, log: log.With(slog.String("run", cfg.RunID), slog.String("restore", cfg.ID)), now: cfg.Now}
+	r := &Restore{cfg: cfg, l: l, log: log.With(slog.String("run", cfg.RunID), slog.String("restore", cfg.ID)), now: cfg.Now}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -185,9 +185,9 @@ func (r *Restore) run(ctx context.Context, rep *proto.RestoreReport) error {
 // plan reads the run's record and the tags it deleted that the filter selects, and enters
 // what they say in rep. A dry run deleted nothing: ErrNothingDeleted.
 func (r *Restore) plan(ctx context.Context, rep *proto.RestoreReport) ([]item, error) {
-	run, err := ledger.ReadRun(ctx, r.js, r.cfg.RunID)
+	run, _, err := r.l.Run(ctx, r.cfg.RunID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading run %s: %w", r.cfg.RunID, err)
 	}
 	rep.DigestsRecorded = run.Policy.RecordDigests
 	if run.Policy.DryRun {
@@ -285,7 +285,7 @@ func (r *Restore) startStore(ctx context.Context, cancel context.CancelCauseFunc
 			}
 			// Stored even while ctx ends: they record tags already put back.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			err := ledger.AppendAudit(sctx, r.js, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), b)
+			err := r.l.AppendAudit(sctx, r.cfg.ID, fmt.Sprintf("%s-%d", source, seq), b)
 			scancel()
 			seq++
 			if err != nil {
@@ -325,8 +325,8 @@ func (r *Restore) deleted(ctx context.Context) ([]item, error) {
 	type key struct{ repo, tag string }
 	at := map[key]int{}
 	var items []item
-	for ev, err := range ledger.ReadAudit(ctx, r.js, r.cfg.RunID) {
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
+	for ev, err := range r.l.Audit(ctx, r.cfg.RunID) {
+		if errors.Is(err, ledger.ErrNoLedger) {
 			return nil, fmt.Errorf("run %s: no audit stream: %w", r.cfg.RunID, err)
 		}
 		if err != nil {

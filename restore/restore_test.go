@@ -30,6 +30,16 @@ func newJS(t *testing.T) jetstream.JetStream {
 	return r.JS(t)
 }
 
+// bound is the ledger on js, bound as the restore command binds it.
+func bound(t *testing.T, js jetstream.JetStream) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.Bind(t.Context(), js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // seedRun records run with policy p and its audit events.
 func seedRun(t *testing.T, js jetstream.JetStream, run string, p proto.Policy, events ...proto.AuditEvent) {
 	t.Helper()
@@ -45,7 +55,7 @@ func seedRun(t *testing.T, js jetstream.JetStream, run string, p proto.Policy, e
 		events[i].Repository = repo
 		events[i].ShardID = "s1"
 	}
-	if err := ledger.AppendAudit(t.Context(), js, run, "seed", events); err != nil {
+	if err := l.AppendAudit(t.Context(), run, "seed", events); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -105,7 +115,7 @@ func TestHistoryRows(t *testing.T) {
 	seedRun(t, js, "r1", proto.Policy{}, evs...)
 
 	r, err := restore.New(restore.Config{RunID: "r1", ID: "r1-restore", Confirm: true, History: q,
-		Now: func() time.Time { return at(24 * time.Hour) }}, js, nil)
+		Now: func() time.Time { return at(24 * time.Hour) }}, bound(t, js), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +131,7 @@ func TestHistoryRows(t *testing.T) {
 		t.Errorf("counts = %+v", rep.Tags)
 	}
 	outcomes := map[string]proto.AuditEvent{}
-	for ev, err := range ledger.ReadAudit(t.Context(), js, "r1-restore") {
+	for ev, err := range bound(t, js).Audit(t.Context(), "r1-restore") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +216,7 @@ func TestRecordedDigests(t *testing.T) {
 			if tc.re != "" {
 				cfg.TagRegex = regexp.MustCompile(tc.re)
 			}
-			r, err := restore.New(cfg, js, nil)
+			r, err := restore.New(cfg, bound(t, js), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +239,7 @@ func TestRecordedDigests(t *testing.T) {
 			}
 		})
 	}
-	r, err := restore.New(restore.Config{RunID: "dry", ID: "dry-restore", Confirm: true, Manifests: newReg()}, js, nil)
+	r, err := restore.New(restore.Config{RunID: "dry", ID: "dry-restore", Confirm: true, Manifests: newReg()}, bound(t, js), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +284,7 @@ func TestRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := restore.New(restore.Config{RunID: "limited", ID: "limited-restore", Confirm: true, Manifests: manifests, Concurrency: 32}, js, nil)
+	r, err := restore.New(restore.Config{RunID: "limited", ID: "limited-restore", Confirm: true, Manifests: manifests, Concurrency: 32}, bound(t, js), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +342,7 @@ func TestStoreFailureStops(t *testing.T) {
 	}
 	seedRun(t, js, "unstored", proto.Policy{RecordDigests: true}, evs...)
 	m := &blockingManifests{js: js, limit: 1000}
-	r, err := restore.New(restore.Config{RunID: "unstored", ID: "unstored-restore", Confirm: true, Manifests: m, Concurrency: 4}, js, nil)
+	r, err := restore.New(restore.Config{RunID: "unstored", ID: "unstored-restore", Confirm: true, Manifests: m, Concurrency: 4}, bound(t, js), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func TestDistributionRestore(t *testing.T) {
 		{Deleted: int64(len(eligible)), Skipped: int64(len(eligible))},
 	} {
 		rs, err := restore.New(restore.Config{RunID: "dist-undo", ID: fmt.Sprintf("dist-undo-restore-%d", i), Confirm: true,
-			Manifests: manifests, Concurrency: 16}, r.JS(t), nil)
+			Manifests: manifests, Concurrency: 16}, r.Ledger(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,6 +52,13 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 		return err
 	}
 	defer closeAll()
+	l, err := ledger.Bind(ctx, js, ledger.Config{})
+	if errors.Is(err, ledger.ErrNoLedger) {
+		return fmt.Errorf("run %s: %w (no tagsweep runs at %s)", runID, errRunNotFound, redactNATSURL(cfg.NATSURL))
+	}
+	if err != nil {
+		return err
+	}
 
 	format, file, deprecated := cfg.AuditOutput()
 	if deprecated {
@@ -67,17 +74,17 @@ func runAudit(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.Con
 	if format == config.OutputCSV {
 		export = exportAuditCSV
 	}
-	n, err := export(out, ledger.ReadAudit(ctx, js, runID))
+	n, err := export(out, l.Audit(ctx, runID))
 	if err != nil {
 		return fmt.Errorf("exporting the audit of run %s after %d events: %w", runID, n, err)
 	}
 	if n == 0 {
-		known, err := runRecorded(ctx, js, runID)
-		if err != nil {
-			return err
-		}
-		if !known {
+		_, _, err := l.Run(ctx, runID)
+		if errors.Is(err, ledger.ErrNotFound) {
 			return fmt.Errorf("run %s: %w (no run record and no audit events at %s)", runID, errRunNotFound, redactNATSURL(cfg.NATSURL))
+		}
+		if err != nil {
+			return fmt.Errorf("reading run %s: %w", runID, err)
 		}
 	}
 	if err := commit(); err != nil {
@@ -138,25 +145,6 @@ func exportAuditCSV(w io.Writer, events iter.Seq2[proto.AuditEvent, error]) (int
 		return n, fmt.Errorf("writing: %w", err)
 	}
 	return n, nil
-}
-
-// runRecorded reports whether the state bucket holds run's record, reading only.
-func runRecorded(ctx context.Context, js jetstream.JetStream, runID string) (bool, error) {
-	kv, err := js.KeyValue(ctx, proto.BucketState)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("opening bucket %s: %w", proto.BucketState, err)
-	}
-	_, err = kv.Get(ctx, proto.RunKey(runID))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("reading run %s: %w", runID, err)
-	}
-	return true, nil
 }
 
 // auditOutput returns where the export goes: w (buffered) when path is empty, else a

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/tagsweep/tagsweep/config"
@@ -62,12 +61,19 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 	if !proto.ValidToken(runID) {
 		return withCode(exitError, fmt.Errorf("run %q: not a run ID", runID))
 	}
-	js, _, closeLedger, err := connectLedger(cfg, "tagsweep-restore", log)
+	js, where, closeLedger, err := connectLedger(cfg, "tagsweep-restore", log)
 	if err != nil {
 		return withCode(exitError, err)
 	}
 	defer closeLedger()
-	rs, err := newRestore(ctx, js, cfg, runID, log)
+	l, err := ledger.Bind(ctx, js, ledgerConfig(cfg))
+	if errors.Is(err, ledger.ErrNoLedger) {
+		return withCode(exitError, fmt.Errorf("run %s: %w (no tagsweep runs in %s)", runID, errRunNotFound, where))
+	}
+	if err != nil {
+		return withCode(exitError, err)
+	}
+	rs, err := newRestore(ctx, l, cfg, runID, log)
 	if err != nil {
 		return withCode(exitError, err)
 	}
@@ -78,13 +84,13 @@ func runRestore(ctx context.Context, w io.Writer, log *slog.Logger, cfg config.C
 // newRestore is the restore of run runID that cfg asks for, through the registry the run
 // recorded (which this restore must be allowed to talk to): by manifest, and, given a
 // token, through Quay's tag history.
-func newRestore(ctx context.Context, js jetstream.JetStream, cfg config.Config, runID string, log *slog.Logger) (*restore.Restore, error) {
-	run, err := ledger.ReadRun(ctx, js, runID)
+func newRestore(ctx context.Context, l *ledger.Ledger, cfg config.Config, runID string, log *slog.Logger) (*restore.Restore, error) {
+	run, _, err := l.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %w", err, errRunNotFound)
+		return nil, fmt.Errorf("run %s: %w: %w", runID, err, errRunNotFound)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading run %s: %w", runID, err)
 	}
 	if err := allowed(cfg, run); err != nil {
 		return nil, err
@@ -116,7 +122,7 @@ func newRestore(ctx context.Context, js jetstream.JetStream, cfg config.Config, 
 		MaxRPS:      cfg.MaxRPS,
 		Manifests:   manifests,
 		History:     history,
-	}, js, log)
+	}, l, log)
 }
 
 // reportRestore prints the summary of a restore that returned rep and err and writes its

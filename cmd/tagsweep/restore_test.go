@@ -114,8 +114,12 @@ func restoreEvents(t *testing.T, dir, id string) map[proto.Outcome]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l, err := ledger.Bind(t.Context(), js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := map[proto.Outcome]int{}
-	for ev, err := range ledger.ReadAudit(t.Context(), js, id) {
+	for ev, err := range l.Audit(t.Context(), id) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,10 +38,6 @@ func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 	if err != nil {
 		return fmt.Errorf("the run before the restore: %w", err)
 	}
-	js, err := rig.Connect()
-	if err != nil {
-		return err
-	}
 	var sent atomic.Int64
 	manifests, err := registry.NewRestorer(registry.OCIConfig{Host: c.registry, PlainHTTP: true, Concurrency: c.restoreConc,
 		Logger: c.logger(), WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
@@ -54,7 +50,7 @@ func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 		return err
 	}
 	rs, err := restore.New(restore.Config{RunID: out.Report.RunID, ID: out.Report.RunID + "-restore", Confirm: true,
-		Concurrency: c.restoreConc, Manifests: manifests}, js, c.logger())
+		Concurrency: c.restoreConc, Manifests: manifests}, rig.Ledger(), c.logger())
 	if err != nil {
 		return err
 	}
