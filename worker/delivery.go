@@ -176,7 +176,7 @@ func (d *delivery) work(ctx, grace, hard context.Context) error {
 	case proto.KindFamily:
 		err = d.family(ctx, hard)
 	case proto.KindPreserve:
-		err = d.w.preserveOne(ctx, hard, d.claim, d.entry, d.run, d.final, d.log)
+		err = d.preserveOne(ctx, hard)
 	default:
 		err = d.prune(ctx, grace, hard)
 	}

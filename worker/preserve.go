@@ -129,7 +129,7 @@ func (d *delivery) family(ctx, hard context.Context) error {
 	if err := rm.retry(); err != nil {
 		return err
 	}
-	return d.w.saveResult(hard, d.claim, res)
+	return d.saveResult(hard, res)
 }
 
 // familyRemoval carries out a family shard's removals (removal requests and orphans) through
@@ -220,53 +220,56 @@ func confirmOrphan(ctx context.Context, client registry.Client, repo, v string) 
 	return nil
 }
 
-// preserveOne works a preserve shard: it preserves one payload.
-func (w *Worker) preserveOne(ctx, hard context.Context, claim *ledger.Claim, e *runEntry, run proto.RunRecord,
-	final bool, log *slog.Logger) error {
-	rec := claim.Record()
+// preserveOne works a preserve shard: it preserves one payload. A fault of the payload
+// (preserve.ErrPayload, a payload gone or without image references), or any failure on the
+// last delivery, is recorded in the shard's PreserveResult and the shard is done; another
+// failure is retried on a later delivery.
+func (d *delivery) preserveOne(ctx, hard context.Context) error {
+	rec := d.claim.Record()
 	v, ok := preserve.VersionOf(rec.Range)
 	if !ok {
 		return permanent(fmt.Errorf("preserve shard range %v names no payload version", rec.Range))
 	}
-	pres, err := w.preservationFor(ctx, e, run)
+	pres, err := d.w.preservationFor(ctx, d.entry, d.run)
 	if err != nil {
 		return err
 	}
 	task := preserve.Task{Version: v, Payload: preserve.PayloadTag(v)}
-	if _, err := w.listRange(ctx, e.client, rec.Repository, rec.Range, func(t string) {
+	if _, err := d.w.listRange(ctx, d.entry.client, rec.Repository, rec.Range, func(t string) {
 		if role, tv, c := preserve.Classify(t); role == preserve.RoleComponent && tv == v {
 			task.Existing = append(task.Existing, c)
 		}
 	}); err != nil {
 		return err
 	}
-	r, err := pres.preserver.Preserve(ctx, rec.Repository, task, run.Policy.DryRun)
+	dry := d.run.Policy.DryRun
+	r, err := pres.preserver.Preserve(ctx, rec.Repository, task, dry)
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	permanent := errors.Is(err, preserve.ErrPayload) || errors.Is(err, registry.ErrNotFound) ||
+	payloadFault := errors.Is(err, preserve.ErrPayload) || errors.Is(err, registry.ErrNotFound) ||
 		errors.Is(err, registry.ErrNoImageReferences)
-	if err != nil && !permanent && !final {
+	if err != nil && !payloadFault && !d.final {
 		return retryable(err)
 	}
 	res := proto.PreserveResult{V: proto.Version, RunID: rec.RunID, ShardID: rec.ShardID, Counters: r.Counters(err)}
 	if err != nil {
 		res.Failures = []string{fmt.Sprintf("%s: %v", v, err)}
-		log.Error("release payload not preserved; the next run tries again", slog.String("tag", task.Payload), slog.Any("err", err))
+		d.log.Error("release payload not preserved; the next run tries again", slog.String("tag", task.Payload), slog.Any("err", err))
 	} else {
-		log.Info("release payload preserved", slog.String("tag", task.Payload), slog.Int("components", r.Components),
+		d.log.Info("release payload preserved", slog.String("tag", task.Payload), slog.Int("components", r.Components),
 			slog.Int("tagged", r.Tagged), slog.Int("already_tagged", r.Present), slog.Int("elsewhere", r.Elsewhere),
-			slog.Bool("dry_run", run.Policy.DryRun))
+			slog.Bool("dry_run", dry))
 	}
-	return w.saveResult(hard, claim, res)
+	return d.saveResult(hard, res)
 }
 
-// saveResult records a shard's PreserveResult through its claim, replacing an earlier
+// saveResult records the shard's PreserveResult through its claim, replacing an earlier
 // attempt's.
-func (w *Worker) saveResult(hard context.Context, claim *ledger.Claim, res proto.PreserveResult) error {
-	ctx, cancel := w.ledgerCtx(hard)
+func (d *delivery) saveResult(hard context.Context, res proto.PreserveResult) error {
+	ctx, cancel := d.w.ledgerCtx(hard)
 	defer cancel()
-	return claim.SavePreserveResult(ctx, res)
+	return d.claim.SavePreserveResult(ctx, res)
 }
 
 // preserveShardID names the shard preserving version v, published by family shard parent:
