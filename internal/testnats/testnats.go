@@ -2,9 +2,8 @@
 // server, or several routed into a JetStream cluster, on random loopback ports below the
 // ephemeral range, each restartable on its address and store; and connections to them that
 // reconnect forever, as the CLI's do. It is the NATS half of internal/testrig, apart from it
-// for the tests that want NATS without tagsweep's state on it: the ledger's own tests (which
-// testrig, built on the ledger, cannot serve) and the commands' tests (whose commands
-// provision the ledger themselves).
+// for tests that want NATS without tagsweep's state on it, such as the ledger's own tests
+// (which testrig, built on the ledger, cannot serve).
 package testnats
 
 import (
