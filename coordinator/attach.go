@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/proto"
@@ -142,7 +143,7 @@ func (c *Coordinator) checkClock(ctx context.Context, repo string) error {
 		}
 		c.log.Warn("checking the clock against the registry; trying again", slog.Any("err", err),
 			slog.Int("attempt", attempt), slog.Duration("in", delay))
-		if err := sleep(ctx, delay); err != nil {
+		if err := pause.For(ctx, delay); err != nil {
 			return err
 		}
 		delay *= 2

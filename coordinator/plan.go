@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/keyspace"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
@@ -192,7 +193,7 @@ func (c *Coordinator) planRetrying(ctx context.Context, l *ledger.Ledger, run pr
 			return err
 		}
 		c.log.Warn("planning failed; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", delay))
-		if err := sleep(ctx, delay); err != nil {
+		if err := pause.For(ctx, delay); err != nil {
 			return err
 		}
 		delay *= 2
@@ -236,22 +237,10 @@ func (l *retryingLister) List(ctx context.Context, repo, last string, n int) (re
 			wait = min(ra.After, maxListDelay)
 		}
 		l.log.Warn("listing tags for planning; trying again", slog.Any("err", err), slog.Int("attempt", attempt), slog.Duration("in", wait))
-		if err := sleep(ctx, wait); err != nil {
+		if err := pause.For(ctx, wait); err != nil {
 			return p, err
 		}
 		delay = min(2*delay, maxListDelay)
-	}
-}
-
-// sleep waits for d, or returns ctx's error when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -86,7 +87,7 @@ func (c *Coordinator) preservationRetrying(ctx context.Context, l *ledger.Ledger
 			return preserved{counters: counters, failures: failures, err: err}
 		}
 		c.log.Warn("reading preservation results; trying again", slog.Any("err", err))
-		if sleep(ctx, time.Second) != nil {
+		if pause.For(ctx, time.Second) != nil {
 			return preserved{err: err}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -136,7 +137,7 @@ func watchLater[T any](ctx context.Context, start func(context.Context) (<-chan 
 func (t *tracker) firstListing(ctx context.Context) error {
 	for err := t.relist(ctx); err != nil; err = t.relist(ctx) {
 		t.c.log.Warn("listing shard records; trying again", slog.Any("err", err))
-		if err := sleep(ctx, t.c.cfg.PollInterval); err != nil {
+		if err := pause.For(ctx, t.c.cfg.PollInterval); err != nil {
 			return err
 		}
 	}

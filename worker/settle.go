@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/registry"
 )
@@ -77,7 +78,7 @@ func (d *delivery) store(hard context.Context, op func(context.Context) error) (
 		case try == settleTries:
 			return true, err
 		}
-		if sleep(ctx, time.Duration(try)*settleDelay) != nil {
+		if pause.For(ctx, time.Duration(try)*settleDelay) != nil {
 			return true, err
 		}
 	}

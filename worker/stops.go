@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/proto"
 )
@@ -97,7 +98,7 @@ func (s *runStops) watch(ctx context.Context, l *ledger.Ledger, log *slog.Logger
 		} else {
 			log.Warn("watching run records for stops; trying again", slog.Any("err", err), slog.Duration("in", delay))
 		}
-		_ = sleep(ctx, delay)
+		_ = pause.For(ctx, delay)
 		delay = min(2*delay, openRetryMax)
 	}
 }

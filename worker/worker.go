@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/tagsweep/tagsweep/internal/pause"
 	"github.com/tagsweep/tagsweep/ledger"
 	"github.com/tagsweep/tagsweep/policy"
 	"github.com/tagsweep/tagsweep/preserve"
@@ -277,7 +278,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			delay = openRetryMin // it worked for a while: this is a new breakage
 		}
 		w.log.Warn("shard queue broke; reopening it", slog.Any("err", err), slog.Duration("in", delay))
-		if sleep(ctx, delay) != nil {
+		if pause.For(ctx, delay) != nil {
 			w.log.Info("worker stopping")
 			return nil
 		}
@@ -338,22 +339,10 @@ func (w *Worker) open(ctx context.Context) (*ledger.Ledger, error) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 		w.log.Warn("opening the shard queue; retrying", slog.Any("err", err), slog.Duration("in", delay))
-		if sleep(ctx, delay) != nil {
+		if pause.For(ctx, delay) != nil {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 		delay = min(2*delay, openRetryMax)
-	}
-}
-
-// sleep waits for d, or returns ctx's error when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
