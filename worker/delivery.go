@@ -157,7 +157,7 @@ func (d *delivery) prepare(ctx context.Context) error {
 	if err := d.w.cfg.Floor.Check(run, rec.Repository, time.Now()); err != nil {
 		return permanent(err) // before any client exists: nothing of the shard is listed, tagged or deleted
 	}
-	entry, err := d.w.runEntry(ctx, run)
+	entry, err := d.w.cachedRun(ctx, run)
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
-// runEntry returns the cached policy and client of a run, building them on first use. A
+// cachedRun returns the cached policy and client of a run, building them on first use. A
 // client that cannot be built is not cached (the next shard tries again).
-func (w *Worker) runEntry(ctx context.Context, run proto.RunRecord) (*runEntry, error) {
+func (w *Worker) cachedRun(ctx context.Context, run proto.RunRecord) (*runEntry, error) {
 	w.mu.Lock()
 	e, ok := w.runs[run.RunID]
 	w.mu.Unlock()

@@ -58,7 +58,7 @@ func (s *session) renew(ctx context.Context, stale *runEntry) (*runEntry, error)
 		return s.e, nil
 	}
 	s.w.forget(s.run.RunID, stale)
-	e, err := s.w.runEntry(ctx, s.run)
+	e, err := s.w.cachedRun(ctx, s.run)
 	if err != nil {
 		return nil, err
 	}
