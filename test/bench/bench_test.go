@@ -232,17 +232,42 @@ func TestChecks(t *testing.T) {
 		{"restore", []sideResult{ts}, ceiling, []string{ // no digests or restore side
 			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
 		{"ceiling", []sideResult{*ceiling}, nil, []string{"ceiling (informative): met"}},
+		// The plan's balance is judged without splitting: a balanced nosplit side meets it even
+		// though the splitting side's shard lifetimes are far apart, and an unbalanced one misses.
+		{"skewed", []sideResult{{Side: "tagsweep-nosplit", LongestShard: 15, MedianShard: 10, PeakRSSBytes: 50 << 20},
+			{Side: "tagsweep", LongestShard: 40, MedianShard: 5, PeakRSSBytes: 50 << 20}}, nil, []string{
+			"longest shard ≤ 2× the median (the plan's balance, without splitting): met",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met"}},
+		{"skewed", []sideResult{{Side: "tagsweep-nosplit", LongestShard: 25, MedianShard: 10, PeakRSSBytes: 50 << 20},
+			{Side: "tagsweep", LongestShard: 6, MedianShard: 5, PeakRSSBytes: 50 << 20}}, nil, []string{
+			"longest shard ≤ 2× the median (the plan's balance, without splitting): MISSED",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.scenario, func(t *testing.T) {
 			r := scenarioResult{Scenario: tc.scenario, Workers: 8, Tags: 10, Sides: tc.sides}
 			var got []string
-			for _, c := range checks(scenarios[tc.scenario], o, r, tc.ceiling) {
+			for _, c := range checks(scenarios[tc.scenario], o, r, ceilings{zero: tc.ceiling}) {
 				got = append(got, c.Target+": "+c.mark())
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("checks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestCeilingShare: a rate is said as a share of the zero-latency ceiling, with the share the
+// ceiling's own loop reached at the latency when ceiling-latency ran.
+func TestCeilingShare(t *testing.T) {
+	zero := &sideResult{Side: "ceiling", WallSeconds: 1, Requests: 1000}
+	latency := &sideResult{Side: "ceiling", WallSeconds: 1, Requests: 600}
+	x, got := ceilings{zero: zero}.share(500)
+	if x != 0.5 || got != "50% (500 vs 1000 requests/s)" {
+		t.Errorf("share without ceiling-latency = %v, %q", x, got)
+	}
+	x, got = ceilings{zero: zero, latency: latency}.share(500)
+	if want := "50% (500 vs 1000 requests/s); the ceiling's own loop at this latency reached 60% (ceiling-latency, 600 requests/s)"; x != 0.5 || got != want {
+		t.Errorf("share with ceiling-latency = %v, %q, want %q", x, got, want)
 	}
 }

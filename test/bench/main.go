@@ -95,15 +95,20 @@ func run(args []string, w io.Writer) error {
 	defer cancel()
 	fmt.Fprintf(w, "tagsweep benchmark: %s; %d workers; latency %s; machine: %s\n\n", strings.Join(names, ", "), o.workers, o.latency, machine())
 	var results []scenarioResult
-	var ceiling *sideResult
+	var ceil ceilings
 	for _, name := range names {
 		sc := scenarios[name]
-		res, err := runScenario(ctx, o, sc, ceiling, func(s string) { fmt.Fprintln(os.Stderr, s) })
+		res, err := runScenario(ctx, o, sc, ceil, func(s string) { fmt.Fprintln(os.Stderr, s) })
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", name, err)
 		}
-		if name == "ceiling" && len(res.Sides) > 0 {
-			ceiling = &res.Sides[0]
+		if len(res.Sides) > 0 {
+			switch name {
+			case "ceiling":
+				ceil.zero = &res.Sides[0]
+			case "ceiling-latency":
+				ceil.latency = &res.Sides[0]
+			}
 		}
 		results = append(results, res)
 		writeMarkdown(w, res)

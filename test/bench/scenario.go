@@ -106,7 +106,7 @@ type check struct {
 
 // runScenario generates the scenario's tags and runs each of its sides that o asks for, one
 // after the other, each against a fresh copy of the tags.
-func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResult, progress func(string)) (scenarioResult, error) {
+func runScenario(ctx context.Context, o options, sc scenario, ceil ceilings, progress func(string)) (scenarioResult, error) {
 	tags, gen, eligible := sc.generate(o, progress)
 	latency := sc.latency(o)
 	res := scenarioResult{Scenario: sc.Name, About: sc.About, Tags: len(tags), EligibleGen: eligible,
@@ -135,7 +135,7 @@ func runScenario(ctx context.Context, o options, sc scenario, ceiling *sideResul
 			res.Sides = append(res.Sides, r)
 		}
 	}
-	res.Checks = checks(sc, o, res, ceiling)
+	res.Checks = checks(sc, o, res, ceil)
 	return res, nil
 }
 
