@@ -15,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"iter"
 	"log/slog"
 	"maps"
 	"regexp"
@@ -130,9 +132,23 @@ var ErrNothingDeleted = errors.New("the run was a dry run and deleted nothing")
 // namespace's time machine window has passed, and the tag can no longer be restored.
 var ErrOutsideWindow = errors.New("outside Quay's time machine window")
 
-// item is one deleted tag to put back: the run's (last) deletion event of it.
-type item struct {
-	ev proto.AuditEvent
+// tagKey names a deleted tag.
+type tagKey struct{ repo, tag string }
+
+// survey is what a first reading of the run's audit events finds, holding no tag names, so
+// that a restore's memory does not grow with the names of a run of millions of deletions:
+// the deleted tags the filter selects, by hash, and which of them were deleted more than once
+// (true). A tag whose hash collides with another's is taken for one deleted more than once,
+// which costs it only its place in the order.
+type survey struct {
+	seed  maphash.Seed
+	seen  map[uint64]bool
+	repos map[string]bool
+}
+
+// hash is the survey's hash of a tag.
+func (sv *survey) hash(repo, tag string) uint64 {
+	return maphash.Comparable(sv.seed, tagKey{repo, tag})
 }
 
 // Run restores every tag the run deleted that the filter selects, and returns the report. It
@@ -155,17 +171,18 @@ func (r *Restore) Run(ctx context.Context) (proto.RestoreReport, error) {
 
 // run reads what the run deleted, puts it back and stores each outcome, filling in rep.
 func (r *Restore) run(ctx context.Context, rep *proto.RestoreReport) error {
-	items, err := r.plan(ctx, rep)
+	sv, err := r.plan(ctx, rep)
 	if err != nil {
 		return err
 	}
-	// A failure to store the outcomes stops the restore: it must not put back tags it cannot
-	// account for.
+	// A failure to store the outcomes, or to read the deletions again, stops the restore: it
+	// must not put back tags it cannot account for.
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	store := r.startStore(ctx, cancel, rep.StartedAt)
-	for ev := range r.restoreAll(ctx, items) {
+	var deleted int64
+	for ev := range r.restoreAll(ctx, cancel, r.toRestore(ctx, sv, &deleted)) {
 		if ev.Outcome == "" { // abandoned on a stop
 			continue
 		}
@@ -177,14 +194,17 @@ func (r *Restore) run(ctx context.Context, rep *proto.RestoreReport) error {
 	case err != nil:
 		return err
 	case parent.Err() != nil:
-		return fmt.Errorf("restore interrupted after %d of %d tags: %w", stored, len(items), context.Cause(parent))
+		return fmt.Errorf("restore interrupted after %d of %d tags: %w", stored, rep.Tags.Deleted, context.Cause(parent))
+	case context.Cause(ctx) != nil:
+		return context.Cause(ctx)
 	}
+	rep.Tags.Deleted = deleted // exact, where the survey counted hashes
 	return nil
 }
 
-// plan reads the run's record and the tags it deleted that the filter selects, and enters
-// what they say in rep. A dry run deleted nothing: ErrNothingDeleted.
-func (r *Restore) plan(ctx context.Context, rep *proto.RestoreReport) ([]item, error) {
+// plan reads the run's record and surveys the tags it deleted that the filter selects, and
+// enters what they say in rep. A dry run deleted nothing: ErrNothingDeleted.
+func (r *Restore) plan(ctx context.Context, rep *proto.RestoreReport) (*survey, error) {
 	run, _, err := r.l.Run(ctx, r.cfg.RunID)
 	if err != nil {
 		return nil, fmt.Errorf("reading run %s: %w", r.cfg.RunID, err)
@@ -196,40 +216,47 @@ func (r *Restore) plan(ctx context.Context, rep *proto.RestoreReport) ([]item, e
 	if run.State == proto.RunRunning {
 		r.log.Warn("the run is still recorded as running: tags its workers delete after this restore stay deleted")
 	}
-	items, err := r.deleted(ctx)
-	if err != nil {
-		return nil, err
+	sv := &survey{seed: maphash.MakeSeed(), seen: map[uint64]bool{}, repos: map[string]bool{}}
+	for ev, err := range r.deletions(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		h := sv.hash(ev.Repository, ev.Tag)
+		_, again := sv.seen[h]
+		sv.seen[h] = again
+		sv.repos[ev.Repository] = true
 	}
-	repos := map[string]bool{}
-	for _, it := range items {
-		repos[it.ev.Repository] = true
-	}
-	rep.Repositories = slices.Sorted(maps.Keys(repos))
-	rep.Tags.Deleted = int64(len(items))
-	r.log.Info("restoring the tags the run deleted", slog.Int("tags", len(items)), slog.Bool("dry_run", !r.cfg.Confirm),
+	rep.Repositories = slices.Sorted(maps.Keys(sv.repos))
+	rep.Tags.Deleted = int64(len(sv.seen))
+	r.log.Info("restoring the tags the run deleted", slog.Int("tags", len(sv.seen)), slog.Bool("dry_run", !r.cfg.Confirm),
 		slog.Bool("digests_recorded", run.Policy.RecordDigests))
-	return items, nil
+	return sv, nil
 }
 
-// restoreAll puts items back, cfg.Concurrency at a time, and sends each outcome (one's
-// restore audit event) on the channel it returns, which is closed once all are done. Once ctx
-// ends no more items are started.
-func (r *Restore) restoreAll(ctx context.Context, items []item) <-chan proto.AuditEvent {
+// restoreAll puts back the tags of items (each its deletion event), cfg.Concurrency at a
+// time, and sends each outcome (one's restore audit event) on the channel it returns, which
+// is closed once all are done. Once ctx ends no more items are started; an error from items
+// cancels ctx with it as the cause.
+func (r *Restore) restoreAll(ctx context.Context, cancel context.CancelCauseFunc, items iter.Seq2[proto.AuditEvent, error]) <-chan proto.AuditEvent {
 	out := make(chan proto.AuditEvent, r.cfg.Concurrency)
-	work := make(chan item)
+	work := make(chan proto.AuditEvent)
 	var wg sync.WaitGroup
-	for range min(r.cfg.Concurrency, max(len(items), 1)) {
+	for range r.cfg.Concurrency {
 		wg.Go(func() {
-			for it := range work {
-				out <- r.one(ctx, it.ev)
+			for del := range work {
+				out <- r.one(ctx, del)
 			}
 		})
 	}
 	go func() {
 		defer close(work)
-		for _, it := range items {
+		for del, err := range items {
+			if err != nil {
+				cancel(err)
+				return
+			}
 			select {
-			case work <- it:
+			case work <- del:
 			case <-ctx.Done():
 				return
 			}
@@ -319,31 +346,62 @@ func (s *auditStore) close() (stored int, err error) {
 	return s.stored, s.err
 }
 
-// deleted reads the run's audit events and returns the tags it deleted that the filter
-// selects, one item per repository and tag (its last deletion), in the order deleted.
-func (r *Restore) deleted(ctx context.Context) ([]item, error) {
-	type key struct{ repo, tag string }
-	at := map[key]int{}
-	var items []item
-	for ev, err := range r.l.Audit(ctx, r.cfg.RunID) {
-		if errors.Is(err, ledger.ErrNoLedger) {
-			return nil, fmt.Errorf("run %s: no audit stream: %w", r.cfg.RunID, err)
+// deletions reads the run's audit events and yields the deletions of the tags the filter
+// selects, in the order they were stored. An error is the last value.
+func (r *Restore) deletions(ctx context.Context) iter.Seq2[proto.AuditEvent, error] {
+	return func(yield func(proto.AuditEvent, error) bool) {
+		for ev, err := range r.l.Audit(ctx, r.cfg.RunID) {
+			if errors.Is(err, ledger.ErrNoLedger) {
+				yield(proto.AuditEvent{}, fmt.Errorf("run %s: no audit stream: %w", r.cfg.RunID, err))
+				return
+			}
+			if err != nil {
+				yield(proto.AuditEvent{}, err)
+				return
+			}
+			if ev.Outcome != proto.OutcomeDeleted || (r.cfg.TagRegex != nil && !r.cfg.TagRegex.MatchString(ev.Tag)) {
+				continue
+			}
+			if !yield(ev, nil) {
+				return
+			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		if ev.Outcome != proto.OutcomeDeleted || (r.cfg.TagRegex != nil && !r.cfg.TagRegex.MatchString(ev.Tag)) {
-			continue
-		}
-		k := key{ev.Repository, ev.Tag}
-		if i, ok := at[k]; ok {
-			items[i].ev = ev
-			continue
-		}
-		at[k] = len(items)
-		items = append(items, item{ev: ev})
 	}
-	return items, nil
+}
+
+// toRestore reads the run's deletions again and yields one per tag, its last: the tags the
+// survey saw deleted once as they come, then those deleted more than once (few; held until
+// the end). It counts the tags it yields in *n.
+func (r *Restore) toRestore(ctx context.Context, sv *survey, n *int64) iter.Seq2[proto.AuditEvent, error] {
+	return func(yield func(proto.AuditEvent, error) bool) {
+		last := map[tagKey]proto.AuditEvent{}
+		var order []tagKey
+		for ev, err := range r.deletions(ctx) {
+			if err != nil {
+				yield(proto.AuditEvent{}, err)
+				return
+			}
+			if again, ok := sv.seen[sv.hash(ev.Repository, ev.Tag)]; ok && !again {
+				*n++
+				if !yield(ev, nil) {
+					return
+				}
+				continue
+			}
+			// Deleted more than once, or stored after the survey (a run still running): held.
+			k := tagKey{ev.Repository, ev.Tag}
+			if _, held := last[k]; !held {
+				order = append(order, k)
+			}
+			last[k] = ev
+		}
+		for _, k := range order {
+			*n++
+			if !yield(last[k], nil) {
+				return
+			}
+		}
+	}
 }
 
 // one puts one deleted tag back, or in a dry run finds whether it would, and returns the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,14 +26,14 @@ import (
 const repo = "ns/app"
 
 // newJS is an embedded JetStream with the ledger's streams and buckets.
-func newJS(t *testing.T) jetstream.JetStream {
+func newJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	r := testrig.New(t, testrig.Config{MaxMemory: 64 << 20, MaxStore: 64 << 20, Ledger: ledger.Config{Storage: jetstream.MemoryStorage}})
 	return r.JS(t)
 }
 
 // bound is the ledger on js, bound as the restore command binds it.
-func bound(t *testing.T, js jetstream.JetStream) *ledger.Ledger {
+func bound(t testing.TB, js jetstream.JetStream) *ledger.Ledger {
 	t.Helper()
 	l, err := ledger.Bind(t.Context(), js, ledger.Config{})
 	if err != nil {
@@ -41,7 +43,7 @@ func bound(t *testing.T, js jetstream.JetStream) *ledger.Ledger {
 }
 
 // seedRun records run with policy p and its audit events.
-func seedRun(t *testing.T, js jetstream.JetStream, run string, p proto.Policy, events ...proto.AuditEvent) {
+func seedRun(t testing.TB, js jetstream.JetStream, run string, p proto.Policy, events ...proto.AuditEvent) {
 	t.Helper()
 	l, err := ledger.Open(t.Context(), js, ledger.Config{Storage: jetstream.MemoryStorage})
 	if err != nil {
@@ -245,6 +247,45 @@ func TestRecordedDigests(t *testing.T) {
 	}
 	if _, err := r.Run(t.Context()); !errors.Is(err, restore.ErrNothingDeleted) {
 		t.Errorf("restore of a dry run = %v, want ErrNothingDeleted", err)
+	}
+}
+
+// TestDeletedTwice: a tag the run deleted twice (pushed again while it ran) is put back once,
+// at the digest of its last deletion, after the others, and counted once; events that are not
+// deletions are not restored.
+func TestDeletedTwice(t *testing.T) {
+	js := newJS(t)
+	seedRun(t, js, "r3", proto.Policy{RecordDigests: true},
+		proto.AuditEvent{Tag: "a", Outcome: proto.OutcomeDeleted, Digest: digest(1)},
+		proto.AuditEvent{Tag: "b", Outcome: proto.OutcomeDeleted, Digest: digest(2)},
+		proto.AuditEvent{Tag: "c", Outcome: proto.OutcomeFailed, Digest: digest(3)},
+		proto.AuditEvent{Tag: "d", Outcome: proto.OutcomeAlreadyGone},
+		proto.AuditEvent{Tag: "a", Outcome: proto.OutcomeDeleted, Digest: digest(4)},
+	)
+	reg := &fakeManifests{tags: map[string]string{}, manifests: map[string]bool{digest(1): true, digest(2): true, digest(4): true}}
+	r, err := restore.New(restore.Config{RunID: "r3", ID: "r3-restore", Confirm: true, Manifests: reg, Concurrency: 1}, bound(t, js), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (proto.RestoreCounts{Deleted: 2, Restored: 2}); rep.Tags != want || reg.puts != 2 {
+		t.Errorf("counts %+v, %d puts; want %+v, 2 puts", rep.Tags, reg.puts, want)
+	}
+	if want := map[string]string{"a": digest(4), "b": digest(2)}; !maps.Equal(reg.tags, want) {
+		t.Errorf("tags after the restore %v, want %v", reg.tags, want)
+	}
+	var order []string
+	for ev, err := range bound(t, js).Audit(t.Context(), "r3-restore") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, ev.Tag)
+	}
+	if !slices.Equal(order, []string{"b", "a"}) {
+		t.Errorf("restored in the order %v, want [b a]: the tag deleted twice after the others", order)
 	}
 }
 
