@@ -43,9 +43,6 @@ const (
 // maxFailures bounds the failures the report names.
 const maxFailures = 20
 
-// flushEvery is how many outcomes are stored on the audit stream at once.
-const flushEvery = 1000
-
 // Manifests puts tags back by digest on any OCI registry (registry.Restorer).
 type Manifests interface {
 	// Digest returns the digest tag points at; an absent tag wraps registry.ErrNotFound.

@@ -8,6 +8,9 @@ import (
 	"github.com/tagsweep/tagsweep/proto"
 )
 
+// flushEvery is how many outcomes are stored on the audit stream at once.
+const flushEvery = 1000
+
 // auditStore stores a restore's outcomes on the audit stream as they come, flushEvery at a
 // time, by a goroutine of its own so that the restores do not wait for the stream; an
 // interrupted restore leaves its record of what it did. The first failure to store cancels
