@@ -167,9 +167,18 @@ func (r *Registry) apiRows(rp *repo, l apiListQuery) ([]deletion, []string) {
 	}
 	if !l.active {
 		now := r.now()
-		for _, d := range rp.deleted {
-			if (l.specific == "" || d.name == l.specific) && l.match(d.name) && r.kept(d.end, now) {
+		keep := func(d deletion) {
+			if l.match(d.name) && r.kept(d.end, now) {
 				rows = append(rows, d)
+			}
+		}
+		if l.specific != "" {
+			for _, i := range rp.deletedOf[l.specific] {
+				keep(rp.deleted[i])
+			}
+		} else {
+			for _, d := range rp.deleted {
+				keep(d)
 			}
 		}
 	}

@@ -84,6 +84,18 @@ type repo struct {
 	digestIdx map[string]int32 // inverse of digests
 	known     map[string]bool  // manifest digests present in this repository
 	deleted   []deletion       // tags removed, in order
+	deletedOf map[string][]int // a tag's rows in deleted, in order: API v1 asks by tag
+	lastEnd   map[int32]int64  // the newest row's end (unix ms) of each manifest, by entry.man
+}
+
+// addDeleted records e's row, removed at now (unix ms). Callers hold rp.mu.
+func (rp *repo) addDeleted(e entry, now int64) {
+	if rp.deletedOf == nil {
+		rp.deletedOf, rp.lastEnd = map[string][]int{}, map[int32]int64{}
+	}
+	rp.deletedOf[e.name] = append(rp.deletedOf[e.name], len(rp.deleted))
+	rp.deleted = append(rp.deleted, deletion{e, now})
+	rp.lastEnd[e.man] = max(rp.lastEnd[e.man], now)
 }
 
 // deletion is a dead tag row: what API v1 shows with onlyActiveTags=false.
@@ -363,7 +375,7 @@ func (rp *repo) deleteTag(tag string, now int64) bool {
 	if !ok {
 		return false
 	}
-	rp.deleted = append(rp.deleted, deletion{e, now})
+	rp.addDeleted(e, now)
 	return true
 }
 
@@ -382,7 +394,7 @@ func (rp *repo) deleteDigest(d string, now int64) ([]entry, bool) {
 	}
 	removed := rp.tags.removeIf(func(e entry) bool { return e.man == id })
 	for _, e := range removed {
-		rp.deleted = append(rp.deleted, deletion{e, now})
+		rp.addDeleted(e, now)
 	}
 	return removed, true
 }

@@ -88,10 +88,8 @@ func (r *Registry) restorable(rp *repo, d string, now time.Time) bool {
 	if !ok {
 		return false
 	}
-	for i := len(rp.deleted) - 1; i >= 0; i-- {
-		if row := rp.deleted[i]; row.man == id && r.kept(row.end, now) {
-			return true
-		}
+	if end, ok := rp.lastEnd[id]; ok && r.kept(end, now) { // the newest row of d is kept longest
+		return true
 	}
 	found := false
 	rp.tags.each(func(e entry) { found = found || e.man == id })
