@@ -55,6 +55,7 @@ type childFlags struct {
 	// The restore scenario.
 	recordDigests bool
 	restoreConc   int
+	restoreQuay   bool
 }
 
 func (c *childFlags) register(fs *flag.FlagSet) {
@@ -74,6 +75,7 @@ func (c *childFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.rcIncrease, "rc-increase", 0, "workers' adaptive rate control: additive increase (0 = registry.DefaultRateIncrease)")
 	fs.BoolVar(&c.recordDigests, "record-digests", false, "internal: the tagsweep run records digests")
 	fs.IntVar(&c.restoreConc, "restore-concurrency", 1024, "restore: tags restored at once (each one request in flight at a time)")
+	fs.BoolVar(&c.restoreQuay, "restore-quay", false, "internal: the run before the restore records no digests, and the restore goes through Quay's tag history")
 }
 
 func (c childFlags) rules() (*policy.Rules, proto.Policy, error) {

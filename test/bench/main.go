@@ -28,6 +28,9 @@ import (
 
 const benchRepo = "openshift/ci"
 
+// benchAPIToken is the simulated Quay's API v1 token (the restore-quay side restores through it).
+const benchAPIToken = "bench-api-token"
+
 type options struct {
 	scenario   string
 	tags       int

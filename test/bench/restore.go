@@ -14,15 +14,17 @@ import (
 )
 
 // childRestore runs the restore side: a run with --record-digests (not what is timed), then a
-// restore of every tag it deleted, confirmed, timed on its own. The restore's requests are
-// counted as its registry client sends them (retries included), so that the run's requests,
-// which the sim counts too, stay out of the restore's rate.
+// restore of every tag it deleted, confirmed, timed on its own. With -restore-quay the run
+// records no digests and the restore finds each tag's digest in Quay's tag history (API v1)
+// and restores it through Quay's time machine. The restore's requests are counted as its
+// registry clients send them (retries included), so that the run's requests, which the sim
+// counts too, stay out of the restore's rate.
 func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 	_, p, err := c.rules()
 	if err != nil {
 		return err
 	}
-	p.RecordDigests = true
+	p.RecordDigests = !c.restoreQuay
 	rig, err := testrig.Start(ctx, testrig.Config{})
 	if err != nil {
 		return err
@@ -39,18 +41,24 @@ func childRestore(ctx context.Context, c childFlags, res *sideResult) error {
 		return fmt.Errorf("the run before the restore: %w", err)
 	}
 	var sent atomic.Int64
-	manifests, err := registry.NewRestorer(registry.OCIConfig{Host: c.registry, PlainHTTP: true, Concurrency: c.restoreConc,
-		Logger: c.logger(), WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
-			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-				sent.Add(1)
-				return rt.RoundTrip(req)
-			})
-		}})
+	count := func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			sent.Add(1)
+			return rt.RoundTrip(req)
+		})
+	}
+	cfg := restore.Config{RunID: out.Report.RunID, ID: out.Report.RunID + "-restore", Confirm: true, Concurrency: c.restoreConc}
+	if c.restoreQuay {
+		cfg.History, err = registry.NewQuay(registry.QuayConfig{Host: c.registry, PlainHTTP: true, Token: benchAPIToken,
+			Concurrency: c.restoreConc, Logger: c.logger(), WrapTransport: count})
+	} else {
+		cfg.Manifests, err = registry.NewRestorer(registry.OCIConfig{Host: c.registry, PlainHTTP: true, Concurrency: c.restoreConc,
+			Logger: c.logger(), WrapTransport: count})
+	}
 	if err != nil {
 		return err
 	}
-	rs, err := restore.New(restore.Config{RunID: out.Report.RunID, ID: out.Report.RunID + "-restore", Confirm: true,
-		Concurrency: c.restoreConc, Manifests: manifests}, rig.Ledger(), c.logger())
+	rs, err := restore.New(cfg, rig.Ledger(), c.logger())
 	if err != nil {
 		return err
 	}

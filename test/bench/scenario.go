@@ -57,7 +57,7 @@ var scenarios = map[string]scenario{
 	"skewed": {Name: "skewed", About: "a backlog with one day 20x denser than the rest; tagsweep without and with dynamic splitting",
 		DefaultTags: 1_000_000, Eligible: 0.95, SkewFactor: 20, Sides: []string{"baseline", "tagsweep-nosplit", "tagsweep"}},
 	"restore": {Name: "restore", About: "undo a backlog: a run without and with --record-digests, then restore every tag the latter deleted (the restore side times the restore alone)",
-		DefaultTags: 100_000, Eligible: 1, Sides: []string{"tagsweep", "tagsweep-digests", "restore"}},
+		DefaultTags: 100_000, Eligible: 1, Sides: []string{"tagsweep", "tagsweep-digests", "restore", "restore-quay"}},
 	"ceiling": {Name: "ceiling", About: "requests/s the registry client and the sim reach together with zero latency (deletes, one list per 100)",
 		DefaultTags: 300_000, Eligible: 1, ZeroLatency: true, Sides: []string{"ceiling"}},
 	"ceiling-latency": {Name: "ceiling-latency", About: "the ceiling's client and sim with every delete waiting the latency and 1,024 deletes in flight (lists answer at once): what HTTP/1.1 at that latency costs the same two processes, without tagsweep",

@@ -66,7 +66,7 @@ func runSide(ctx context.Context, o options, sc scenario, side string, tags []st
 // simConfig is the registry of the scenario at latency, and how many deletes the ceiling
 // side keeps in flight.
 func (sc scenario) simConfig(o options, latency time.Duration) (sim.Config, int) {
-	cfg := sim.Config{Latency: latency, PageCap: sc.PageCap}
+	cfg := sim.Config{Latency: latency, PageCap: sc.PageCap, APIToken: benchAPIToken}
 	concurrency := o.child.concurrency
 	if sc.DeleteLatency {
 		cfg.Latency = 0
@@ -109,6 +109,8 @@ func childArgs(o options, scenario, side, addr string, cutoff time.Time, resultP
 		childSide, extra = "tagsweep", []string{"-record-digests"}
 	case "restore":
 		extra = []string{"-restore-concurrency", strconv.Itoa(o.child.restoreConc)}
+	case "restore-quay":
+		childSide, extra = "restore", []string{"-restore-concurrency", strconv.Itoa(o.child.restoreConc), "-restore-quay"}
 	}
 	args := []string{"-child", childSide, "-child-registry", addr, "-child-repo", benchRepo,
 		"-child-cutoff", cutoff.UTC().Format(time.RFC3339), "-child-result", resultPath,

@@ -5,6 +5,7 @@ import (
 	"html"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -13,6 +14,9 @@ import (
 // list calls so far in a scenario that deletes nothing) and, for tagsweep, the shards in
 // flight (claimed and not finished) on a second axis.
 func writeSVG(path string, r scenarioResult) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
