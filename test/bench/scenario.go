@@ -56,7 +56,7 @@ var scenarios = map[string]scenario{
 		DefaultTags: 100_000, Eligible: 0.95, Limited: true, Sides: []string{"baseline", "tagsweep"}},
 	"skewed": {Name: "skewed", About: "a backlog with one day 20x denser than the rest; tagsweep without and with dynamic splitting",
 		DefaultTags: 1_000_000, Eligible: 0.95, SkewFactor: 20, Sides: []string{"baseline", "tagsweep-nosplit", "tagsweep"}},
-	"restore": {Name: "restore", About: "undo a backlog: a run without and with --record-digests, then restore every tag the latter deleted (the restore side times the restore alone)",
+	"restore": {Name: "restore", About: "undo a backlog: a run without and with --record-digests, then restore every tag the latter deleted by digest (restore), and every tag a run without digests deleted through Quay's tag history (restore-quay); the restore sides time the restore alone",
 		DefaultTags: 100_000, Eligible: 1, Sides: []string{"tagsweep", "tagsweep-digests", "restore", "restore-quay"}},
 	"ceiling": {Name: "ceiling", About: "requests/s the registry client and the sim reach together with zero latency (deletes, one list per 100)",
 		DefaultTags: 300_000, Eligible: 1, ZeroLatency: true, Sides: []string{"ceiling"}},
