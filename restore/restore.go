@@ -286,11 +286,7 @@ func count(rep *proto.RestoreReport, ev proto.AuditEvent) {
 func (r *Restore) deletions(ctx context.Context) iter.Seq2[proto.AuditEvent, error] {
 	return func(yield func(proto.AuditEvent, error) bool) {
 		for ev, err := range r.l.Audit(ctx, r.cfg.RunID) {
-			if errors.Is(err, ledger.ErrNoLedger) {
-				yield(proto.AuditEvent{}, fmt.Errorf("run %s: no audit stream: %w", r.cfg.RunID, err))
-				return
-			}
-			if err != nil {
+			if err != nil { // names the run, and a missing stream as such
 				yield(proto.AuditEvent{}, err)
 				return
 			}

@@ -231,6 +231,13 @@ func TestChecks(t *testing.T) {
 			"≤ 50 shards: met", "≤ 2 s: MISSED", "worker peak RSS ≤ 100 MiB: met"}},
 		{"restore", []sideResult{ts}, ceiling, []string{ // no digests or restore side
 			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
+		// Both restore sides: the digest path is judged against 70%, the Quay path informative.
+		{"restore", []sideResult{ts,
+			{Side: "restore", Deleted: 10, Restored: 10, RestoreRequests: 500, RestoreSeconds: 1},
+			{Side: "restore-quay", Deleted: 10, Restored: 9, RestoreFailed: 1, RestoreRequests: 100, RestoreSeconds: 1}}, ceiling, []string{
+			"every deleted tag restored: met", "restore ≥ 70% of the ceiling's request rate: MISSED",
+			"every deleted tag restored (restore-quay): MISSED", "restore-quay: its request rate against the ceiling (informative): met",
+			"worker peak RSS ≤ 100 MiB (run with -worker-procs to measure a worker alone): met", "no failed deletes: MISSED"}},
 		{"ceiling", []sideResult{*ceiling}, nil, []string{"ceiling (informative): met"}},
 		// The plan's balance is judged without splitting: a balanced nosplit side meets it even
 		// though the splitting side's shard lifetimes are far apart, and an unbalanced one misses.
